@@ -1,0 +1,48 @@
+# The two README commands: `make run` and `make test`. Everything they need is installed here.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Debian packages the embedded stack and the tests use; installed when a binary is missing.
+APT_PACKAGES := redis-server:redis-server prometheus:prometheus promtool:prometheus \
+	prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager \
+	docker-compose:docker-compose
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: run test test-unit bench soak lint deps system clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+system:
+	@missing=""; for pair in $(APT_PACKAGES); do \
+	  bin=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi; \
+	for svc in redis-server prometheus prometheus-alertmanager; do \
+	  $(SUDO) systemctl disable --now $$svc >/dev/null 2>&1 || true; \
+	done
+
+deps: $(VENV)/.installed system
+
+run: deps
+	$(PY) -m stream stack $(if $(COLLAPSE),--collapse $(COLLAPSE),)
+
+test: deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: deps
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: deps
+	$(VENV)/bin/ruff check stream tests
+	$(VENV)/bin/mypy stream
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,3 @@
+"""Live customer-advocacy KPIs from Kafka event streams."""
+
+__version__ = "0.1.0"

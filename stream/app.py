@@ -1,0 +1,167 @@
+"""The Faust adapter: the app, one agent per topic, the web routes, timers.
+
+Agents read raw bytes in batches with ``noack_take`` and ack a batch only after the
+pipeline has stored it, so a crash replays at most the unacked batches and the
+state's per-customer event ids absorb the replay.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+import redis.asyncio as aioredis
+from faust.web import Request, Response, View
+from prometheus_client import CollectorRegistry
+
+from stream.config import Settings
+from stream.errors import StateError
+from stream.health import Health
+from stream.kpi import Rules
+from stream.metrics import Metrics
+from stream.pipeline import Message, Pipeline, topic_kinds
+from stream.state import Store
+from stream.web import METRICS_CONTENT_TYPE, Api
+
+log = logging.getLogger("stream.app")
+
+
+class KafkaDeadLetters:
+    """Sends a bad message, unchanged, to the dead-letter topic with its provenance."""
+
+    def __init__(self, app: faust.App, topic: str) -> None:
+        self.app = app
+        self.topic = topic
+
+    async def send(self, message: Message, reason: str, detail: str) -> None:
+        headers = [
+            ("source_topic", message.topic.encode()),
+            ("source_partition", str(message.partition).encode()),
+            ("source_offset", str(message.offset).encode()),
+            ("reason", reason.encode()),
+            ("detail", detail.encode()),
+        ]
+        await self.app.producer.send_and_wait(
+            self.topic, message.key, message.value, None, None, headers)
+
+
+def _message(event: Any) -> Message:
+    m = event.message
+    return Message(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
+    """Build a worker app; nothing connects until the worker starts."""
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        web_port=settings.web_port,
+        web_bind=settings.web_bind,
+        web_host="127.0.0.1" if settings.web_bind in ("0.0.0.0", "::") else settings.web_bind,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_seconds / 10),
+        broker_rebalance_timeout=settings.session_timeout_seconds * 2,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        producer_acks=-1,
+        stream_wait_empty=False,
+    )
+    health = Health(stall_seconds=settings.stall_seconds)
+    metrics = Metrics(registry or CollectorRegistry())
+    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5,
+                                     socket_connect_timeout=5, health_check_interval=10)
+    rules = Rules(settings.windows, settings.attribution_window * 1000)
+    store = Store(client, settings.app_id, rules)
+    pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(app, settings.dlq_topic), health)
+    api = Api(store, metrics, health, settings.windows)
+    app.advocacy = {"health": health, "metrics": metrics, "store": store, "pipeline": pipeline}  # type: ignore[attr-defined]
+
+    for topic_name, kind in topic_kinds(settings).items():
+        _add_agent(app, settings, pipeline, topic_name, kind)
+    _add_routes(app, api)
+    _add_housekeeping(app, settings, store, metrics, health)
+    return app
+
+
+def _add_agent(app: faust.App, settings: Settings, pipeline: Pipeline, topic_name: str, kind: str) -> None:
+    topic = app.topic(topic_name, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions)
+
+    async def consume(stream: Any) -> None:
+        async for events in stream.noack_take(settings.batch_max_events, settings.batch_max_seconds):
+            await pipeline.handle([_message(e) for e in events])
+            for event in events:
+                await stream.ack(event)
+
+    consume.__name__ = f"{kind}_agent"
+    app.agent(topic, name=f"{kind}-agent", concurrency=1)(consume)
+
+
+def _add_routes(app: faust.App, api: Api) -> None:
+    class Kpis(View):
+        async def get(self, request: Request) -> Response:
+            status, body = await api.kpis(request.query.get("window"))
+            return self.json(body, status=status)
+
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(await api.metrics_text(), content_type=METRICS_CONTENT_TYPE)
+
+    class HealthView(View):
+        async def get(self, request: Request) -> Response:
+            status, body = await api.health_report()
+            return self.json(body, status=status)
+
+    app.page("/kpis")(Kpis)
+    app.page("/metrics")(Metrics)
+    app.page("/health")(HealthView)
+
+
+def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics: Metrics,
+                      health: Health) -> None:
+    @app.on_rebalance_complete.connect  # type: ignore[misc]
+    async def _rebalanced(sender: Any, **kwargs: Any) -> None:
+        health.rebalancing = False
+
+    @app.on_partitions_revoked.connect  # type: ignore[misc]
+    async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        health.rebalancing = True
+
+    @app.task
+    async def _started() -> None:
+        health.started = True
+
+    @app.timer(2.0)
+    async def _lag() -> None:
+        consumer = app.consumer
+        total = 0
+        metrics.lag.clear()
+        for tp in consumer.assignment():
+            read = consumer._read_offset.get(tp)  # noqa: SLF001 - faust keeps no public read offset
+            committed = consumer._committed_offset.get(tp)  # noqa: SLF001
+            position = read if read is not None else (committed - 1 if committed else -1)
+            try:
+                high = consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - highwater unknown before the first fetch
+                continue
+            lag = max(0, (high or 0) - position - 1)
+            metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
+            total += lag
+        health.lag = total
+        health.rebalancing = bool(app.rebalancing)
+
+    @app.timer(settings.janitor_interval_seconds)
+    async def _janitor() -> None:
+        try:
+            removed = await store.prune(int(time.time() * 1000))
+        except StateError as exc:
+            log.warning("pruning skipped: %s", exc)
+            return
+        if removed:
+            log.info("pruned %d expired buckets and advocates", removed)

@@ -1,0 +1,94 @@
+"""The settings object: the only reader of the environment (prefix ``ADVOCACY_``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from stream.errors import ConfigError
+from stream.kpi import Window, parse_duration
+
+ENV_PREFIX = "ADVOCACY_"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; see docs/configuration.md."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    kafka_bootstrap_servers: str = "localhost:9092"
+    redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
+    web_port: int = Field(6066, ge=1, le=65535)
+    web_bind: str = "0.0.0.0"
+    app_id: str = Field("advocacy", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    windows: Annotated[tuple[Window, ...], NoDecode] = Field(
+        default_factory=lambda: _parse_windows("1h,1d,7d,30d,90d")
+    )
+    attribution_window: Annotated[int, NoDecode] = 7 * 86400
+    topic_partitions: int = Field(4, ge=1, le=10_000)
+    topic_replication: int = Field(1, ge=1, le=10)
+    reviews_topic: str = "reviews"
+    referrals_topic: str = "referrals"
+    tickets_topic: str = "tickets-closed"
+    customers_topic: str = "customers"
+    dlq_topic: str = "advocacy-dlq"
+    batch_max_events: int = Field(2000, ge=1, le=100_000)
+    batch_max_seconds: float = Field(0.2, gt=0, le=60)
+    session_timeout_seconds: float = Field(10.0, ge=2, le=300)
+    future_tolerance_seconds: int = Field(300, ge=0, le=86400)
+    max_message_bytes: int = Field(1_000_000, ge=1024)
+    janitor_interval_seconds: float = Field(60.0, gt=0)
+    redis_retry_max_seconds: float = Field(5.0, gt=0)
+    stall_seconds: float = Field(60.0, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("windows", mode="before")
+    @classmethod
+    def _windows(cls, value: object) -> object:
+        return _parse_windows(value) if isinstance(value, str) else value
+
+    @field_validator("attribution_window", mode="before")
+    @classmethod
+    def _attribution(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _topics_distinct(self) -> Settings:
+        names = [self.reviews_topic, self.referrals_topic, self.tickets_topic,
+                 self.customers_topic, self.dlq_topic]
+        if len(set(names)) != len(names) or not all(names):
+            raise ValueError("topic names must be non-empty and distinct")
+        return self
+
+    @property
+    def longest_window_seconds(self) -> int:
+        return max(w.seconds for w in self.windows)
+
+    @property
+    def window_names(self) -> tuple[str, ...]:
+        return tuple(w.name for w in self.windows)
+
+
+def _parse_windows(value: object) -> tuple[Window, ...]:
+    if not isinstance(value, str):
+        raise ValueError("expected a comma-separated list such as 1h,1d,7d")
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    if not names:
+        raise ValueError("at least one window is required")
+    windows = tuple(Window(name, parse_duration(name)) for name in names)
+    if len({w.seconds for w in windows}) != len(windows):
+        raise ValueError("windows must differ")
+    return tuple(sorted(windows, key=lambda w: w.seconds))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment once; a bad value raises ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        name = f"{ENV_PREFIX}{field.upper()}" if err["loc"] else "settings"
+        raise ConfigError(f"{name}: {err['msg']}") from None

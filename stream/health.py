@@ -1,0 +1,40 @@
+"""What /health reports: is this worker consuming, and does Redis answer."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Health:
+    """Readiness facts, updated by the pipeline and the Faust adapter."""
+
+    stall_seconds: float = 60.0
+    started: bool = False
+    rebalancing: bool = True
+    redis_ok: bool = False
+    redis_error: str = ""
+    fatal: str = ""
+    lag: int = 0
+    last_progress: float = field(default_factory=time.monotonic)
+    busy_since: float | None = None  # a batch is being handled since then
+
+    def progress(self) -> None:
+        self.last_progress = time.monotonic()
+
+    def reasons(self) -> list[str]:
+        """Why the worker is not ready; empty when it is."""
+        out = []
+        if self.fatal:
+            out.append(self.fatal)
+        if not self.started:
+            out.append("worker starting")
+        elif self.rebalancing:
+            out.append("consumer group rebalancing")
+        if not self.redis_ok:
+            out.append(f"redis unavailable{': ' + self.redis_error if self.redis_error else ''}")
+        idle = time.monotonic() - self.last_progress
+        if self.started and self.lag > 0 and idle > self.stall_seconds:
+            out.append(f"stalled: {self.lag} messages behind and no progress for {idle:.0f} s")
+        return out

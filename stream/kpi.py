@@ -1,0 +1,354 @@
+"""Pure KPI math: windows, per-customer state, attribution, contributions, rates, bands.
+
+No I/O here. The shared state is the sum, over customers, of what each customer's
+events *contribute* (see ``contributions``). A customer's contribution is a pure
+function of the set of their events, so the totals do not depend on arrival order;
+applying an event twice leaves the set, and so the totals, unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+UNKNOWN_SEGMENT = "unknown"
+HIGH, MODERATE = 0.8, 0.6
+BUCKETS_PER_WINDOW = 24
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
+
+
+def parse_duration(text: object) -> int:
+    """``"90d"`` -> seconds. Units: s, m, h, d, w."""
+    match = _DURATION.match(str(text))
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"invalid duration {text!r}; use e.g. 30m, 1h, 7d")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A rolling window ending now, counted in 24 event-time buckets (+1 partial)."""
+
+    name: str
+    seconds: int
+
+    @property
+    def bucket_ms(self) -> int:
+        return max(1, self.seconds * 1000 // BUCKETS_PER_WINDOW)
+
+    def bucket(self, at_ms: int) -> int:
+        return at_ms // self.bucket_ms
+
+    def first_bucket(self, now_ms: int) -> int:
+        """Oldest bucket in the window: the one holding ``now - window``."""
+        return (now_ms - self.seconds * 1000) // self.bucket_ms
+
+    def start_ms(self, now_ms: int) -> int:
+        """Event times >= this are in the window (at most one bucket before now-W)."""
+        return self.first_bucket(now_ms) * self.bucket_ms
+
+
+def band(rate: float | None) -> str | None:
+    """high >= 80%, moderate 60-80%, low < 60%; no rate, no band."""
+    if rate is None:
+        return None
+    if rate >= HIGH:
+        return "high"
+    return "moderate" if rate >= MODERATE else "low"
+
+
+def ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator > 0 else None
+
+
+# --- events as the state sees them -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One valid event. ``kind`` is the logical topic: review, referral, ticket, customer."""
+
+    kind: str
+    event_id: str
+    customer_id: str
+    at_ms: int
+    segment: str | None = None
+    review_kind: str | None = None
+    rating: int | None = None
+    nps: int | None = None
+    team: str | None = None
+    status: str | None = None
+
+
+def is_advocacy(event: Event) -> bool:
+    """Contract section 2: which events are advocacy actions."""
+    if event.kind == "referral":
+        return True
+    if event.kind != "review":
+        return False
+    if event.review_kind == "review":
+        return (event.rating or 0) >= 4
+    if event.review_kind == "survey":
+        return (event.nps or 0) >= 9
+    return event.review_kind in ("testimonial", "case_study", "social")
+
+
+# --- one customer's state -------------------------------------------------------------
+
+Registration = tuple[int, str, str, str]  # at_ms, event_id, segment, status
+
+
+@dataclass(slots=True)
+class Customer:
+    """Everything the KPIs need of one customer, within retention."""
+
+    version: int = 0
+    registration: Registration | None = None
+    actions: dict[str, tuple[int, str | None]] = field(default_factory=dict)  # key -> at, seg
+    tickets: dict[str, tuple[int, str]] = field(default_factory=dict)  # event_id -> at, team
+
+    def is_empty(self) -> bool:
+        return self.registration is None and not self.actions and not self.tickets
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The KPI parameters: windows and attribution window."""
+
+    windows: tuple[Window, ...]
+    attribution_ms: int
+
+    @property
+    def longest_ms(self) -> int:
+        return max(w.seconds for w in self.windows) * 1000
+
+    @property
+    def action_retention_ms(self) -> int:
+        return self.longest_ms + max(w.bucket_ms for w in self.windows) * 2
+
+    @property
+    def ticket_retention_ms(self) -> int:
+        return self.action_retention_ms + self.attribution_ms
+
+
+ACTION_KEY_PREFIX = {"review": "r:", "referral": "f:"}
+
+
+def apply(customer: Customer, events: Iterable[Event], now_ms: int, rules: Rules) -> tuple[Customer, dict[str, int]]:
+    """Add events to a copy of ``customer``; return it and outcome counts.
+
+    Outcomes: ``applied``, ``duplicate`` (same event id already held on that topic),
+    ``ignored`` (valid but not an advocacy action, or an older registration).
+    """
+    new = Customer(customer.version, customer.registration, dict(customer.actions), dict(customer.tickets))
+    outcomes = {"applied": 0, "duplicate": 0, "ignored": 0}
+    for event in events:
+        outcomes[_apply_one(new, event)] += 1
+    prune(new, now_ms, rules)
+    return new, outcomes
+
+
+def _apply_one(customer: Customer, event: Event) -> str:
+    if event.kind == "customer":
+        assert event.segment is not None and event.status is not None
+        record = (event.at_ms, event.event_id, event.segment, event.status)
+        current = customer.registration
+        if current is not None and record[:2] == current[:2]:
+            return "duplicate"
+        if current is not None and record[:2] < current[:2]:
+            return "ignored"
+        customer.registration = record
+        return "applied"
+    if event.kind == "ticket":
+        if event.event_id in customer.tickets:
+            return "duplicate"
+        assert event.team is not None
+        customer.tickets[event.event_id] = (event.at_ms, event.team)
+        return "applied"
+    if not is_advocacy(event):
+        return "ignored"
+    key = ACTION_KEY_PREFIX[event.kind] + event.event_id
+    if key in customer.actions:
+        return "duplicate"
+    customer.actions[key] = (event.at_ms, event.segment)
+    return "applied"
+
+
+def prune(customer: Customer, now_ms: int, rules: Rules) -> None:
+    """Forget events that can no longer count in any window."""
+    oldest_action = now_ms - rules.action_retention_ms
+    oldest_ticket = now_ms - rules.ticket_retention_ms
+    if any(at < oldest_action for at, _ in customer.actions.values()):
+        customer.actions = {k: v for k, v in customer.actions.items() if v[0] >= oldest_action}
+    if any(at < oldest_ticket for at, _ in customer.tickets.values()):
+        customer.tickets = {k: v for k, v in customer.tickets.items() if v[0] >= oldest_ticket}
+
+
+def expires_at_ms(customer: Customer, rules: Rules) -> int | None:
+    """When the whole record may be dropped; ``None`` while it holds a registration."""
+    if customer.registration is not None:
+        return None
+    last_action = max((at for at, _ in customer.actions.values()), default=0)
+    last_ticket = max((at for at, _ in customer.tickets.values()), default=0)
+    return max(last_action + rules.action_retention_ms, last_ticket + rules.ticket_retention_ms)
+
+
+def segment_of(customer: Customer, own_segment: str | None) -> str:
+    """The event's own segment, else the latest registration's, else ``unknown``."""
+    if own_segment:
+        return own_segment
+    return customer.registration[2] if customer.registration else UNKNOWN_SEGMENT
+
+
+def credited_team(tickets: list[tuple[int, str, str]], at_ms: int, attribution_ms: int) -> str | None:
+    """Team of the latest ticket with t0 <= t <= t0 + attribution; tickets sorted by (t0, id)."""
+    index = bisect_right(tickets, (at_ms, "\U0010ffff")) - 1
+    if index < 0:
+        return None
+    t0, _, team = tickets[index]
+    return team if at_ms <= t0 + attribution_ms else None
+
+
+# --- contributions: what one customer adds to the shared totals ------------------------
+
+CountKey = tuple[str, str, str, int]  # ("a", segment, window) or ("t", team, window), bucket
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """One customer's share of the totals."""
+
+    counts: Mapping[CountKey, int]
+    active_segment: str | None  # counted as an active customer of this segment
+    advocate_of: Mapping[str, int]  # team -> latest credited action time (ms)
+    segments: frozenset[str]
+    teams: frozenset[str]
+
+
+def contribution(customer: Customer, rules: Rules) -> Contribution:
+    counts: dict[CountKey, int] = {}
+    segments: set[str] = set()
+    for at_ms, own in customer.actions.values():
+        segment = segment_of(customer, own)
+        segments.add(segment)
+        for window in rules.windows:
+            key = ("a", segment, window.name, window.bucket(at_ms))
+            counts[key] = counts.get(key, 0) + 1
+    ordered = sorted((at, eid, team) for eid, (at, team) in customer.tickets.items())
+    teams = {team for _, _, team in ordered}
+    for at_ms, _, team in ordered:
+        for window in rules.windows:
+            key = ("t", team, window.name, window.bucket(at_ms))
+            counts[key] = counts.get(key, 0) + 1
+    advocate_of: dict[str, int] = {}
+    if ordered:
+        for at_ms, _ in customer.actions.values():
+            team = credited_team(ordered, at_ms, rules.attribution_ms)
+            if team is not None and at_ms > advocate_of.get(team, -1):
+                advocate_of[team] = at_ms
+    active = None
+    if customer.registration is not None:
+        segments.add(customer.registration[2])
+        if customer.registration[3] == "active":
+            active = customer.registration[2]
+    return Contribution(counts, active, advocate_of, frozenset(segments), frozenset(teams))
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """How the shared totals change when one customer's state changes."""
+
+    counts: Mapping[CountKey, int]
+    active: Mapping[str, int]
+    advocates_set: Mapping[str, int]  # team -> score
+    advocates_removed: frozenset[str]
+    new_segments: frozenset[str]
+    new_teams: frozenset[str]
+
+    def is_empty(self) -> bool:
+        return not (self.counts or self.active or self.advocates_set or self.advocates_removed
+                    or self.new_segments or self.new_teams)
+
+
+def delta(old: Contribution, new: Contribution, now_ms: int, rules: Rules) -> Delta:
+    """``new - old``, leaving out buckets already older than every reader looks."""
+    first = {w.name: w.first_bucket(now_ms) - 1 for w in rules.windows}
+    counts: dict[CountKey, int] = {}
+    for key in old.counts.keys() | new.counts.keys():
+        change = new.counts.get(key, 0) - old.counts.get(key, 0)
+        if change and key[3] >= first[key[2]]:
+            counts[key] = change
+    active: dict[str, int] = {}
+    if old.active_segment != new.active_segment:
+        if old.active_segment is not None:
+            active[old.active_segment] = -1
+        if new.active_segment is not None:
+            active[new.active_segment] = active.get(new.active_segment, 0) + 1
+    advocates_set = {t: at for t, at in new.advocate_of.items() if old.advocate_of.get(t) != at}
+    removed = frozenset(old.advocate_of.keys() - new.advocate_of.keys())
+    return Delta(counts, active, advocates_set, removed,
+                 new.segments - old.segments, new.teams - old.teams)
+
+
+# --- reading the totals -----------------------------------------------------------------
+
+
+def sum_window(buckets: Mapping[int, int], window: Window, now_ms: int) -> int:
+    """Total of the buckets inside the window ending at ``now_ms``."""
+    first = window.first_bucket(now_ms)
+    return sum(n for k, n in buckets.items() if k >= first)
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """The shared totals, already summed per window, as read from the store."""
+
+    actions: Mapping[tuple[str, str], int]  # (segment, window) -> actions
+    active: Mapping[str, int]  # segment -> active customers
+    interactions: Mapping[tuple[str, str], int]  # (team, window) -> tickets
+    advocates: Mapping[tuple[str, str], int]  # (team, window) -> distinct customers
+
+
+def report(totals: Totals, windows: Iterable[Window]) -> dict[str, list[dict[str, object]]]:
+    """The four KPI lists of ``GET /kpis`` (contract section 4)."""
+    names = [w.name for w in windows]
+    segments = sorted({s for s, _ in totals.actions} | {s for s, n in totals.active.items() if n})
+    teams = sorted({t for t, _ in totals.interactions} | {t for t, _ in totals.advocates})
+    out: dict[str, list[dict[str, object]]] = {
+        "advocacy_actions": [], "advocacy_actions_overall": [],
+        "advocacy_creation": [], "advocacy_creation_overall": [],
+    }
+    all_customers = sum(max(0, n) for n in totals.active.values())
+    for name in names:
+        total_actions = 0
+        for segment in segments:
+            actions = totals.actions.get((segment, name), 0)
+            customers = max(0, totals.active.get(segment, 0))
+            total_actions += actions
+            out["advocacy_actions"].append(_action_row({"segment": segment}, name, actions, customers))
+        out["advocacy_actions_overall"].append(_action_row({}, name, total_actions, all_customers))
+        total_adv = total_int = 0
+        for team in teams:
+            advocates = totals.advocates.get((team, name), 0)
+            interactions = totals.interactions.get((team, name), 0)
+            total_adv += advocates
+            total_int += interactions
+            out["advocacy_creation"].append(_creation_row({"team": team}, name, advocates, interactions))
+        out["advocacy_creation_overall"].append(_creation_row({}, name, total_adv, total_int))
+    return out
+
+
+def _action_row(label: dict[str, object], window: str, actions: int, customers: int) -> dict[str, object]:
+    rate = ratio(actions, customers)
+    return {**label, "window": window, "actions": actions, "customers": customers,
+            "rate": rate, "band": band(rate)}
+
+
+def _creation_row(label: dict[str, object], window: str, advocates: int, interactions: int) -> dict[str, object]:
+    rate = ratio(advocates, interactions)
+    return {**label, "window": window, "advocates_created": advocates,
+            "support_interactions": interactions, "rate": rate,
+            "percent": None if rate is None else rate * 100, "band": band(rate)}

@@ -1,0 +1,115 @@
+"""Prometheus metrics, defined once, on an injected registry (see docs/metrics.md).
+
+Worker-local series (events, dead letters, latency, lag) are summed across workers by
+the recording rules. KPI series come from the shared state, so every worker exports
+the same values: the recording rules take ``max`` across workers, never ``sum``.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from stream import __version__
+from stream.kpi import Totals, ratio
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class Metrics:
+    """The worker's own metrics plus a collector of the KPI totals."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.events = Counter(
+            "advocacy_events_processed", "Messages consumed and handled, per topic and outcome "
+            "(applied, duplicate, ignored, dead_letter).", ["topic", "outcome"], registry=registry)
+        self.dead_letters = Counter(
+            "advocacy_dead_letters", "Messages sent to the dead-letter topic, per source topic "
+            "and reason.", ["topic", "reason"], registry=registry)
+        self.latency = Histogram(
+            "advocacy_processing_latency_seconds", "From the broker timestamp of a message to "
+            "its effect being stored in the shared state.", ["topic"], buckets=LATENCY_BUCKETS,
+            registry=registry)
+        self.batch_duration = Histogram(
+            "advocacy_batch_duration_seconds", "Time to validate and store one batch.",
+            buckets=LATENCY_BUCKETS, registry=registry)
+        self.last_event = Gauge(
+            "advocacy_last_event_timestamp_seconds", "Newest event time (occurred_at) stored, "
+            "per topic; freshness is time() minus this.", ["topic"], registry=registry)
+        self.lag = Gauge(
+            "advocacy_consumer_lag_messages", "Messages behind the end of each assigned "
+            "partition.", ["topic", "partition"], registry=registry)
+        self.conflicts = Counter(
+            "advocacy_state_conflicts", "Optimistic updates retried because another worker "
+            "changed the same customer.", registry=registry)
+        self.redis_up = Gauge(
+            "advocacy_redis_up", "1 when the last Redis call succeeded.", registry=registry)
+        self.ready = Gauge(
+            "advocacy_worker_ready", "1 when the worker is consuming and Redis answers.",
+            registry=registry)
+        self.build = Gauge(
+            "advocacy_build_info", "Version of the running worker.", ["version", "python"],
+            registry=registry)
+        self.build.labels(__version__, platform.python_version()).set(1)
+        self.kpis = KpiCollector()
+        registry.register(self.kpis)
+
+
+class KpiCollector(Collector):
+    """Exports the latest KPI totals read from the shared state."""
+
+    def __init__(self) -> None:
+        self.totals: Totals | None = None
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        totals = self.totals
+        if totals is None:
+            return
+        yield from kpi_families(totals)
+
+
+def kpi_families(totals: Totals) -> Iterator[GaugeMetricFamily]:
+    actions = _family("advocacy_actions", "Advocacy actions in the window, per segment.",
+                      ["segment", "window"], totals.actions)
+    yield actions
+    customers = GaugeMetricFamily("advocacy_customers_active",
+                                  "Customers whose latest status is active, per segment.",
+                                  labels=["segment"])
+    for segment, n in sorted(totals.active.items()):
+        customers.add_metric([segment], max(0, n))
+    yield customers
+    rate = GaugeMetricFamily("advocacy_actions_ratio", "Advocacy actions / active customers "
+                             "(absent when there are no customers).", labels=["segment", "window"])
+    for (segment, window), n in sorted(totals.actions.items()):
+        value = ratio(n, max(0, totals.active.get(segment, 0)))
+        if value is not None:
+            rate.add_metric([segment, window], value)
+    yield rate
+    yield _family("advocacy_support_interactions", "Closed support tickets in the window, per "
+                  "team.", ["team", "window"], totals.interactions)
+    yield _family("advocacy_advocates_created", "Distinct customers who took an advocacy "
+                  "action within the attribution window after a ticket of the team.",
+                  ["team", "window"], totals.advocates)
+    creation = GaugeMetricFamily("advocacy_creation_ratio", "Advocates created / support "
+                                 "interactions, 0-1 (absent without interactions).",
+                                 labels=["team", "window"])
+    for (team, window), n in sorted(totals.interactions.items()):
+        value = ratio(totals.advocates.get((team, window), 0), n)
+        if value is not None:
+            creation.add_metric([team, window], value)
+    yield creation
+
+
+def _family(name: str, doc: str, labels: list[str], values: Mapping[tuple[str, str], int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=labels)
+    for key, n in sorted(values.items()):
+        family.add_metric(list(key), n)
+    return family

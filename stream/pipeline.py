@@ -1,0 +1,140 @@
+"""One batch of messages: validate, dead-letter the bad ones, store the rest, measure.
+
+Knows nothing of Faust: the adapter hands it plain ``Message`` records and acks them
+only after ``handle`` returns, i.e. after their effect is stored in Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from stream.config import Settings
+from stream.errors import InvalidEvent, StateError, StateUnavailable
+from stream.events import parse
+from stream.health import Health
+from stream.kpi import Event
+from stream.metrics import Metrics
+from stream.state import Store
+
+log = logging.getLogger("stream.pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A consumed Kafka record, as the pipeline sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float | None  # broker/producer timestamp, seconds
+
+    @property
+    def where(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+class DeadLetterSink(Protocol):
+    async def send(self, message: Message, reason: str, detail: str) -> None: ...
+
+
+def topic_kinds(settings: Settings) -> dict[str, str]:
+    """Topic name -> logical kind."""
+    return {
+        settings.reviews_topic: "review",
+        settings.referrals_topic: "referral",
+        settings.tickets_topic: "ticket",
+        settings.customers_topic: "customer",
+    }
+
+
+class Pipeline:
+    """Handles batches from any topic; safe to call from several agents."""
+
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics, dead_letters: DeadLetterSink,
+                 health: Health, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self.dead_letters = dead_letters
+        self.health = health
+        self.clock = clock
+        self.kinds = topic_kinds(settings)
+        self._newest: dict[str, float] = {}
+
+    async def handle(self, messages: Sequence[Message]) -> None:
+        """Process a batch of one topic; returns once every effect is durable (retries Redis)."""
+        started = time.perf_counter()
+        now_ms = int(self.clock() * 1000)
+        valid: list[Event] = []
+        stored: list[Message] = []
+        for message in messages:
+            try:
+                event = parse(
+                    self.kinds[message.topic], message.value, now_ms,
+                    longest_window_ms=self.settings.longest_window_seconds * 1000,
+                    future_tolerance_ms=self.settings.future_tolerance_seconds * 1000,
+                    max_bytes=self.settings.max_message_bytes)
+            except InvalidEvent as exc:
+                await self._dead_letter(message, exc)
+            else:
+                valid.append(event)
+                stored.append(message)
+        if valid:
+            outcomes = await self._store(valid)
+            self._measure(stored, valid, outcomes)
+        self.metrics.batch_duration.observe(time.perf_counter() - started)
+        self.health.progress()
+
+    async def _dead_letter(self, message: Message, exc: InvalidEvent) -> None:
+        log.warning("dead-lettered %s: %s", message.where, exc)
+        await self.dead_letters.send(message, exc.reason, exc.detail)
+        self.metrics.dead_letters.labels(message.topic, exc.reason).inc()
+        self.metrics.events.labels(message.topic, "dead_letter").inc()
+
+    async def _store(self, events: list[Event]) -> dict[str, int]:
+        delay = 0.05
+        while True:
+            try:
+                outcomes = await self.store.apply(events, int(self.clock() * 1000))
+            except StateUnavailable as exc:
+                self._redis_down(str(exc))
+            except StateError as exc:
+                log.error("state update failed, retrying: %s", exc)
+            else:
+                self.health.redis_ok = True
+                self.health.redis_error = ""
+                self.metrics.redis_up.set(1)
+                return outcomes
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.settings.redis_retry_max_seconds)
+
+    def _redis_down(self, error: str) -> None:
+        if self.health.redis_ok or not self.health.redis_error:
+            log.error("%s; holding commits and retrying with backoff", error)
+        self.health.redis_ok = False
+        self.health.redis_error = error
+        self.metrics.redis_up.set(0)
+
+    def _measure(self, messages: list[Message], events: list[Event], outcomes: dict[str, int]) -> None:
+        topic = messages[0].topic
+        for outcome in ("applied", "duplicate", "ignored"):
+            if outcomes[outcome]:
+                self.metrics.events.labels(topic, outcome).inc(outcomes[outcome])
+        if outcomes["conflicts"]:
+            self.metrics.conflicts.inc(outcomes["conflicts"])
+        now = self.clock()
+        latency = self.metrics.latency.labels(topic)
+        for message in messages:
+            if message.timestamp:
+                latency.observe(max(0.0, now - message.timestamp))
+        newest = max(e.at_ms for e in events) / 1000
+        if newest > self._newest.get(topic, 0.0):
+            self._newest[topic] = newest
+            self.metrics.last_event.labels(topic).set(newest)

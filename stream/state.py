@@ -1,0 +1,238 @@
+"""The shared state in Redis and its atomic updates.
+
+Each customer's events live in one record ``{ns}:c:{customer_id}`` carrying a version.
+A batch is applied optimistically: read the records (one MGET), compute the new
+records and the change to the totals in pure Python (``stream.kpi``), then one Lua
+call writes every record whose version is unchanged *together with* its change to the
+totals. A record changed meanwhile by another worker is re-read and retried. Replaying
+an event is a no-op because the record already holds its id: at-least-once delivery
+gives exactly-once counts.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from stream.errors import StateError, StateUnavailable
+from stream.kpi import Customer, Event, Rules, Totals, apply, contribution, delta, expires_at_ms
+
+_COMMIT = """
+local ns = ARGV[1]
+local entries = cjson.decode(ARGV[2])
+local conflicts = {}
+for i, e in ipairs(entries) do
+  local cur = redis.call('GET', e.k)
+  local v = 0
+  if cur then v = tonumber(string.match(cur, '^(%d+)|')) end
+  if v ~= e.v then
+    conflicts[#conflicts + 1] = i
+  else
+    if e.b == '' then
+      redis.call('DEL', e.k)
+    elseif e.x > 0 then
+      redis.call('SET', e.k, e.b, 'PXAT', e.x)
+    else
+      redis.call('SET', e.k, e.b)
+    end
+    for _, c in ipairs(e.c) do redis.call('HINCRBY', c[1], c[2], c[3]) end
+    for _, a in ipairs(e.a) do redis.call('HINCRBY', ns .. ':active', a[1], a[2]) end
+    for _, s in ipairs(e.s) do redis.call('ZADD', ns .. ':adv:' .. s[1], s[2], e.id) end
+    for _, r in ipairs(e.r) do redis.call('ZREM', ns .. ':adv:' .. r, e.id) end
+    for _, g in ipairs(e.g) do redis.call('SADD', ns .. ':segments', g) end
+    for _, t in ipairs(e.t) do redis.call('SADD', ns .. ':teams', t) end
+  end
+end
+return conflicts
+"""
+
+_PRUNE_HASH = """
+local first = tonumber(ARGV[1])
+local removed = 0
+for i, key in ipairs(KEYS) do
+  local fields = redis.call('HKEYS', key)
+  for _, f in ipairs(fields) do
+    if tonumber(f) < first then redis.call('HDEL', key, f); removed = removed + 1 end
+  end
+end
+return removed
+"""
+
+MAX_ATTEMPTS = 50
+
+
+def encode(customer: Customer) -> bytes:
+    body = orjson.dumps([customer.registration, customer.actions, customer.tickets])
+    return b"%d|" % customer.version + body
+
+
+def decode(blob: bytes | None) -> Customer:
+    if blob is None:
+        return Customer()
+    head, _, body = blob.partition(b"|")
+    registration, actions, tickets = orjson.loads(body)
+    return Customer(
+        version=int(head),
+        registration=tuple(registration) if registration else None,  # type: ignore[arg-type]
+        actions={k: (v[0], v[1]) for k, v in actions.items()},
+        tickets={k: (v[0], v[1]) for k, v in tickets.items()},
+    )
+
+
+class Store:
+    """KPI state shared by every worker; ``namespace`` is the app id."""
+
+    def __init__(self, client: aioredis.Redis, namespace: str, rules: Rules) -> None:
+        self.client = client
+        self.ns = namespace
+        self.rules = rules
+        self._commit = client.register_script(_COMMIT)
+        self._prune_hash = client.register_script(_PRUNE_HASH)
+
+    def customer_key(self, customer_id: str) -> str:
+        return f"{self.ns}:c:{customer_id}"
+
+    def count_key(self, kind: str, name: str, window: str) -> str:
+        return f"{self.ns}:{kind}:{window}:{name}"
+
+    async def ping(self) -> None:
+        await self._call(self.client.ping())
+
+    async def check_rules(self) -> None:
+        """Refuse to mix totals built under other windows or attribution window."""
+        fingerprint = ",".join(f"{w.name}={w.seconds}" for w in self.rules.windows)
+        fingerprint += f";attribution={self.rules.attribution_ms}"
+        key = f"{self.ns}:meta"
+        await self._call(self.client.hsetnx(key, "rules", fingerprint))
+        stored = await self._call(self.client.hget(key, "rules"))
+        if stored is not None and stored.decode() != fingerprint:
+            raise StateError(
+                f"Redis state of app {self.ns!r} was built with {stored.decode()!r}, not "
+                f"{fingerprint!r}: use another ADVOCACY_APP_ID or replay into empty state"
+            )
+
+    async def apply(self, events: Sequence[Event], now_ms: int) -> dict[str, int]:
+        """Apply valid events atomically per customer; return outcome counts."""
+        by_customer: dict[str, list[Event]] = defaultdict(list)
+        for event in events:
+            by_customer[event.customer_id].append(event)
+        outcomes = {"applied": 0, "duplicate": 0, "ignored": 0, "conflicts": 0}
+        pending = list(by_customer)
+        for _ in range(MAX_ATTEMPTS):
+            if not pending:
+                return outcomes
+            blobs = await self._call(self.client.mget([self.customer_key(c) for c in pending]))
+            entries: list[dict[str, Any]] = []
+            staged: list[dict[str, int]] = []
+            for customer_id, blob in zip(pending, blobs, strict=True):
+                old = decode(blob)
+                new, result = apply(old, by_customer[customer_id], now_ms, self.rules)
+                entry = self._entry(customer_id, old, new, now_ms)
+                if entry is None:
+                    _add(outcomes, result)
+                    continue
+                entries.append(entry)
+                staged.append(result)
+            if not entries:
+                return outcomes
+            payload = orjson.dumps(entries)
+            conflicts = await self._call(self._commit(args=[self.ns, payload]))
+            retry = {int(i) - 1 for i in conflicts}
+            pending = [entries[i]["id"] for i in sorted(retry)]
+            outcomes["conflicts"] += len(retry)
+            for i, result in enumerate(staged):
+                if i not in retry:
+                    _add(outcomes, result)
+        raise StateError(f"gave up after {MAX_ATTEMPTS} conflicting updates of the same customers")
+
+    def _entry(self, customer_id: str, old: Customer, new: Customer, now_ms: int) -> dict[str, Any] | None:
+        if new.registration == old.registration and new.actions == old.actions and new.tickets == old.tickets:
+            return None
+        change = delta(contribution(old, self.rules), contribution(new, self.rules), now_ms, self.rules)
+        new.version = old.version + 1
+        expires = expires_at_ms(new, self.rules)
+        gone = new.is_empty() or (expires is not None and expires <= now_ms)
+        return {
+            "id": customer_id,
+            "k": self.customer_key(customer_id),
+            "v": old.version,
+            "b": "" if gone else encode(new).decode(),
+            "x": expires or 0,
+            "c": [[self.count_key(kind, name, window), str(bucket), n]
+                  for (kind, name, window, bucket), n in change.counts.items()],
+            "a": [[segment, n] for segment, n in change.active.items()],
+            "s": [[team, at] for team, at in change.advocates_set.items()],
+            "r": sorted(change.advocates_removed),
+            "g": sorted(change.new_segments),
+            "t": sorted(change.new_teams),
+        }
+
+    async def totals(self, now_ms: int) -> Totals:
+        """Read the totals for every window, summed, in two round trips."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.smembers(f"{self.ns}:segments")
+        pipe.smembers(f"{self.ns}:teams")
+        pipe.hgetall(f"{self.ns}:active")
+        segments_raw, teams_raw, active_raw = await self._call(pipe.execute())
+        segments = sorted(s.decode() for s in segments_raw)
+        teams = sorted(t.decode() for t in teams_raw)
+        windows = self.rules.windows
+        pipe = self.client.pipeline(transaction=False)
+        for window in windows:
+            for segment in segments:
+                pipe.hgetall(self.count_key("a", segment, window.name))
+            for team in teams:
+                pipe.hgetall(self.count_key("t", team, window.name))
+                pipe.zcount(f"{self.ns}:adv:{team}", window.start_ms(now_ms), "+inf")
+        replies = iter(await self._call(pipe.execute()))
+        actions, interactions, advocates = {}, {}, {}
+        for window in windows:
+            first = window.first_bucket(now_ms)
+            for segment in segments:
+                actions[(segment, window.name)] = _sum_from(next(replies), first)
+            for team in teams:
+                interactions[(team, window.name)] = _sum_from(next(replies), first)
+                advocates[(team, window.name)] = int(next(replies))
+        active = {k.decode(): int(v) for k, v in active_raw.items()}
+        return Totals(actions, active, interactions, advocates)
+
+    async def prune(self, now_ms: int) -> int:
+        """Drop buckets and advocates older than every window; safe on any worker."""
+        segments = await self._call(self.client.smembers(f"{self.ns}:segments"))
+        teams = await self._call(self.client.smembers(f"{self.ns}:teams"))
+        removed = 0
+        for window in self.rules.windows:
+            keys = [self.count_key("a", s.decode(), window.name) for s in segments]
+            keys += [self.count_key("t", t.decode(), window.name) for t in teams]
+            if keys:
+                removed += int(await self._call(
+                    self._prune_hash(keys=keys, args=[window.first_bucket(now_ms) - 2])))
+        oldest = now_ms - self.rules.action_retention_ms
+        for team in teams:
+            removed += int(await self._call(
+                self.client.zremrangebyscore(f"{self.ns}:adv:{team.decode()}", "-inf", oldest)))
+        return removed
+
+    async def _call(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StateUnavailable(f"redis unavailable: {type(exc).__name__}") from None
+        except RedisError as exc:
+            raise StateError(f"redis error: {exc}") from None
+
+
+def _sum_from(buckets: dict[bytes, bytes], first: int) -> int:
+    return sum(int(n) for k, n in buckets.items() if int(k) >= first)
+
+
+def _add(outcomes: dict[str, int], result: dict[str, int]) -> None:
+    for key, n in result.items():
+        outcomes[key] += n

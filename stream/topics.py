@@ -1,0 +1,52 @@
+"""Kafka admin: create the topics the service reads and writes when they are missing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from stream.config import Settings
+from stream.errors import BrokerUnavailable
+
+log = logging.getLogger("stream.topics")
+
+
+def topic_names(settings: Settings) -> list[str]:
+    return [settings.reviews_topic, settings.referrals_topic, settings.tickets_topic,
+            settings.customers_topic, settings.dlq_topic]
+
+
+async def ensure_topics(settings: Settings, attempts: int = 60) -> None:
+    """Create missing topics; waits for the broker, logging each failed attempt."""
+    delay = 0.5
+    for attempt in range(1, attempts + 1):
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers,
+                                    request_timeout_ms=10_000)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [name for name in topic_names(settings) if name not in existing]
+            if missing:
+                configs = {name: {"cleanup.policy": "compact"} if name == settings.customers_topic else {}
+                           for name in missing}
+                new = [NewTopic(name, settings.topic_partitions, settings.topic_replication,
+                                topic_configs=configs[name]) for name in missing]
+                try:
+                    await admin.create_topics(new)
+                except TopicAlreadyExistsError:
+                    pass  # another worker created them first
+                log.info("created topics %s with %d partitions", ", ".join(missing),
+                         settings.topic_partitions)
+            return
+        except (KafkaError, OSError) as exc:
+            log.warning("kafka at %s not reachable (attempt %d/%d): %s",
+                        settings.kafka_bootstrap_servers, attempt, attempts, type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        finally:
+            await admin.close()
+    raise BrokerUnavailable(f"kafka at {settings.kafka_bootstrap_servers} did not answer; check "
+                  "ADVOCACY_KAFKA_BOOTSTRAP_SERVERS")

@@ -1,0 +1,72 @@
+"""HTTP: GET /kpis, /metrics, /health. Plain functions of the state; Faust serves them."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from stream.errors import StateError
+from stream.health import Health
+from stream.kpi import Totals, Window, report
+from stream.metrics import Metrics
+from stream.state import Store
+
+
+def rfc3339(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Api:
+    """The three endpoints, as (status, body, content type) triples."""
+
+    def __init__(self, store: Store, metrics: Metrics, health: Health, windows: tuple[Window, ...],
+                 clock: Any = time.time) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.health = health
+        self.windows = windows
+        self.clock = clock
+
+    async def _totals(self) -> tuple[float, Totals]:
+        now = self.clock()
+        totals = await self.store.totals(int(now * 1000))
+        self.metrics.kpis.totals = totals
+        return now, totals
+
+    async def kpis(self, window: str | None) -> tuple[int, dict[str, Any]]:
+        windows = self.windows
+        if window is not None:
+            windows = tuple(w for w in self.windows if w.name == window)
+            if not windows:
+                names = ", ".join(w.name for w in self.windows)
+                return 400, {"error": f"unknown window {window!r}; configured: {names}"}
+        try:
+            now, totals = await self._totals()
+        except StateError as exc:
+            return 503, {"error": str(exc)}
+        return 200, {"generated_at": rfc3339(now), **report(totals, windows)}
+
+    async def metrics_text(self) -> bytes:
+        try:
+            await self._totals()
+        except StateError:
+            self.metrics.kpis.totals = None  # never export stale KPIs as if current
+        self.metrics.ready.set(0 if self.health.reasons() else 1)
+        return generate_latest(self.metrics.registry)
+
+    async def health_report(self) -> tuple[int, dict[str, Any]]:
+        try:
+            await self.store.ping()
+            self.health.redis_ok, self.health.redis_error = True, ""
+        except StateError as exc:
+            self.health.redis_ok, self.health.redis_error = False, str(exc)
+        reasons = self.health.reasons()
+        body = {"status": "ready" if not reasons else "not ready", "reasons": reasons,
+                "lag": self.health.lag}
+        return (200 if not reasons else 503), body
+
+
+METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
