@@ -315,8 +315,12 @@ class Totals:
 def report(totals: Totals, windows: Iterable[Window]) -> dict[str, list[dict[str, object]]]:
     """The four KPI lists of ``GET /kpis`` (contract section 4)."""
     names = [w.name for w in windows]
-    segments = sorted({s for s, _ in totals.actions} | {s for s, n in totals.active.items() if n})
-    teams = sorted({t for t, _ in totals.interactions} | {t for t, _ in totals.advocates})
+    # a segment is listed while it has active customers or actions; a team while it has
+    # tickets or advocates: names that only ever held expired events drop out
+    segments = sorted({s for (s, _), n in totals.actions.items() if n}
+                      | {s for s, n in totals.active.items() if n > 0})
+    teams = sorted({t for (t, _), n in totals.interactions.items() if n}
+                   | {t for (t, _), n in totals.advocates.items() if n})
     out: dict[str, list[dict[str, object]]] = {
         "advocacy_actions": [], "advocacy_actions_overall": [],
         "advocacy_creation": [], "advocacy_creation_overall": [],

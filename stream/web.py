@@ -37,17 +37,17 @@ class Api:
         return now, totals
 
     async def kpis(self, window: str | None) -> tuple[int, dict[str, Any]]:
-        windows = self.windows
-        if window is not None:
-            windows = tuple(w for w in self.windows if w.name == window)
-            if not windows:
-                names = ", ".join(w.name for w in self.windows)
-                return 400, {"error": f"unknown window {window!r}; configured: {names}"}
+        if window is not None and window not in {w.name for w in self.windows}:
+            names = ", ".join(w.name for w in self.windows)
+            return 400, {"error": f"unknown window {window!r}; configured: {names}"}
         try:
             now, totals = await self._totals()
         except StateError as exc:
             return 503, {"error": str(exc)}
-        return 200, {"generated_at": rfc3339(now), **report(totals, windows)}
+        lists = report(totals, self.windows)  # all windows, so ?window= lists the same names
+        if window is not None:
+            lists = {k: [row for row in v if row["window"] == window] for k, v in lists.items()}
+        return 200, {"generated_at": rfc3339(now), **lists}
 
     async def metrics_text(self) -> bytes:
         try:
