@@ -18,16 +18,16 @@ def _logging(settings: Settings) -> None:
 
 
 def _worker(settings: Settings) -> int:
-    import faust  # noqa: PLC0415 - keeps `--help` and config errors fast
+    import faust
 
-    from stream.app import create_app  # noqa: PLC0415
-    from stream.topics import ensure_topics  # noqa: PLC0415
+    from stream.app import create_app
+    from stream.topics import ensure_topics
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(ensure_topics(settings))
     app = create_app(settings)
-    loop.run_until_complete(app.advocacy["store"].check_rules())  # type: ignore[attr-defined]
+    loop.run_until_complete(app.advocacy["store"].check_rules())
     worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
     return 0
@@ -54,12 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "worker":
             return _worker(settings)
         if args.command == "demo":
-            from stream.demo import run_demo  # noqa: PLC0415
+            from stream.demo import run_demo
 
             asyncio.run(run_demo(settings, customers=args.customers,
                                  collapse=args.collapse, seconds=args.seconds, seed=args.seed))
             return 0
-        from stream.embedded import run_stack  # noqa: PLC0415
+        from stream.embedded import run_stack
 
         return run_stack(settings, collapse=args.collapse)
     except AdvocacyError as exc:

@@ -81,7 +81,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     store = Store(client, settings.app_id, rules)
     pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(app, settings.dlq_topic), health)
     api = Api(store, metrics, health, settings.windows)
-    app.advocacy = {"health": health, "metrics": metrics, "store": store, "pipeline": pipeline}  # type: ignore[attr-defined]
+    app.advocacy = {"health": health, "metrics": metrics, "store": store, "pipeline": pipeline}
 
     for topic_name, kind in topic_kinds(settings).items():
         _add_agent(app, settings, pipeline, topic_name, kind)
@@ -125,11 +125,11 @@ def _add_routes(app: faust.App, api: Api) -> None:
 
 def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics: Metrics,
                       health: Health) -> None:
-    @app.on_rebalance_complete.connect  # type: ignore[misc]
+    @app.on_rebalance_complete.connect
     async def _rebalanced(sender: Any, **kwargs: Any) -> None:
         health.rebalancing = False
 
-    @app.on_partitions_revoked.connect  # type: ignore[misc]
+    @app.on_partitions_revoked.connect
     async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         health.rebalancing = True
 
@@ -143,18 +143,22 @@ def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics:
         total = 0
         metrics.lag.clear()
         for tp in consumer.assignment():
-            read = consumer._read_offset.get(tp)  # noqa: SLF001 - faust keeps no public read offset
-            committed = consumer._committed_offset.get(tp)  # noqa: SLF001
+            read = consumer._read_offset.get(tp)
+            committed = consumer._committed_offset.get(tp)
             position = read if read is not None else (committed - 1 if committed else -1)
             try:
                 high = consumer.highwater(tp)
-            except Exception:  # noqa: BLE001 - highwater unknown before the first fetch
+            except Exception:  # highwater is unknown before the first fetch
+                log.debug("no highwater yet for %s", tp)
                 continue
             lag = max(0, (high or 0) - position - 1)
             metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
             total += lag
         health.lag = total
         health.rebalancing = bool(app.rebalancing)
+        crashed = [f"{name}: {agent.crash_reason!r}" for name, agent in app.agents.items()
+                   if getattr(agent, "crashed", False)]
+        health.fatal = f"agent crashed ({'; '.join(crashed)})" if crashed else ""
 
     @app.timer(settings.janitor_interval_seconds)
     async def _janitor() -> None:

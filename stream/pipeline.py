@@ -83,6 +83,9 @@ class Pipeline:
                     max_bytes=self.settings.max_message_bytes)
             except InvalidEvent as exc:
                 await self._dead_letter(message, exc)
+            except Exception as exc:  # a validation bug must not stop the partition
+                log.exception("could not validate %s", message.where)
+                await self._dead_letter(message, InvalidEvent("unprocessable", type(exc).__name__))
             else:
                 valid.append(event)
                 stored.append(message)
@@ -107,6 +110,9 @@ class Pipeline:
                 self._redis_down(str(exc))
             except StateError as exc:
                 log.error("state update failed, retrying: %s", exc)
+            except Exception:  # a bug: keep the batch unacked, retry, and let /health say so
+                log.exception("state update of %s events failed, retrying", len(events))
+                self.health.redis_error = "state update failing, see logs"
             else:
                 self.health.redis_ok = True
                 self.health.redis_error = ""

@@ -80,7 +80,7 @@ def decode(blob: bytes | None) -> Customer:
     registration, actions, tickets = orjson.loads(body)
     return Customer(
         version=int(head),
-        registration=tuple(registration) if registration else None,  # type: ignore[arg-type]
+        registration=(registration[0], registration[1], registration[2], registration[3]) if registration else None,
         actions={k: (v[0], v[1]) for k, v in actions.items()},
         tickets={k: (v[0], v[1]) for k, v in tickets.items()},
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -34,10 +35,8 @@ async def ensure_topics(settings: Settings, attempts: int = 60) -> None:
                            for name in missing}
                 new = [NewTopic(name, settings.topic_partitions, settings.topic_replication,
                                 topic_configs=configs[name]) for name in missing]
-                try:
+                with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
                     await admin.create_topics(new)
-                except TopicAlreadyExistsError:
-                    pass  # another worker created them first
                 log.info("created topics %s with %d partitions", ", ".join(missing),
                          settings.topic_partitions)
             return

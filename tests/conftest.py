@@ -46,7 +46,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     require_binary("redis-server")
     try:
         tansu_path()
-    except Exception as exc:  # noqa: BLE001 - reported as a failure in CI
+    except Exception as exc:
         if os.environ.get("CI"):
             pytest.fail(str(exc))
         pytest.skip(str(exc))

@@ -36,7 +36,7 @@ def require_binary(name: str) -> str:
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -159,7 +159,7 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0
             while parts is None and time.monotonic() < deadline:
                 parts = consumer.partitions_for_topic(topic)
                 if parts is None:
-                    await consumer._client.force_metadata_update()  # noqa: SLF001 - no public way
+                    await consumer._client.force_metadata_update()
                     await asyncio.sleep(0.2)
             assert parts, f"topic {topic} not found"
             consumer.assign([TopicPartition(topic, p) for p in parts])
@@ -181,21 +181,16 @@ def strip(kpis: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kpis.items() if k != "generated_at"}
 
 
+IDENTITY = ("segment", "team", "window")
+
+
 def diff(actual: dict[str, Any], expected: dict[str, Any]) -> str:
+    """Readable differences between two /kpis bodies, row by row."""
     lines = []
-    for key in expected:
-        a = {json.dumps({k: v for k, v in r.items() if k not in ("rate", "percent", "band", "actions",
-                                                                "customers", "advocates_created",
-                                                                "support_interactions")}): r
-             for r in actual.get(key, [])}
-        for row in expected[key]:
-            ident = json.dumps({k: v for k, v in row.items() if k not in ("rate", "percent", "band", "actions",
-                                                                         "customers", "advocates_created",
-                                                                         "support_interactions")})
-            if a.get(ident) != row:
-                lines.append(f"{key}: expected {row} got {a.get(ident)}")
-        extra = set(a) - {json.dumps({k: v for k, v in r.items() if k in ("segment", "team", "window")})
-                          for r in expected[key]}
-        if extra and len(a) != len(expected[key]):
-            lines.append(f"{key}: {len(a)} rows, expected {len(expected[key])}")
+    for key, want_rows in expected.items():
+        got = {tuple(r.get(k) for k in IDENTITY): r for r in actual.get(key, [])}
+        want = {tuple(r.get(k) for k in IDENTITY): r for r in want_rows}
+        for ident in sorted(got.keys() | want.keys(), key=str):
+            if got.get(ident) != want.get(ident):
+                lines.append(f"{key} {ident}: expected {want.get(ident)} got {got.get(ident)}")
     return "\n".join(lines[:40])
