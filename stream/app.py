@@ -111,7 +111,7 @@ def _add_routes(app: faust.App, api: Api) -> None:
 
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(await api.metrics_text(), content_type=METRICS_CONTENT_TYPE)
+            return self.bytes(await api.metrics_text(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     class HealthView(View):
         async def get(self, request: Request) -> Response:
