@@ -11,6 +11,7 @@ from stream.errors import ConfigError
 from stream.kpi import Window, parse_duration
 
 ENV_PREFIX = "ADVOCACY_"
+TOPIC_FIELDS = ("reviews_topic", "referrals_topic", "tickets_topic", "customers_topic", "dlq_topic")
 
 
 class Settings(BaseSettings):
@@ -56,10 +57,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _topics_distinct(self) -> Settings:
-        names = [self.reviews_topic, self.referrals_topic, self.tickets_topic,
-                 self.customers_topic, self.dlq_topic]
-        if len(set(names)) != len(names) or not all(names):
-            raise ValueError("topic names must be non-empty and distinct")
+        seen: dict[str, str] = {}
+        for field in TOPIC_FIELDS:
+            name, variable = getattr(self, field), f"{ENV_PREFIX}{field.upper()}"
+            if not name:
+                raise ValueError(f"{variable}: a topic name must not be empty")
+            if name in seen:
+                raise ValueError(f"{variable}: topic {name!r} is already {seen[name]}")
+            seen[name] = variable
         return self
 
     @property
@@ -89,6 +94,7 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "settings"
-        name = f"{ENV_PREFIX}{field.upper()}" if err["loc"] else "settings"
-        raise ConfigError(f"{name}: {err['msg']}") from None
+        if not err["loc"]:  # a check across fields; its message names the variable
+            raise ConfigError(str(err["msg"]).removeprefix("Value error, ")) from None
+        field = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{ENV_PREFIX}{field.upper()}: {err['msg']}") from None

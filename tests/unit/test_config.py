@@ -115,9 +115,6 @@ def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: str
     assert "\n" not in message
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the topic-name check is a model validator with an empty error "
-                                       "location, so load_settings() reports 'settings: Value error, topic names "
-                                       "must be non-empty and distinct' without naming any ADVOCACY_ variable")
 @pytest.mark.parametrize(("env", "names"), [
     ({"ADVOCACY_DLQ_TOPIC": "reviews"}, {"ADVOCACY_DLQ_TOPIC", "ADVOCACY_REVIEWS_TOPIC"}),
     ({"ADVOCACY_TICKETS_TOPIC": "customers"}, {"ADVOCACY_TICKETS_TOPIC", "ADVOCACY_CUSTOMERS_TOPIC"}),
