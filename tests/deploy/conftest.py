@@ -32,7 +32,7 @@ class Observed:
     alertmanager: Alertmanager
     webhook: Webhook
 
-    def publish(self, messages: list[tuple[str, bytes, bytes]]) -> None:
+    def publish(self, messages: list[tuple[str, bytes | None, bytes]]) -> None:
         from tests.support import produce
 
         produce(self.namespace.stack.bootstrap, messages)
