@@ -109,7 +109,7 @@ def test_provisioning_points_grafana_at_prometheus_and_the_dashboard_folder() ->
     provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "advocacy.yml").read_text())
     (entry,) = provider["providers"]
     assert entry["type"] == "file"
-    assert entry["options"]["path"] == "/var/lib/grafana/dashboards"
+    assert entry["options"]["path"] == "/etc/grafana/dashboards"
 
 
 def test_rate_panels_show_the_60_and_80_percent_bands() -> None:
