@@ -1,4 +1,4 @@
-"""Command line: ``python -m stream worker | demo | stack``."""
+"""Command line: ``python -m stream worker | demo | stack | schemas | publish | kpis``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from typing import Any
 
 from stream import __version__
 from stream.config import Settings, load_settings
@@ -17,17 +18,38 @@ def _logging(settings: Settings) -> None:
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
+async def _redis_ready(store: Any, attempts: int = 60) -> bool:
+    """Wait for Redis (logging each failure); return whether the app's state exists."""
+    from stream.errors import StateUnavailable
+
+    delay = 0.5
+    for attempt in range(1, attempts + 1):
+        try:
+            return bool(await store.has_state())
+        except StateUnavailable as exc:
+            logging.getLogger("stream.worker").warning("%s (attempt %d/%d)", exc, attempt, attempts)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    raise StateUnavailable("redis did not answer; check ADVOCACY_REDIS_URL")
+
+
 def _worker(settings: Settings) -> int:
     import faust
 
     from stream.app import create_app
-    from stream.topics import ensure_topics
+    from stream.errors import StateLost
+    from stream.topics import ensure_topics, group_has_commits
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(ensure_topics(settings))
     app = create_app(settings)
-    loop.run_until_complete(app.advocacy["store"].check_rules())
+    store = app.advocacy["store"]
+    if not loop.run_until_complete(_redis_ready(store)) and loop.run_until_complete(group_has_commits(settings)):
+        raise StateLost(f"Redis holds no state for app {settings.app_id!r} but its consumer group has "
+                        "committed offsets: the state was lost (Redis restarted without AOF?). "
+                        "Reset the group's offsets to the earliest (docs/runbook.md) or use a new ADVOCACY_APP_ID")
+    loop.run_until_complete(store.check_rules())
     worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
     return 0
@@ -47,6 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=7)
     stack = sub.add_parser("stack", help="embedded broker + Redis + worker + demo (make run)")
     stack.add_argument("--collapse", default=None, metavar="SEGMENT")
+    schemas = sub.add_parser("schemas", help="write the JSON Schemas of the topics (the published contract)")
+    schemas.add_argument("--out", default="schemas", help="directory (default: schemas)")
+    schemas.add_argument("--check", action="store_true", help="only compare; exit 1 when out of date")
+    publish = sub.add_parser("publish", help="validate JSON lines and publish the valid ones to a topic")
+    publish.add_argument("topic", choices=["reviews", "referrals", "tickets-closed", "customers"])
+    publish.add_argument("file", nargs="?", default=None, help="JSON lines file (default: stdin)")
+    publish.add_argument("--dry-run", action="store_true", help="validate only, send nothing")
+    kpis = sub.add_parser("kpis", help="show a worker's KPIs as tables in the terminal")
+    kpis.add_argument("--watch", action="store_true", help="refresh every 2 s until Ctrl-C")
+    kpis.add_argument("--window", default=None, help="one window, e.g. 7d (default: all)")
+    kpis.add_argument("--url", default=None, help="worker URL (default: http://127.0.0.1:$ADVOCACY_WEB_PORT)")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -59,6 +92,20 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(run_demo(settings, customers=args.customers,
                                  collapse=args.collapse, seconds=args.seconds, seed=args.seed))
             return 0
+        if args.command == "schemas":
+            from pathlib import Path
+
+            from stream.schemas import run as run_schemas
+
+            return run_schemas(Path(args.out), check=args.check)
+        if args.command == "publish":
+            from stream.publish import run_publish
+
+            return run_publish(settings, args.topic, args.file, dry_run=args.dry_run)
+        if args.command == "kpis":
+            from stream.view import run_view
+
+            return run_view(args.url or f"http://127.0.0.1:{settings.web_port}", args.window, watch=args.watch)
         from stream.embedded import run_stack
 
         return run_stack(settings, collapse=args.collapse)

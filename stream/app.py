@@ -78,7 +78,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     client = aioredis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5,
                                      socket_connect_timeout=5, health_check_interval=10)
     rules = Rules(settings.windows, settings.attribution_window * 1000)
-    store = Store(client, settings.app_id, rules)
+    store = Store(client, settings.app_id, rules, settings.max_segments, settings.max_teams)
     pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(app, settings.dlq_topic), health)
     api = Api(store, metrics, health, settings.windows)
     app.advocacy = {"health": health, "metrics": metrics, "store": store, "pipeline": pipeline}
@@ -158,7 +158,7 @@ def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics:
         health.rebalancing = bool(app.rebalancing)
         crashed = [f"{name}: {agent.crash_reason!r}" for name, agent in app.agents.items()
                    if getattr(agent, "crashed", False)]
-        health.fatal = f"agent crashed ({'; '.join(crashed)})" if crashed else ""
+        health.crashed = f"agent crashed ({'; '.join(crashed)})" if crashed else ""
 
     @app.timer(settings.janitor_interval_seconds)
     async def _janitor() -> None:

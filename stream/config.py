@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     janitor_interval_seconds: float = Field(60.0, gt=0)
     redis_retry_max_seconds: float = Field(5.0, gt=0)
     stall_seconds: float = Field(60.0, gt=0)
+    max_segments: int = Field(1000, ge=1, le=100_000)
+    max_teams: int = Field(1000, ge=1, le=100_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("windows", mode="before")

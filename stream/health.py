@@ -15,7 +15,8 @@ class Health:
     rebalancing: bool = True
     redis_ok: bool = False
     redis_error: str = ""
-    fatal: str = ""
+    fatal: str = ""  # the state is unusable (e.g. lost); only a restart clears it
+    crashed: str = ""  # agents that crashed, per the latest check
     lag: int = 0
     last_progress: float = field(default_factory=time.monotonic)
     busy_since: float | None = None  # a batch is being handled since then
@@ -25,9 +26,8 @@ class Health:
 
     def reasons(self) -> list[str]:
         """Why the worker is not ready; empty when it is."""
-        out = []
-        if self.fatal:
-            out.append(self.fatal)
+        out: list[str] = []
+        out.extend(reason for reason in (self.fatal, self.crashed) if reason)
         if not self.started:
             out.append("worker starting")
         elif self.rebalancing:

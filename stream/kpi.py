@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 UNKNOWN_SEGMENT = "unknown"
@@ -229,16 +229,25 @@ class Contribution:
     teams: frozenset[str]
 
 
-def contribution(customer: Customer, rules: Rules) -> Contribution:
+OVERFLOW_LABEL = "_other"
+Labeler = Callable[[str, str], str]  # (kind "segment" | "team", name) -> label
+
+
+def same_label(kind: str, name: str) -> str:
+    return name
+
+
+def contribution(customer: Customer, rules: Rules, label: Labeler = same_label) -> Contribution:
+    """What ``customer`` adds to the totals; ``label`` folds names over the cardinality cap."""
     counts: dict[CountKey, int] = {}
     segments: set[str] = set()
     for at_ms, own in customer.actions.values():
-        segment = segment_of(customer, own)
+        segment = label("segment", segment_of(customer, own))
         segments.add(segment)
         for window in rules.windows:
             key = ("a", segment, window.name, window.bucket(at_ms))
             counts[key] = counts.get(key, 0) + 1
-    ordered = sorted((at, eid, team) for eid, (at, team) in customer.tickets.items())
+    ordered = sorted((at, eid, label("team", team)) for eid, (at, team) in customer.tickets.items())
     teams = {team for _, _, team in ordered}
     for at_ms, _, team in ordered:
         for window in rules.windows:
@@ -252,9 +261,10 @@ def contribution(customer: Customer, rules: Rules) -> Contribution:
                 advocate_of[credited] = at_ms
     active = None
     if customer.registration is not None:
-        segments.add(customer.registration[2])
+        registered = label("segment", customer.registration[2])
+        segments.add(registered)
         if customer.registration[3] == "active":
-            active = customer.registration[2]
+            active = registered
     return Contribution(counts, active, advocate_of, frozenset(segments), frozenset(teams))
 
 

@@ -44,6 +44,9 @@ class Metrics:
         self.lag = Gauge(
             "advocacy_consumer_lag_messages", "Messages behind the end of each assigned "
             "partition.", ["topic", "partition"], registry=registry)
+        self.folded = Counter(
+            "advocacy_labels_folded", "Events whose segment or team name was over the cardinality "
+            "cap and was counted under '_other'.", ["topic"], registry=registry)
         self.conflicts = Counter(
             "advocacy_state_conflicts", "Optimistic updates retried because another worker "
             "changed the same customer.", registry=registry)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from stream.config import Settings
-from stream.errors import InvalidEvent, StateError, StateUnavailable
+from stream.errors import InvalidEvent, StateError, StateLost, StateUnavailable
 from stream.events import parse
 from stream.health import Health
 from stream.kpi import Event
@@ -67,6 +67,7 @@ class Pipeline:
         self.clock = clock
         self.kinds = topic_kinds(settings)
         self._newest: dict[str, float] = {}
+        self._folded_logged = 0.0
 
     async def handle(self, messages: Sequence[Message]) -> None:
         """Process a batch of one topic; returns once every effect is durable (retries Redis)."""
@@ -108,6 +109,10 @@ class Pipeline:
                 outcomes = await self.store.apply(events, int(self.clock() * 1000))
             except StateUnavailable as exc:
                 self._redis_down(str(exc))
+            except StateLost as exc:
+                if self.health.fatal != str(exc):
+                    log.critical("%s: holding all commits; rebuild the state (docs/runbook.md)", exc)
+                self.health.fatal = str(exc)
             except StateError as exc:
                 log.error("state update failed, retrying: %s", exc)
             except Exception:  # a bug: keep the batch unacked, retry, and let /health say so
@@ -135,6 +140,13 @@ class Pipeline:
                 self.metrics.events.labels(topic, outcome).inc(outcomes[outcome])
         if outcomes["conflicts"]:
             self.metrics.conflicts.inc(outcomes["conflicts"])
+        if outcomes["folded"]:
+            self.metrics.folded.labels(topic).inc(outcomes["folded"])
+            now = time.monotonic()
+            if now - self._folded_logged > 60:
+                self._folded_logged = now
+                log.warning("%d events of %s had a segment or team over the cap (ADVOCACY_MAX_SEGMENTS/"
+                            "ADVOCACY_MAX_TEAMS) and count under '_other'", outcomes["folded"], messages[0].where)
         now = self.clock()
         latency = self.metrics.latency.labels(topic)
         for message in messages:

@@ -21,11 +21,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from stream.errors import StateError, StateUnavailable
+from stream.errors import StateError, StateLost, StateUnavailable
 from stream.kpi import Customer, Event, Rules, Totals, apply, contribution, delta, expires_at_ms
+from stream.labels import LabelCap
 
 _COMMIT = """
 local ns = ARGV[1]
+if redis.call('EXISTS', ns .. ':meta') == 0 then return redis.error_reply('STATE_LOST') end
 local entries = cjson.decode(ARGV[2])
 local conflicts = {}
 for i, e in ipairs(entries) do
@@ -89,10 +91,12 @@ def decode(blob: bytes | None) -> Customer:
 class Store:
     """KPI state shared by every worker; ``namespace`` is the app id."""
 
-    def __init__(self, client: aioredis.Redis, namespace: str, rules: Rules) -> None:
+    def __init__(self, client: aioredis.Redis, namespace: str, rules: Rules,
+                 max_segments: int = 1000, max_teams: int = 1000) -> None:
         self.client = client
         self.ns = namespace
         self.rules = rules
+        self.labels = LabelCap(client, namespace, {"segment": max_segments, "team": max_teams})
         self._commit = client.register_script(_COMMIT)
         self._prune_hash = client.register_script(_PRUNE_HASH)
 
@@ -109,6 +113,7 @@ class Store:
         """Refuse to mix totals built under other windows or attribution window."""
         fingerprint = ",".join(f"{w.name}={w.seconds}" for w in self.rules.windows)
         fingerprint += f";attribution={self.rules.attribution_ms}"
+        fingerprint += f";caps={self.labels.caps['segment']},{self.labels.caps['team']}"
         key = f"{self.ns}:meta"
         await self._call(self.client.hsetnx(key, "rules", fingerprint))
         stored = await self._call(self.client.hget(key, "rules"))
@@ -118,22 +123,28 @@ class Store:
                 f"{fingerprint!r}: use another ADVOCACY_APP_ID or replay into empty state"
             )
 
+    async def has_state(self) -> bool:
+        """Whether this app's state exists (its meta record is written at first start)."""
+        return bool(await self._call(self.client.exists(f"{self.ns}:meta")))
+
     async def apply(self, events: Sequence[Event], now_ms: int) -> dict[str, int]:
         """Apply valid events atomically per customer; return outcome counts."""
         by_customer: dict[str, list[Event]] = defaultdict(list)
         for event in events:
             by_customer[event.customer_id].append(event)
-        outcomes = {"applied": 0, "duplicate": 0, "ignored": 0, "conflicts": 0}
+        outcomes = {"applied": 0, "duplicate": 0, "ignored": 0, "conflicts": 0, "folded": 0}
         pending = list(by_customer)
         for _ in range(MAX_ATTEMPTS):
             if not pending:
                 return outcomes
             blobs = await self._call(self.client.mget([self.customer_key(c) for c in pending]))
+            olds = [decode(blob) for blob in blobs]
+            await self._resolve_labels(olds, [by_customer[c] for c in pending])
             entries: list[dict[str, Any]] = []
             staged: list[dict[str, int]] = []
-            for customer_id, blob in zip(pending, blobs, strict=True):
-                old = decode(blob)
+            for customer_id, old in zip(pending, olds, strict=True):
                 new, result = apply(old, by_customer[customer_id], now_ms, self.rules)
+                result["folded"] = sum(1 for e in by_customer[customer_id] if self._folded(e))
                 entry = self._entry(customer_id, old, new, now_ms)
                 if entry is None:
                     _add(outcomes, result)
@@ -152,10 +163,30 @@ class Store:
                     _add(outcomes, result)
         raise StateError(f"gave up after {MAX_ATTEMPTS} conflicting updates of the same customers")
 
+    async def _resolve_labels(self, olds: list[Customer], batches: list[list[Event]]) -> None:
+        segments: set[str] = set()
+        teams: set[str] = set()
+        for customer in olds:
+            if customer.registration is not None:
+                segments.add(customer.registration[2])
+            segments.update(seg for _, seg in customer.actions.values() if seg)
+            teams.update(team for _, team in customer.tickets.values())
+        for batch in batches:
+            segments.update(e.segment for e in batch if e.segment)
+            teams.update(e.team for e in batch if e.team)
+        await self.labels.resolve("segment", self.labels.unknown("segment", segments), self._call)
+        await self.labels.resolve("team", self.labels.unknown("team", teams), self._call)
+
+    def _folded(self, event: Event) -> bool:
+        return bool((event.segment and self.labels.is_folded("segment", event.segment))
+                    or (event.team and self.labels.is_folded("team", event.team)))
+
     def _entry(self, customer_id: str, old: Customer, new: Customer, now_ms: int) -> dict[str, Any] | None:
         if new.registration == old.registration and new.actions == old.actions and new.tickets == old.tickets:
             return None
-        change = delta(contribution(old, self.rules), contribution(new, self.rules), now_ms, self.rules)
+        label = self.labels.label
+        change = delta(contribution(old, self.rules, label), contribution(new, self.rules, label),
+                       now_ms, self.rules)
         new.version = old.version + 1
         expires = expires_at_ms(new, self.rules)
         gone = new.is_empty() or (expires is not None and expires <= now_ms)
@@ -180,7 +211,10 @@ class Store:
         pipe.smembers(f"{self.ns}:segments")
         pipe.smembers(f"{self.ns}:teams")
         pipe.hgetall(f"{self.ns}:active")
-        segments_raw, teams_raw, active_raw = await self._call(pipe.execute())
+        pipe.exists(f"{self.ns}:meta")
+        segments_raw, teams_raw, active_raw, has_meta = await self._call(pipe.execute())
+        if not has_meta:
+            raise StateLost(f"the Redis state of app {self.ns!r} is gone (Redis restarted empty?)")
         segments = sorted(s.decode() for s in segments_raw)
         teams = sorted(t.decode() for t in teams_raw)
         windows = self.rules.windows
@@ -226,6 +260,8 @@ class Store:
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StateUnavailable(f"redis unavailable: {type(exc).__name__}") from None
         except RedisError as exc:
+            if "STATE_LOST" in str(exc):
+                raise StateLost(f"the Redis state of app {self.ns!r} is gone (Redis restarted empty?)") from None
             raise StateError(f"redis error: {exc}") from None
 
 

@@ -108,3 +108,40 @@ def test_a_bad_setting_stops_start_up_with_one_line_naming_the_variable(tmp_path
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith("error: ADVOCACY_WINDOWS:")
+
+
+def test_redis_restarted_empty_is_reported_loudly_and_blocks_a_silent_restart(
+        namespace: Namespace, tmp_path: Path) -> None:
+    """State lost with Redis: /health says so, nothing more is committed, a new worker refuses to start."""
+    port = free_port()
+    redis_dir = tmp_path / "redis"
+    redis_dir.mkdir()
+    redis = start_redis(port, redis_dir, aof=False)
+    env = {"ADVOCACY_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    scenario = build(time.time(), namespace.topics, seed=47, customers=30)
+    messages = scenario.messages()
+    half = len(messages) // 2
+    worker = namespace.worker(tmp_path, **env).start().wait_ready()
+    try:
+        produce(namespace.stack.bootstrap, messages[:half])
+        wait_for(lambda: sum(r["actions"] for r in worker.kpis()["advocacy_actions_overall"]) > 0, 30,
+                 what="first events counted")
+        time.sleep(2.5)  # let the consumer commit its offsets
+        stop(redis)
+        redis = start_redis(port, redis_dir, aof=False)  # same address, no data
+        produce(namespace.stack.bootstrap, messages[half:])
+
+        def lost() -> bool:
+            status, body = http_get(worker.url + "/health")
+            return status == 503 and b"gone" in body
+
+        wait_for(lost, 30, what="/health to report the lost state")
+        status, body = http_get(worker.url + "/kpis")
+        assert status == 503 and b"gone" in body
+    finally:
+        worker.stop()
+    again = subprocess.run([sys.executable, "-m", "stream", "worker"], env=dict(namespace.env, **env),
+                           capture_output=True, timeout=120, check=False)
+    stop(redis)
+    assert again.returncode == 2
+    assert "state was lost" in again.stderr.decode()

@@ -41,6 +41,12 @@ def _events(seed: int, now: float) -> tuple[list[tuple[str, dict]], list[Event]]
     return valid, events
 
 
+async def _store(client: aioredis.Redis, prefix: str, **caps: int) -> Store:
+    store = Store(client, f"{prefix}-{random.getrandbits(32)}", RULES, **caps)
+    await store.check_rules()  # what a worker does at start-up: writes the state's meta record
+    return store
+
+
 async def _kpis(store: Store, now: float) -> dict:
     return report(await store.totals(int(now * 1000)), RULES.windows)
 
@@ -49,7 +55,7 @@ async def test_replaying_every_batch_changes_nothing(client: aioredis.Redis) -> 
     """Applying the same events again (a crash replay) leaves the totals as they were."""
     now = time.time()
     valid, events = _events(3, now)
-    store = Store(client, f"idem-{random.getrandbits(32)}", RULES)
+    store = await _store(client, "idem")
     first = await store.apply(events, int(now * 1000))
     before = await _kpis(store, now)
     again = await store.apply(events, int(now * 1000))
@@ -66,6 +72,7 @@ async def test_concurrent_workers_racing_on_the_same_customers_count_each_event_
     ns = f"race-{random.getrandbits(32)}"
     clients = [aioredis.Redis.from_url(stack.redis_url) for _ in range(4)]
     stores = [Store(c, ns, RULES) for c in clients]
+    await stores[0].check_rules()
     rng = random.Random(8)
 
     async def run(store: Store) -> dict[str, int]:
@@ -91,7 +98,7 @@ async def test_a_registration_arriving_last_moves_counted_actions_out_of_unknown
     """Actions stored under 'unknown' move to the segment of a registration processed later."""
     now = time.time()
     now_ms = int(now * 1000)
-    store = Store(client, f"late-{random.getrandbits(32)}", RULES)
+    store = await _store(client, "late")
     action = Event("referral", "r1", "c1", now_ms - 600_000)
     await store.apply([action], now_ms)
     assert (await store.totals(now_ms)).actions[("unknown", "1h")] == 1
@@ -129,8 +136,44 @@ async def test_pruning_drops_only_what_no_window_can_see(client: aioredis.Redis)
     """After prune, every window reads the same totals as before."""
     now = time.time()
     _, events = _events(4, now)
-    store = Store(client, f"prune-{random.getrandbits(32)}", RULES)
+    store = await _store(client, "prune")
     await store.apply(events, int(now * 1000))
     before = await _kpis(store, now)
     await store.prune(int(now * 1000))
     assert await _kpis(store, now) == before
+
+
+async def test_names_over_the_cap_fold_into_other_and_stay_there(client: aioredis.Redis) -> None:
+    """With a cap of 3 segments, later names count under '_other', whatever the order of batches."""
+    now_ms = int(time.time() * 1000)
+    store = await _store(client, "cap", max_segments=3, max_teams=2)
+    actions = [Event("referral", f"r{i}", f"c{i}", now_ms - 60_000, segment=f"s{i}") for i in range(6)]
+    tickets = [Event("ticket", f"t{i}", f"c{i}", now_ms - 120_000, team=f"team{i}") for i in range(4)]
+    first = await store.apply(actions[:2] + tickets[:1], now_ms)
+    assert first["folded"] == 0
+    out = await store.apply(actions[2:] + tickets[1:], now_ms)
+    assert out["folded"] == 3 + 2  # s3, s4, s5 and team2, team3 (names are admitted in sorted order)
+    totals = await store.totals(now_ms)
+    segments = {s for s, w in totals.actions if w == "1h" and totals.actions[(s, w)]}
+    assert segments == {"s0", "s1", "s2", "_other"}
+    assert totals.actions[("_other", "1h")] == 3
+    assert totals.interactions[("_other", "1h")] == 2
+    again = await store.apply(actions + tickets, now_ms)  # a replay changes nothing
+    assert again["applied"] == 0
+    assert await store.totals(now_ms) == totals
+
+
+async def test_state_that_vanished_is_reported_not_silently_rebuilt(client: aioredis.Redis) -> None:
+    """If the app's keys disappear (Redis restarted empty), updates and reads raise StateLost."""
+    from stream.errors import StateLost
+
+    now_ms = int(time.time() * 1000)
+    store = await _store(client, "lost")
+    await store.apply([Event("referral", "r1", "c1", now_ms - 60_000)], now_ms)
+    keys = [k async for k in client.scan_iter(f"{store.ns}:*")]
+    await client.delete(*keys)
+    with pytest.raises(StateLost):
+        await store.apply([Event("referral", "r2", "c1", now_ms - 60_000)], now_ms)
+    with pytest.raises(StateLost):
+        await store.totals(now_ms)
+    assert not await store.has_state()
