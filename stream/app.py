@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from stream.config import Settings
 from stream.errors import StateError
 from stream.health import Health
+from stream.kafka import faust_credentials
 from stream.kpi import Rules
 from stream.metrics import Metrics
 from stream.pipeline import Message, Pipeline, topic_kinds
@@ -57,6 +58,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",
@@ -75,8 +77,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     )
     health = Health(stall_seconds=settings.stall_seconds)
     metrics = Metrics(registry or CollectorRegistry())
+    tls: dict[str, Any] = {"ssl_ca_certs": settings.redis_ssl_ca_file} if settings.redis_ssl_ca_file else {}
     client = aioredis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5,
-                                     socket_connect_timeout=5, health_check_interval=10)
+                                     socket_connect_timeout=5, health_check_interval=10, **tls)
     rules = Rules(settings.windows, settings.attribution_window * 1000)
     store = Store(client, settings.app_id, rules, settings.max_segments, settings.max_teams)
     pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(app, settings.dlq_topic), health)

@@ -20,7 +20,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
     kafka_bootstrap_servers: str = "localhost:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
     redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
+    redis_ssl_ca_file: str | None = None
     web_port: int = Field(6066, ge=1, le=65535)
     web_bind: str = "0.0.0.0"
     app_id: str = Field("advocacy", pattern=r"^[A-Za-z0-9._-]{1,64}$")
@@ -56,6 +64,17 @@ class Settings(BaseSettings):
     @classmethod
     def _attribution(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL"):
+            if not self.kafka_sasl_username:
+                raise ValueError(f"{ENV_PREFIX}KAFKA_SASL_USERNAME: required with {self.kafka_security_protocol}")
+            if self.kafka_sasl_password is None:
+                raise ValueError(f"{ENV_PREFIX}KAFKA_SASL_PASSWORD: required with {self.kafka_security_protocol}")
+        if not self.redis_url.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{ENV_PREFIX}REDIS_URL: must start with redis://, rediss:// or unix://")
+        return self
 
     @model_validator(mode="after")
     def _topics_distinct(self) -> Settings:

@@ -22,6 +22,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from stream.config import Settings
+from stream.kafka import client_options
 from stream.topics import ensure_topics
 
 log = logging.getLogger("stream.demo")
@@ -125,7 +126,7 @@ async def run_demo(settings: Settings, *, customers: int, collapse: str | None,
     """Publish the customer base, backfill the last hour, then run live until stopped."""
     await ensure_topics(settings)
     demo = Demo(settings, customers, collapse, seed)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=20)
+    producer = AIOKafkaProducer(**client_options(settings), linger_ms=20)
     await producer.start()
     try:
         now = time.time()

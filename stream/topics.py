@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream.config import Settings
 from stream.errors import BrokerUnavailable
+from stream.kafka import client_options
 
 log = logging.getLogger("stream.topics")
 
@@ -24,8 +25,7 @@ async def ensure_topics(settings: Settings, attempts: int = 60) -> None:
     """Create missing topics; waits for the broker, logging each failed attempt."""
     delay = 0.5
     for attempt in range(1, attempts + 1):
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers,
-                                    request_timeout_ms=10_000)
+        admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=10_000)
         try:
             await admin.start()
             existing = set(await admin.list_topics())
@@ -55,8 +55,7 @@ async def group_has_commits(settings: Settings) -> bool:
     """Whether the consumer group has committed offsets on any source topic."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.app_id,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=settings.app_id, enable_auto_commit=False)
     await consumer.start()
     try:
         for name in topic_names(settings)[:-1]:  # not the dead-letter topic
