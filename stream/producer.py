@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaError
 from stream.config import Settings, load_settings
 from stream.errors import BrokerUnavailable, InvalidEvent
 from stream.events import parse
+from stream.kafka import client_options
 from stream.kpi import Event
 from stream.schemas import TOPIC_KINDS
 
@@ -91,8 +92,9 @@ class Producer:
         return self._producer
 
     async def __aenter__(self) -> Producer:
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, acks="all",
-                                          linger_ms=self.linger_ms, request_timeout_ms=15_000)
+        options = dict(client_options(self.settings), bootstrap_servers=self.bootstrap_servers)  # TLS, SASL
+        self._producer = AIOKafkaProducer(**options, acks="all", linger_ms=self.linger_ms,
+                                          request_timeout_ms=15_000)
         try:
             await self._kafka.start()
         except (KafkaError, OSError) as exc:
@@ -115,11 +117,16 @@ class Producer:
         """Validate one encoded value and queue it, keyed by its customer_id.
 
         Returns the delivery future (it resolves to aiokafka's RecordMetadata); raises
-        InvalidEvent, and sends nothing, when the value breaks the contract.
+        InvalidEvent, and sends nothing, when the value breaks the contract, and
+        BrokerUnavailable when the broker cannot take it.
         """
         event = self.validate(topic, value)
-        future: asyncio.Future[Any] = await self._kafka.send(
-            topic_name(self.settings, topic), value, key=event.customer_id.encode())
+        name = topic_name(self.settings, topic)
+        try:
+            future: asyncio.Future[Any] = await self._kafka.send(name, value, key=event.customer_id.encode())
+        except KafkaError as exc:  # e.g. the topic does not exist and the broker does not create it
+            raise BrokerUnavailable(f"cannot send to topic {name} at {self.bootstrap_servers}: "
+                                    f"{type(exc).__name__}; workers create their topics at start-up") from exc
         return future
 
     async def flush(self) -> None:
