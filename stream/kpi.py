@@ -34,10 +34,10 @@ class Window:
 
     name: str
     seconds: int
+    bucket_ms: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def bucket_ms(self) -> int:
-        return max(1, self.seconds * 1000 // BUCKETS_PER_WINDOW)
+    def __post_init__(self) -> None:  # computed once: it sits on the hot path
+        object.__setattr__(self, "bucket_ms", max(1, self.seconds * 1000 // BUCKETS_PER_WINDOW))
 
     def bucket(self, at_ms: int) -> int:
         return at_ms // self.bucket_ms
@@ -120,18 +120,16 @@ class Rules:
 
     windows: tuple[Window, ...]
     attribution_ms: int
+    longest_ms: int = field(init=False, repr=False, compare=False)
+    action_retention_ms: int = field(init=False, repr=False, compare=False)
+    ticket_retention_ms: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def longest_ms(self) -> int:
-        return max(w.seconds for w in self.windows) * 1000
-
-    @property
-    def action_retention_ms(self) -> int:
-        return self.longest_ms + max(w.bucket_ms for w in self.windows) * 2
-
-    @property
-    def ticket_retention_ms(self) -> int:
-        return self.action_retention_ms + self.attribution_ms
+    def __post_init__(self) -> None:  # computed once: read for every event
+        longest = max(w.seconds for w in self.windows) * 1000
+        action = longest + max(w.bucket_ms for w in self.windows) * 2
+        object.__setattr__(self, "longest_ms", longest)
+        object.__setattr__(self, "action_retention_ms", action)
+        object.__setattr__(self, "ticket_retention_ms", action + self.attribution_ms)
 
 
 ACTION_KEY_PREFIX = {"review": "r:", "referral": "f:"}
@@ -240,19 +238,21 @@ def same_label(kind: str, name: str) -> str:
 def contribution(customer: Customer, rules: Rules, label: Labeler = same_label) -> Contribution:
     """What ``customer`` adds to the totals; ``label`` folds names over the cardinality cap."""
     counts: dict[CountKey, int] = {}
+    get = counts.get
     segments: set[str] = set()
+    sizes = [(w.name, w.bucket_ms) for w in rules.windows]
     for at_ms, own in customer.actions.values():
         segment = label("segment", segment_of(customer, own))
         segments.add(segment)
-        for window in rules.windows:
-            key = ("a", segment, window.name, window.bucket(at_ms))
-            counts[key] = counts.get(key, 0) + 1
+        for name, size in sizes:
+            key = ("a", segment, name, at_ms // size)
+            counts[key] = get(key, 0) + 1
     ordered = sorted((at, eid, label("team", team)) for eid, (at, team) in customer.tickets.items())
     teams = {team for _, _, team in ordered}
     for at_ms, _, team in ordered:
-        for window in rules.windows:
-            key = ("t", team, window.name, window.bucket(at_ms))
-            counts[key] = counts.get(key, 0) + 1
+        for name, size in sizes:
+            key = ("t", team, name, at_ms // size)
+            counts[key] = get(key, 0) + 1
     advocate_of: dict[str, int] = {}
     if ordered:
         for at_ms, _ in customer.actions.values():
