@@ -14,8 +14,9 @@ from stream.errors import AdvocacyError
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from stream.logs import setup
+
+    setup(settings.log_level)
 
 
 async def _redis_ready(store: Any, attempts: int = 60) -> bool:
@@ -50,7 +51,10 @@ def _worker(settings: Settings) -> int:
                         "committed offsets: the state was lost (Redis restarted without AOF?). "
                         "Reset the group's offsets to the earliest (docs/runbook.md) or use a new ADVOCACY_APP_ID")
     loop.run_until_complete(store.check_rules())
-    worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, quiet=True)
+    from stream.logs import logging_config
+
+    worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, quiet=True,
+                          logging_config=logging_config(settings.log_level))
     worker.execute_from_commandline()
     return 0
 

@@ -7,8 +7,11 @@ state's per-customer event ids absorb the replay.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import faust
@@ -98,12 +101,32 @@ def _add_agent(app: faust.App, settings: Settings, pipeline: Pipeline, topic_nam
 
     async def consume(stream: Any) -> None:
         async for events in stream.noack_take(settings.batch_max_events, settings.batch_max_seconds):
-            await pipeline.handle([_message(e) for e in events])
+            stopping = await _finish(pipeline.handle([_message(e) for e in events]))
             for event in events:
                 await stream.ack(event)
+            if stopping:
+                raise asyncio.CancelledError
 
     consume.__name__ = f"{kind}_agent"
     app.agent(topic, name=f"{kind}-agent", concurrency=1)(consume)
+
+
+async def _finish(handling: Coroutine[Any, Any, None], grace: float = 10.0) -> bool:
+    """Run a batch to the end even when the worker is stopping (SIGTERM), within ``grace``.
+
+    Returns True when the worker is stopping: the caller acks the finished batch (so the
+    final commit includes it) and then stops. A batch cut short is not acked: replayed.
+    """
+    task = asyncio.ensure_future(handling)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(task, grace)
+        if task.done() and not task.cancelled() and task.exception() is None:
+            return True
+        raise
+    return False
 
 
 def _add_routes(app: faust.App, api: Api) -> None:

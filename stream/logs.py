@@ -1,0 +1,50 @@
+"""Logging: JSON lines when stderr is not a terminal, plain text when it is.
+
+Log lines about an event name topic[partition]@offset and never a customer id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, message (+ exc)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def logging_config(level: str, json_lines: bool | None = None) -> dict[str, Any]:
+    """A dictConfig for the root logger; JSON unless stderr is a TTY (or ``json_lines`` says)."""
+    if json_lines is None:
+        json_lines = not sys.stderr.isatty()
+    formatter = ({"()": JsonFormatter} if json_lines
+                 else {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"})
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {"default": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
+                                 "formatter": "default", "level": level}},
+        "root": {"level": level, "handlers": ["default"]},
+    }
+
+
+def setup(level: str) -> dict[str, Any]:
+    config = logging_config(level)
+    logging.config.dictConfig(config)
+    return config
