@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from stream.config import Settings
 from stream.errors import StateError
+from stream.events import REASONS
 from stream.health import Health
 from stream.kafka import faust_credentials
 from stream.kpi import Rules
@@ -87,6 +88,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     store = Store(client, settings.app_id, rules, settings.max_segments, settings.max_teams)
     pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(app, settings.dlq_topic), health)
     api = Api(store, metrics, health, settings.windows)
+    metrics.declare(list(topic_kinds(settings)), REASONS)
     app.advocacy = {"health": health, "metrics": metrics, "store": store, "pipeline": pipeline}
 
     for topic_name, kind in topic_kinds(settings).items():
@@ -163,12 +165,16 @@ def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics:
     async def _started() -> None:
         health.started = True
 
+    sources = set(topic_kinds(settings))
+
     @app.timer(2.0)
     async def _lag() -> None:
         consumer = app.consumer
         total = 0
         metrics.lag.clear()
         for tp in consumer.assignment():
+            if tp.topic not in sources:  # Faust's own internal topics
+                continue
             read = consumer._read_offset.get(tp)
             committed = consumer._committed_offset.get(tp)
             position = read if read is not None else (committed - 1 if committed else -1)
@@ -182,6 +188,14 @@ def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics:
             total += lag
         health.lag = total
         health.rebalancing = bool(app.rebalancing)
+        try:
+            await store.ping()
+        except StateError as exc:
+            health.redis_ok, health.redis_error = False, str(exc)
+        else:
+            health.redis_ok, health.redis_error = True, ""
+        metrics.redis_state(health.redis_ok)
+        metrics.ready.set(0 if health.reasons() else 1)
         crashed = [f"{name}: {agent.crash_reason!r}" for name, agent in app.agents.items()
                    if getattr(agent, "crashed", False)]
         health.crashed = f"agent crashed ({'; '.join(crashed)})" if crashed else ""

@@ -17,6 +17,9 @@ from stream.errors import InvalidEvent
 from stream.kpi import Event
 
 KINDS = ("review", "referral", "ticket", "customer")
+#: every dead-letter reason (label values of advocacy_dead_letters_total)
+REASONS = ("invalid_json", "invalid_encoding", "not_an_object", "missing_field", "wrong_type", "out_of_range",
+           "invalid_timestamp", "future_timestamp", "too_old", "too_large", "unprocessable")
 REVIEW_KINDS = ("review", "testimonial", "case_study", "survey", "social")
 STATUSES = ("active", "churned")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)$")

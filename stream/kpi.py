@@ -321,6 +321,7 @@ class Totals:
     active: Mapping[str, int]  # segment -> active customers
     interactions: Mapping[tuple[str, str], int]  # (team, window) -> tickets
     advocates: Mapping[tuple[str, str], int]  # (team, window) -> distinct customers
+    newest: Mapping[str, int] = field(default_factory=dict)  # topic -> newest event time (ms)
 
 
 def report(totals: Totals, windows: Iterable[Window]) -> dict[str, list[dict[str, object]]]:

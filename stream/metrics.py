@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from stream import __version__
 from stream.kpi import Totals, ratio
 
+OUTCOMES = ("applied", "duplicate", "ignored", "dead_letter")
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
@@ -38,9 +39,6 @@ class Metrics:
         self.batch_duration = Histogram(
             "advocacy_batch_duration_seconds", "Time to validate and store one batch.",
             buckets=LATENCY_BUCKETS, registry=registry)
-        self.last_event = Gauge(
-            "advocacy_last_event_timestamp_seconds", "Newest event time (occurred_at) stored, "
-            "per topic; freshness is time() minus this.", ["topic"], registry=registry)
         self.lag = Gauge(
             "advocacy_consumer_lag_messages", "Messages behind the end of each assigned "
             "partition.", ["topic", "partition"], registry=registry)
@@ -61,6 +59,19 @@ class Metrics:
         self.build.labels(__version__, platform.python_version()).set(1)
         self.kpis = KpiCollector()
         registry.register(self.kpis)
+
+    def declare(self, topics: list[str], reasons: tuple[str, ...]) -> None:
+        """Create every labelled series at zero, so rate() sees the first increase."""
+        for topic in topics:
+            for outcome in OUTCOMES:
+                self.events.labels(topic, outcome)
+            for reason in reasons:
+                self.dead_letters.labels(topic, reason)
+            self.latency.labels(topic)
+            self.folded.labels(topic)
+
+    def redis_state(self, ok: bool) -> None:
+        self.redis_up.set(1 if ok else 0)
 
 
 class KpiCollector(Collector):
@@ -109,6 +120,12 @@ def kpi_families(totals: Totals) -> Iterator[GaugeMetricFamily]:
         if value is not None:
             creation.add_metric([team, window], value)
     yield creation
+    newest = GaugeMetricFamily("advocacy_last_event_timestamp_seconds", "Newest event time "
+                               "(occurred_at) stored, per topic; freshness is time() minus this.",
+                               labels=["topic"])
+    for topic, at_ms in sorted(totals.newest.items()):
+        newest.add_metric([topic], at_ms / 1000)
+    yield newest
 
 
 def _family(name: str, doc: str, labels: list[str], values: Mapping[tuple[str, str], int]) -> GaugeMetricFamily:

@@ -66,7 +66,6 @@ class Pipeline:
         self.health = health
         self.clock = clock
         self.kinds = topic_kinds(settings)
-        self._newest: dict[str, float] = {}
         self._folded_logged = 0.0
 
     async def handle(self, messages: Sequence[Message]) -> None:
@@ -91,7 +90,7 @@ class Pipeline:
                 valid.append(event)
                 stored.append(message)
         if valid:
-            outcomes = await self._store(valid)
+            outcomes = await self._store(valid, stored[0].topic)
             self._measure(stored, valid, outcomes)
         self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.health.progress()
@@ -102,11 +101,11 @@ class Pipeline:
         self.metrics.dead_letters.labels(message.topic, exc.reason).inc()
         self.metrics.events.labels(message.topic, "dead_letter").inc()
 
-    async def _store(self, events: list[Event]) -> dict[str, int]:
+    async def _store(self, events: list[Event], topic: str) -> dict[str, int]:
         delay = 0.05
         while True:
             try:
-                outcomes = await self.store.apply(events, int(self.clock() * 1000))
+                outcomes = await self.store.apply(events, int(self.clock() * 1000), topic)
             except StateUnavailable as exc:
                 self._redis_down(str(exc))
             except StateLost as exc:
@@ -121,7 +120,7 @@ class Pipeline:
             else:
                 self.health.redis_ok = True
                 self.health.redis_error = ""
-                self.metrics.redis_up.set(1)
+                self.metrics.redis_state(ok=True)
                 return outcomes
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.redis_retry_max_seconds)
@@ -131,7 +130,7 @@ class Pipeline:
             log.error("%s; holding commits and retrying with backoff", error)
         self.health.redis_ok = False
         self.health.redis_error = error
-        self.metrics.redis_up.set(0)
+        self.metrics.redis_state(ok=False)
 
     def _measure(self, messages: list[Message], events: list[Event], outcomes: dict[str, int]) -> None:
         topic = messages[0].topic
@@ -152,7 +151,3 @@ class Pipeline:
         for message in messages:
             if message.timestamp:
                 latency.observe(max(0.0, now - message.timestamp))
-        newest = max(e.at_ms for e in events) / 1000
-        if newest > self._newest.get(topic, 0.0):
-            self._newest[topic] = newest
-            self.metrics.last_event.labels(topic).set(newest)

@@ -52,6 +52,10 @@ for i, e in ipairs(entries) do
     for _, t in ipairs(e.t) do redis.call('SADD', ns .. ':teams', t) end
   end
 end
+if ARGV[3] ~= '' then
+  local cur = redis.call('HGET', ns .. ':newest', ARGV[3])
+  if not cur or tonumber(cur) < tonumber(ARGV[4]) then redis.call('HSET', ns .. ':newest', ARGV[3], ARGV[4]) end
+end
 return conflicts
 """
 
@@ -127,8 +131,12 @@ class Store:
         """Whether this app's state exists (its meta record is written at first start)."""
         return bool(await self._call(self.client.exists(f"{self.ns}:meta")))
 
-    async def apply(self, events: Sequence[Event], now_ms: int) -> dict[str, int]:
-        """Apply valid events atomically per customer; return outcome counts."""
+    async def apply(self, events: Sequence[Event], now_ms: int, topic: str = "") -> dict[str, int]:
+        """Apply valid events atomically per customer; return outcome counts.
+
+        ``topic`` (optional) records the newest event time seen on it, for freshness.
+        """
+        newest = max((e.at_ms for e in events), default=0)
         by_customer: dict[str, list[Event]] = defaultdict(list)
         for event in events:
             by_customer[event.customer_id].append(event)
@@ -154,7 +162,7 @@ class Store:
             if not entries:
                 return outcomes
             payload = orjson.dumps(entries)
-            conflicts = await self._call(self._commit(args=[self.ns, payload]))
+            conflicts = await self._call(self._commit(args=[self.ns, payload, topic, newest]))
             retry = {int(i) - 1 for i in conflicts}
             pending = [entries[i]["id"] for i in sorted(retry)]
             outcomes["conflicts"] += len(retry)
@@ -212,7 +220,8 @@ class Store:
         pipe.smembers(f"{self.ns}:teams")
         pipe.hgetall(f"{self.ns}:active")
         pipe.exists(f"{self.ns}:meta")
-        segments_raw, teams_raw, active_raw, has_meta = await self._call(pipe.execute())
+        pipe.hgetall(f"{self.ns}:newest")
+        segments_raw, teams_raw, active_raw, has_meta, newest_raw = await self._call(pipe.execute())
         if not has_meta:
             raise StateLost(f"the Redis state of app {self.ns!r} is gone (Redis restarted empty?)")
         segments = sorted(s.decode() for s in segments_raw)
@@ -235,7 +244,8 @@ class Store:
                 interactions[(team, window.name)] = _sum_from(next(replies), first)
                 advocates[(team, window.name)] = int(next(replies))
         active = {k.decode(): int(v) for k, v in active_raw.items()}
-        return Totals(actions, active, interactions, advocates)
+        newest = {k.decode(): int(v) for k, v in newest_raw.items()}
+        return Totals(actions, active, interactions, advocates, newest)
 
     async def prune(self, now_ms: int) -> int:
         """Drop buckets and advocates older than every window; safe on any worker."""

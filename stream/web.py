@@ -8,7 +8,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from stream.errors import StateError
+from stream.errors import StateError, StateUnavailable
 from stream.health import Health
 from stream.kpi import Totals, Window, report
 from stream.metrics import Metrics
@@ -52,18 +52,25 @@ class Api:
     async def metrics_text(self) -> bytes:
         try:
             await self._totals()
-        except StateError:
+            self._redis(ok=True)
+        except StateError as exc:
             self.metrics.kpis.totals = None  # never export stale KPIs as if current
+            self._redis(ok=not isinstance(exc, StateUnavailable), error=str(exc))
         self.metrics.ready.set(0 if self.health.reasons() else 1)
         return generate_latest(self.metrics.registry)
+
+    def _redis(self, ok: bool, error: str = "") -> None:
+        self.health.redis_ok, self.health.redis_error = ok, "" if ok else error
+        self.metrics.redis_state(ok)
 
     async def health_report(self) -> tuple[int, dict[str, Any]]:
         try:
             await self.store.ping()
-            self.health.redis_ok, self.health.redis_error = True, ""
+            self._redis(ok=True)
         except StateError as exc:
-            self.health.redis_ok, self.health.redis_error = False, str(exc)
+            self._redis(ok=False, error=str(exc))
         reasons = self.health.reasons()
+        self.metrics.ready.set(0 if reasons else 1)
         body = {"status": "ready" if not reasons else "not ready", "reasons": reasons,
                 "lag": self.health.lag}
         return (200 if not reasons else 503), body
