@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -110,16 +111,65 @@ def embedded(workdir: Path) -> Iterator[tuple[str, str]]:
         stop(broker)
 
 
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+
+
+def _port(preferred: int) -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            return free_port()
+    return preferred
+
+
+def start_observability(workdir: Path, worker_port: int) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+    """Prometheus (shipped rules, scraping the worker) and Alertmanager, when installed."""
+    procs: list[subprocess.Popen[bytes]] = []
+    lines: list[str] = []
+    prometheus = shutil.which("prometheus")
+    alertmanager = shutil.which("prometheus-alertmanager")
+    if not (prometheus and (DEPLOY / "prometheus" / "rules").is_dir()):
+        return procs, ["  (prometheus not installed: skipped)"]
+    targets = []
+    if alertmanager:
+        am_port = _port(9093)
+        procs.append(subprocess.Popen(
+            [alertmanager, f"--config.file={DEPLOY / 'alertmanager' / 'alertmanager.yml'}",
+             f"--storage.path={workdir / 'alertmanager'}", f"--web.listen-address=127.0.0.1:{am_port}",
+             "--cluster.listen-address=", "--log.level=warn"],
+            stdout=subprocess.DEVNULL, stderr=open(workdir / "alertmanager.log", "ab")))  # noqa: SIM115
+        targets = [f"127.0.0.1:{am_port}"]
+        lines.append(f"  alerts:  http://127.0.0.1:{am_port}  (Alertmanager)")
+    config = {
+        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+        "rule_files": [str(p) for p in sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": targets}]}]},
+        "scrape_configs": [{"job_name": "advocacy-worker",
+                            "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}]}],
+    }
+    (workdir / "prometheus.yml").write_text(json.dumps(config, indent=2))
+    prom_port = _port(9090)
+    procs.append(subprocess.Popen(
+        [prometheus, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
+        stdout=subprocess.DEVNULL, stderr=open(workdir / "prometheus.log", "ab")))  # noqa: SIM115
+    lines.insert(0, f"  rules:   http://127.0.0.1:{prom_port}/alerts  (Prometheus, shipped rules)")
+    return procs, lines
+
+
 def run_stack(settings: Settings, collapse: str | None = None) -> int:
-    """make run: broker, Redis, one worker and the demo producer until Ctrl-C."""
+    """make run: broker, Redis, one worker, the demo producer, Prometheus and Alertmanager until Ctrl-C."""
     workdir = Path(tempfile.mkdtemp(prefix="advocacy-"))
     with embedded(workdir) as (bootstrap, redis_url):
         env = env_for(settings, kafka_bootstrap_servers=bootstrap, redis_url=redis_url)
-        worker = subprocess.Popen([sys.executable, "-m", "stream", "worker"], env=env)
+        worker = subprocess.Popen([sys.executable, "-m", "stream", "worker"], env=env, cwd=workdir)
         demo_args = [sys.executable, "-m", "stream", "demo"] + (["--collapse", collapse] if collapse else [])
-        demo = subprocess.Popen(demo_args, env=env)
+        demo = subprocess.Popen(demo_args, env=env, cwd=workdir)
+        observers, lines = start_observability(workdir, settings.web_port)
         base = f"http://127.0.0.1:{settings.web_port}"
         print(f"\n  KPIs:    {base}/kpis\n  metrics: {base}/metrics\n  health:  {base}/health\n"
+              + "\n".join(lines) + "\n"
               f"  kafka:   {bootstrap}\n  redis:   {redis_url}\n  logs:    {workdir}\n"
               "  Ctrl-C stops everything.\n", flush=True)
         try:
@@ -128,6 +178,6 @@ def run_stack(settings: Settings, collapse: str | None = None) -> int:
         except KeyboardInterrupt:
             pass
         finally:
-            stop(demo)
-            stop(worker)
+            for proc in [demo, worker, *observers]:
+                stop(proc)
     return 0
