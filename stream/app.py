@@ -28,7 +28,7 @@ from stream.kpi import Rules
 from stream.metrics import Metrics
 from stream.pipeline import Message, Pipeline, topic_kinds
 from stream.state import Store
-from stream.web import METRICS_CONTENT_TYPE, Api
+from stream.web import METRICS_CONTENT_TYPE, Api, static_file
 
 log = logging.getLogger("stream.app")
 
@@ -146,6 +146,16 @@ def _add_routes(app: faust.App, api: Api) -> None:
             status, body = await api.health_report()
             return self.json(body, status=status)
 
+    class Page(View):
+        async def get(self, request: Request, name: str = "index.html") -> Response:
+            found = static_file(name)
+            if found is None:
+                return self.text("not found", status=404)
+            body, content_type = found
+            return self.bytes(body, headers={"Content-Type": content_type})
+
+    app.page("/")(Page)
+    app.page("/static/{name}")(Page)
     app.page("/kpis")(Kpis)
     app.page("/metrics")(Metrics)
     app.page("/health")(HealthView)

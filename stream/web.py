@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -77,3 +78,14 @@ class Api:
 
 
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+STATIC = Path(__file__).parent / "static"
+CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+
+
+def static_file(name: str) -> tuple[bytes, str] | None:
+    """A file shipped in stream/static (no directories, no CDN), with its content type."""
+    path = STATIC / name
+    if "/" in name or name.startswith(".") or path.suffix not in CONTENT_TYPES or not path.is_file():
+        return None
+    return path.read_bytes(), CONTENT_TYPES[path.suffix]
