@@ -84,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     kpis.add_argument("--watch", action="store_true", help="refresh every 2 s until Ctrl-C")
     kpis.add_argument("--window", default=None, help="one window, e.g. 7d (default: all)")
     kpis.add_argument("--url", default=None, help="worker URL (default: http://127.0.0.1:$ADVOCACY_WEB_PORT)")
+    replay = sub.add_parser("replay", help="rebuild the KPI state from the retained topics into a new app id")
+    replay.add_argument("--into", default=None, metavar="APP_ID",
+                        help="app id (consumer group + Redis namespace) to build; default: <app id>-rebuild")
+    replay.add_argument("--idle-seconds", type=float, default=3.0,
+                        help="stop after the end offsets are reached and nothing arrived for this long")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -110,6 +115,14 @@ def main(argv: list[str] | None = None) -> int:
             from stream.view import run_view
 
             return run_view(args.url or f"http://127.0.0.1:{settings.web_port}", args.window, watch=args.watch)
+        if args.command == "replay":
+            from stream.replay import replay as run_replay
+
+            into = args.into or f"{settings.app_id}-rebuild"
+            summary = asyncio.run(run_replay(settings, into, idle_seconds=args.idle_seconds,
+                                             progress=sys.stderr.isatty()))
+            print(f"{summary.line()}\nstart the workers with ADVOCACY_APP_ID={into} to continue from here")
+            return 0
         from stream.embedded import run_stack
 
         return run_stack(settings, collapse=args.collapse)

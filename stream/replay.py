@@ -1,0 +1,112 @@
+"""Replay: rebuild the KPI state from the retained topics into a fresh namespace.
+
+``python -m stream replay --into NEW_APP_ID`` reads every retained message of the four
+topics from the earliest offset, applies it through the same pipeline as a worker, and
+commits the consumer group ``NEW_APP_ID`` as it goes. It never touches the live
+namespace, so it is safe while live workers run. When it has caught up, start (or
+restart) the workers with ``ADVOCACY_APP_ID=NEW_APP_ID``: they continue from the
+replay's commits. Invalid messages are counted, not dead-lettered again (the live run
+already did).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+from prometheus_client import CollectorRegistry
+
+from stream.config import Settings
+from stream.errors import StateError
+from stream.health import Health
+from stream.kafka import client_options
+from stream.kpi import Rules
+from stream.metrics import Metrics
+from stream.pipeline import Message, Pipeline, topic_kinds
+from stream.state import Store
+
+log = logging.getLogger("stream.replay")
+
+
+@dataclass
+class CountingSink:
+    """Dead-letter sink of a replay: counts reasons, sends nothing."""
+
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    async def send(self, message: Message, reason: str, detail: str) -> None:
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+
+@dataclass
+class Summary:
+    messages: int = 0
+    seconds: float = 0.0
+    dead_letters: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        rate = self.messages / self.seconds if self.seconds else 0.0
+        dead = sum(self.dead_letters.values())
+        return (f"replayed {self.messages} messages in {self.seconds:.1f} s ({rate:,.0f}/s); "
+                f"{dead} invalid ({', '.join(f'{k}={v}' for k, v in sorted(self.dead_letters.items())) or 'none'})")
+
+
+async def replay(settings: Settings, into: str, *, idle_seconds: float = 3.0, progress: bool = True) -> Summary:
+    """Rebuild state under app id ``into``; refuses a namespace that already has state."""
+    target = settings.model_copy(update={"app_id": into})
+    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value())
+    store = Store(client, into, Rules(settings.windows, settings.attribution_window * 1000),
+                  settings.max_segments, settings.max_teams)
+    if await store.has_state():
+        raise StateError(f"app id {into!r} already has state in Redis: replay needs a fresh one")
+    await store.check_rules()
+    sink = CountingSink()
+    metrics = Metrics(CollectorRegistry())
+    pipeline = Pipeline(target, store, metrics, sink, Health())
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=into, enable_auto_commit=False,
+                                auto_offset_reset="earliest", max_poll_records=settings.batch_max_events)
+    await consumer.start()
+    summary = Summary()
+    started = time.monotonic()
+    try:
+        partitions = [TopicPartition(name, p) for name in topic_kinds(settings)
+                      for p in sorted(consumer.partitions_for_topic(name) or ())]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        total = sum(ends.values())
+        last_data = time.monotonic()
+        last_report = 0.0
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=settings.batch_max_events)
+            if not batches:
+                positions = [await consumer.position(tp) for tp in partitions]
+                caught_up = all(pos >= ends[tp] for pos, tp in zip(positions, partitions, strict=True))
+                if caught_up and time.monotonic() - last_data > idle_seconds:
+                    break
+                continue
+            last_data = time.monotonic()
+            commits = {}
+            for tp, records in batches.items():
+                await pipeline.handle([Message(r.topic, r.partition, r.offset, r.key, r.value,
+                                               r.timestamp / 1000 if r.timestamp else None) for r in records])
+                summary.messages += len(records)
+                commits[tp] = OffsetAndMetadata(records[-1].offset + 1, "")
+            await consumer.commit(commits)
+            if progress and time.monotonic() - last_report > 1:
+                last_report = time.monotonic()
+                print(f"\r  {summary.messages:,}/{total:,} messages", end="", file=sys.stderr, flush=True)
+    finally:
+        await consumer.stop()
+        await client.aclose()
+    if progress:
+        print(file=sys.stderr)
+    summary.seconds = time.monotonic() - started
+    summary.dead_letters = dict(sink.reasons)
+    return summary
+
