@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # Debian packages the embedded stack and the tests use; installed when a binary is missing.
 APT_PACKAGES := redis-server:redis-server prometheus:prometheus promtool:prometheus \
 	prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager \
-	docker-compose:docker-compose
+	docker-compose:docker-compose chromium:chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
