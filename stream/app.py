@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
+from stream.batching import BatchApp
 from stream.config import Settings
 from stream.errors import StateError
 from stream.events import REASONS
@@ -26,7 +27,7 @@ from stream.health import Health
 from stream.kafka import faust_credentials
 from stream.kpi import Rules
 from stream.metrics import Metrics
-from stream.pipeline import Message, Pipeline, topic_kinds
+from stream.pipeline import Pipeline, Record, topic_kinds
 from stream.state import Store
 from stream.web import METRICS_CONTENT_TYPE, Api, static_file
 
@@ -40,7 +41,7 @@ class KafkaDeadLetters:
         self.app = app
         self.topic = topic
 
-    async def send(self, message: Message, reason: str, detail: str) -> None:
+    async def send(self, message: Record, reason: str, detail: str) -> None:
         headers = [
             ("source_topic", message.topic.encode()),
             ("source_partition", str(message.partition).encode()),
@@ -52,14 +53,11 @@ class KafkaDeadLetters:
             self.topic, message.key, message.value, None, None, headers)
 
 
-def _message(event: Any) -> Message:
-    m = event.message
-    return Message(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
     """Build a worker app; nothing connects until the worker starts."""
-    app = faust.App(
+    app = BatchApp(
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
         broker_credentials=faust_credentials(settings),
@@ -73,6 +71,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         broker_heartbeat_interval=max(1.0, settings.session_timeout_seconds / 10),
         broker_rebalance_timeout=settings.session_timeout_seconds * 2,
         broker_commit_interval=1.0,
+        broker_max_poll_records=settings.batch_max_events,
         consumer_auto_offset_reset="earliest",
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
@@ -91,26 +90,36 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     metrics.declare(list(topic_kinds(settings)), REASONS)
     app.advocacy = {"health": health, "metrics": metrics, "store": store, "pipeline": pipeline}
 
+    deliveries = {}
     for topic_name, kind in topic_kinds(settings).items():
-        _add_agent(app, settings, pipeline, topic_name, kind)
+        deliveries[topic_name] = _add_agent(app, settings, pipeline, topic_name, kind)
+
+    async def deliver_batch(topic: str, messages: list[Any]) -> None:
+        await deliveries[topic].put(messages)
+
+    app.deliver_batch = deliver_batch
     _add_routes(app, api)
     _add_housekeeping(app, settings, store, metrics, health)
     return app
 
 
-def _add_agent(app: faust.App, settings: Settings, pipeline: Pipeline, topic_name: str, kind: str) -> None:
-    topic = app.topic(topic_name, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions)
+def _add_agent(app: faust.App, settings: Settings, pipeline: Pipeline, topic_name: str, kind: str) -> Any:
+    """Subscribe to the topic; its batches reach the agent through an in-memory channel."""
+    app.topics.add(app.topic(topic_name, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions))
+    channel = app.channel(maxsize=2)  # backpressure: the fetcher waits while two batches queue
 
     async def consume(stream: Any) -> None:
-        async for events in stream.noack_take(settings.batch_max_events, settings.batch_max_seconds):
-            stopping = await _finish(pipeline.handle([_message(e) for e in events]))
-            for event in events:
-                await stream.ack(event)
+        async for messages in stream:
+            stopping = await _finish(pipeline.handle(messages))
+            ack = app.consumer.ack
+            for message in messages:
+                ack(message)
             if stopping:
                 raise asyncio.CancelledError
 
     consume.__name__ = f"{kind}_agent"
-    app.agent(topic, name=f"{kind}-agent", concurrency=1)(consume)
+    app.agent(channel, name=f"{kind}-agent", concurrency=1)(consume)
+    return channel
 
 
 async def _finish(handling: Coroutine[Any, Any, None], grace: float = 10.0) -> bool:

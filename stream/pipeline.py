@@ -1,6 +1,6 @@
 """One batch of messages: validate, dead-letter the bad ones, store the rest, measure.
 
-Knows nothing of Faust: the adapter hands it plain ``Message`` records and acks them
+Knows nothing of Faust: the adapter hands it records (``Record``) and acks them
 only after ``handle`` returns, i.e. after their effect is stored in Redis.
 """
 
@@ -24,9 +24,31 @@ from stream.state import Store
 log = logging.getLogger("stream.pipeline")
 
 
+class Record(Protocol):
+    """A consumed Kafka record as the pipeline reads it (Faust's messages have these fields)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def timestamp(self) -> float | None: ...
+
+
+def where(record: Record) -> str:
+    """How logs name a record: topic[partition]@offset (never a customer id)."""
+    return f"{record.topic}[{record.partition}]@{record.offset}"
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A consumed Kafka record, as the pipeline sees it."""
+    """A consumed Kafka record built by hand (replay, tests)."""
 
     topic: str
     partition: int
@@ -35,13 +57,9 @@ class Message:
     value: bytes | None
     timestamp: float | None  # broker/producer timestamp, seconds
 
-    @property
-    def where(self) -> str:
-        return f"{self.topic}[{self.partition}]@{self.offset}"
-
 
 class DeadLetterSink(Protocol):
-    async def send(self, message: Message, reason: str, detail: str) -> None: ...
+    async def send(self, message: Record, reason: str, detail: str) -> None: ...
 
 
 def topic_kinds(settings: Settings) -> dict[str, str]:
@@ -68,12 +86,12 @@ class Pipeline:
         self.kinds = topic_kinds(settings)
         self._folded_logged = 0.0
 
-    async def handle(self, messages: Sequence[Message]) -> None:
+    async def handle(self, messages: Sequence[Record]) -> None:
         """Process a batch of one topic; returns once every effect is durable (retries Redis)."""
         started = time.perf_counter()
         now_ms = int(self.clock() * 1000)
         valid: list[Event] = []
-        stored: list[Message] = []
+        stored: list[Record] = []
         for message in messages:
             try:
                 event = parse(
@@ -84,7 +102,7 @@ class Pipeline:
             except InvalidEvent as exc:
                 await self._dead_letter(message, exc)
             except Exception as exc:  # a validation bug must not stop the partition
-                log.exception("could not validate %s", message.where)
+                log.exception("could not validate %s", where(message))
                 await self._dead_letter(message, InvalidEvent("unprocessable", type(exc).__name__))
             else:
                 valid.append(event)
@@ -95,8 +113,8 @@ class Pipeline:
         self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.health.progress()
 
-    async def _dead_letter(self, message: Message, exc: InvalidEvent) -> None:
-        log.warning("dead-lettered %s: %s", message.where, exc)
+    async def _dead_letter(self, message: Record, exc: InvalidEvent) -> None:
+        log.warning("dead-lettered %s: %s", where(message), exc)
         await self.dead_letters.send(message, exc.reason, exc.detail)
         self.metrics.dead_letters.labels(message.topic, exc.reason).inc()
         self.metrics.events.labels(message.topic, "dead_letter").inc()
@@ -132,7 +150,7 @@ class Pipeline:
         self.health.redis_error = error
         self.metrics.redis_state(ok=False)
 
-    def _measure(self, messages: list[Message], events: list[Event], outcomes: dict[str, int]) -> None:
+    def _measure(self, messages: list[Record], events: list[Event], outcomes: dict[str, int]) -> None:
         topic = messages[0].topic
         for outcome in ("applied", "duplicate", "ignored"):
             if outcomes[outcome]:
@@ -145,7 +163,7 @@ class Pipeline:
             if now - self._folded_logged > 60:
                 self._folded_logged = now
                 log.warning("%d events of %s had a segment or team over the cap (ADVOCACY_MAX_SEGMENTS/"
-                            "ADVOCACY_MAX_TEAMS) and count under '_other'", outcomes["folded"], messages[0].where)
+                            "ADVOCACY_MAX_TEAMS) and count under '_other'", outcomes["folded"], where(messages[0]))
         now = self.clock()
         latency = self.metrics.latency.labels(topic)
         for message in messages:

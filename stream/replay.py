@@ -27,7 +27,7 @@ from stream.health import Health
 from stream.kafka import client_options
 from stream.kpi import Rules
 from stream.metrics import Metrics
-from stream.pipeline import Message, Pipeline, topic_kinds
+from stream.pipeline import Message, Pipeline, Record, topic_kinds
 from stream.state import Store
 
 log = logging.getLogger("stream.replay")
@@ -39,7 +39,7 @@ class CountingSink:
 
     reasons: dict[str, int] = field(default_factory=dict)
 
-    async def send(self, message: Message, reason: str, detail: str) -> None:
+    async def send(self, message: Record, reason: str, detail: str) -> None:
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
 
