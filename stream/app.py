@@ -32,6 +32,8 @@ from stream.state import Store
 from stream.web import METRICS_CONTENT_TYPE, Api, static_file
 
 log = logging.getLogger("stream.app")
+PAGE_HEADERS = {"X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "default-src 'self'; img-src 'self' data:"}
 
 
 class KafkaDeadLetters:
@@ -144,7 +146,7 @@ def _add_routes(app: faust.App, api: Api) -> None:
     class Kpis(View):
         async def get(self, request: Request) -> Response:
             status, body = await api.kpis(request.query.get("window"))
-            return self.json(body, status=status)
+            return self.json(body, status=status, headers={"Cache-Control": "no-store"})
 
     class Metrics(View):
         async def get(self, request: Request) -> Response:
@@ -161,7 +163,7 @@ def _add_routes(app: faust.App, api: Api) -> None:
             if found is None:
                 return self.text("not found", status=404)
             body, content_type = found
-            return self.bytes(body, headers={"Content-Type": content_type})
+            return self.bytes(body, headers={"Content-Type": content_type, **PAGE_HEADERS})
 
     app.page("/")(Page)
     app.page("/static/{name}")(Page)

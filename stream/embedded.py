@@ -168,7 +168,7 @@ def run_stack(settings: Settings, collapse: str | None = None) -> int:
         demo = subprocess.Popen(demo_args, env=env, cwd=workdir)
         observers, lines = start_observability(workdir, settings.web_port)
         base = f"http://127.0.0.1:{settings.web_port}"
-        print(f"\n  KPIs:    {base}/kpis\n  metrics: {base}/metrics\n  health:  {base}/health\n"
+        print(f"\n  page:    {base}/\n  KPIs:    {base}/kpis\n  metrics: {base}/metrics\n  health:  {base}/health\n"
               + "\n".join(lines) + "\n"
               f"  kafka:   {bootstrap}\n  redis:   {redis_url}\n  logs:    {workdir}\n"
               "  Ctrl-C stops everything.\n", flush=True)
