@@ -67,7 +67,7 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
         last = self._read_offset[tp]
         gaps = self.app.topics.acks_enabled_for(tp.topic)
         to_message = self._to_message
-        track = self.track_message
+        track = self._unacked_messages.add  # track_message minus Faust's per-message sensors
         for record in records:
             offset = record.offset
             if last is not None and offset < last:

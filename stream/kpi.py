@@ -235,30 +235,46 @@ def same_label(kind: str, name: str) -> str:
     return name
 
 
-def contribution(customer: Customer, rules: Rules, label: Labeler = same_label) -> Contribution:
-    """What ``customer`` adds to the totals; ``label`` folds names over the cardinality cap."""
-    counts: dict[CountKey, int] = {}
+def _count(customer: Customer, actions: Mapping[str, tuple[int, str | None]],
+           tickets: Mapping[str, tuple[int, str]], rules: Rules, label: Labeler, sign: int,
+           counts: dict[CountKey, int], segments: set[str], teams: set[str]) -> None:
+    """Add ``sign`` per bucket and window for each action (segment as ``customer`` resolves it)
+    and each ticket."""
     get = counts.get
-    segments: set[str] = set()
     sizes = [(w.name, w.bucket_ms) for w in rules.windows]
-    for at_ms, own in customer.actions.values():
+    for at_ms, own in actions.values():
         segment = label("segment", segment_of(customer, own))
         segments.add(segment)
         for name, size in sizes:
             key = ("a", segment, name, at_ms // size)
-            counts[key] = get(key, 0) + 1
-    ordered = sorted((at, eid, label("team", team)) for eid, (at, team) in customer.tickets.items())
-    teams = {team for _, _, team in ordered}
-    for at_ms, _, team in ordered:
+            counts[key] = get(key, 0) + sign
+    for at_ms, raw_team in tickets.values():
+        team = label("team", raw_team)
+        teams.add(team)
         for name, size in sizes:
             key = ("t", team, name, at_ms // size)
-            counts[key] = get(key, 0) + 1
+            counts[key] = get(key, 0) + sign
+
+
+def _advocates(customer: Customer, rules: Rules, label: Labeler) -> dict[str, int]:
+    """Team -> latest action time credited to it (attribution, contract section 3)."""
     advocate_of: dict[str, int] = {}
-    if ordered:
+    if customer.tickets:
+        ordered = sorted((at, eid, label("team", team)) for eid, (at, team) in customer.tickets.items())
         for at_ms, _ in customer.actions.values():
             credited = credited_team(ordered, at_ms, rules.attribution_ms)
             if credited is not None and at_ms > advocate_of.get(credited, -1):
                 advocate_of[credited] = at_ms
+    return advocate_of
+
+
+def contribution(customer: Customer, rules: Rules, label: Labeler = same_label) -> Contribution:
+    """What ``customer`` adds to the totals; ``label`` folds names over the cardinality cap."""
+    counts: dict[CountKey, int] = {}
+    segments: set[str] = set()
+    teams: set[str] = set()
+    _count(customer, customer.actions, customer.tickets, rules, label, 1, counts, segments, teams)
+    advocate_of = _advocates(customer, rules, label)
     active = None
     if customer.registration is not None:
         registered = label("segment", customer.registration[2])
@@ -302,6 +318,35 @@ def delta(old: Contribution, new: Contribution, now_ms: int, rules: Rules) -> De
     removed = frozenset(old.advocate_of.keys() - new.advocate_of.keys())
     return Delta(counts, active, advocates_set, removed,
                  new.segments - old.segments, new.teams - old.teams)
+
+
+def change(old: Customer, new: Customer, now_ms: int, rules: Rules, label: Labeler = same_label) -> Delta:
+    """``delta(contribution(old), contribution(new))``, computed from what changed only.
+
+    While the registration is the same, every kept event contributes the same on both
+    sides, so only added and pruned events move counts: O(changed events), not O(all).
+    """
+    if old.registration != new.registration:
+        return delta(contribution(old, rules, label), contribution(new, rules, label), now_ms, rules)
+    counts: dict[CountKey, int] = {}
+    segments: set[str] = set()
+    teams: set[str] = set()
+    added_actions = {k: v for k, v in new.actions.items() if k not in old.actions}
+    added_tickets = {k: v for k, v in new.tickets.items() if k not in old.tickets}
+    _count(new, added_actions, added_tickets, rules, label, 1, counts, segments, teams)
+    if len(new.actions) - len(added_actions) != len(old.actions) or \
+            len(new.tickets) - len(added_tickets) != len(old.tickets):  # some were pruned
+        gone_actions = {k: v for k, v in old.actions.items() if k not in new.actions}
+        gone_tickets = {k: v for k, v in old.tickets.items() if k not in new.tickets}
+        _count(old, gone_actions, gone_tickets, rules, label, -1, counts, set(), set())
+    first = {w.name: w.first_bucket(now_ms) - 1 for w in rules.windows}
+    counts = {k: n for k, n in counts.items() if n and k[3] >= first[k[2]]}
+    old_adv = _advocates(old, rules, label) if old.tickets else {}
+    new_adv = _advocates(new, rules, label) if new.tickets else {}
+    advocates_set = {t: at for t, at in new_adv.items() if old_adv.get(t) != at}
+    removed = frozenset(old_adv.keys() - new_adv.keys())
+    # names added again are harmless: the store's name sets are idempotent
+    return Delta(counts, {}, advocates_set, removed, frozenset(segments), frozenset(teams))
 
 
 # --- reading the totals -----------------------------------------------------------------

@@ -84,6 +84,9 @@ class Pipeline:
         self.health = health
         self.clock = clock
         self.kinds = topic_kinds(settings)
+        self._limits = {"longest_window_ms": settings.longest_window_seconds * 1000,
+                        "future_tolerance_ms": settings.future_tolerance_seconds * 1000,
+                        "max_bytes": settings.max_message_bytes}
         self._folded_logged = 0.0
 
     async def handle(self, messages: Sequence[Record]) -> None:
@@ -92,13 +95,11 @@ class Pipeline:
         now_ms = int(self.clock() * 1000)
         valid: list[Event] = []
         stored: list[Record] = []
+        limits = self._limits
+        kind = self.kinds[messages[0].topic] if messages else ""
         for message in messages:
             try:
-                event = parse(
-                    self.kinds[message.topic], message.value, now_ms,
-                    longest_window_ms=self.settings.longest_window_seconds * 1000,
-                    future_tolerance_ms=self.settings.future_tolerance_seconds * 1000,
-                    max_bytes=self.settings.max_message_bytes)
+                event = parse(kind, message.value, now_ms, **limits)
             except InvalidEvent as exc:
                 await self._dead_letter(message, exc)
             except Exception as exc:  # a validation bug must not stop the partition

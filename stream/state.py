@@ -22,7 +22,8 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stream.errors import StateError, StateLost, StateUnavailable
-from stream.kpi import Customer, Event, Rules, Totals, apply, contribution, delta, expires_at_ms
+from stream.kpi import Customer, Event, Rules, Totals, apply, expires_at_ms
+from stream.kpi import change as changes
 from stream.labels import LabelCap
 
 _COMMIT = """
@@ -87,8 +88,9 @@ def decode(blob: bytes | None) -> Customer:
     return Customer(
         version=int(head),
         registration=(registration[0], registration[1], registration[2], registration[3]) if registration else None,
-        actions={k: (v[0], v[1]) for k, v in actions.items()},
-        tickets={k: (v[0], v[1]) for k, v in tickets.items()},
+        # JSON arrays unpack like the (time, name) tuples they were: no per-event copy
+        actions=actions,
+        tickets=tickets,
     )
 
 
@@ -192,9 +194,7 @@ class Store:
     def _entry(self, customer_id: str, old: Customer, new: Customer, now_ms: int) -> dict[str, Any] | None:
         if new.registration == old.registration and new.actions == old.actions and new.tickets == old.tickets:
             return None
-        label = self.labels.label
-        change = delta(contribution(old, self.rules, label), contribution(new, self.rules, label),
-                       now_ms, self.rules)
+        change = changes(old, new, now_ms, self.rules, self.labels.label)
         new.version = old.version + 1
         expires = expires_at_ms(new, self.rules)
         gone = new.is_empty() or (expires is not None and expires <= now_ms)
