@@ -1,0 +1,1 @@
+"""Reliability scenarios: crash loops, rebalances, disorder, broker outage, hostile input."""

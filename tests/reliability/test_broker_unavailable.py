@@ -1,0 +1,55 @@
+"""Scenario 4: a worker started before its Kafka broker waits, says why, and works once the broker is up."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from stream.embedded import free_port, start_broker, stop
+from tests.conftest import Namespace
+from tests.oracle import expected_kpis
+from tests.reliability.harness import alive, converge, log_text
+from tests.scenario import ATTRIBUTION, WINDOWS, build
+from tests.support import http_get, produce, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_worker_started_without_a_broker_logs_why_waits_and_then_counts_exactly(
+        namespace: Namespace, tmp_path: Path) -> None:
+    """No broker at start: 'not reachable' log lines, no exit; broker started on that port: ready and exact."""
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    worker = namespace.worker(tmp_path, ADVOCACY_KAFKA_BOOTSTRAP_SERVERS=bootstrap).start()
+    broker = None
+    try:
+        started = time.monotonic()
+        wait_for(lambda: "not reachable" in log_text(worker), 30, what="a 'not reachable' log line")
+        first_line = time.monotonic() - started
+        time.sleep(8)  # it keeps waiting, and keeps saying so
+        lines = [line for line in log_text(worker).splitlines() if "not reachable" in line]
+        assert alive(worker), f"worker exited with {worker.proc and worker.proc.returncode}: {log_text(worker)[-2000:]}"
+        assert len(lines) >= 2, lines
+        assert bootstrap in lines[-1], f"the log line does not name the bootstrap servers: {lines[-1]}"
+        try:
+            health = http_get(worker.url + "/health", timeout=2)[0]
+        except OSError as exc:
+            health = f"no answer ({type(exc).__name__})"
+        print(f"first 'not reachable' line after {first_line:.1f} s; {len(lines)} lines in "
+              f"{time.monotonic() - started:.1f} s, last: {lines[-1][:300]}; /health meanwhile: {health}")
+
+        broker = start_broker(port, tmp_path / "late-tansu.log")
+        up = time.monotonic()
+        worker.wait_ready(timeout=120)
+        print(f"ready {time.monotonic() - up:.1f} s after the broker started")
+        scenario = build(time.time(), namespace.topics, seed=17, customers=60)
+        produce(bootstrap, scenario.messages())
+        took = converge([worker], lambda: expected_kpis(scenario.all_valid(), time.time(), WINDOWS, ATTRIBUTION),
+                        timeout=90)
+        print(f"exact {took:.1f} s after publishing {len(scenario.messages())} messages")
+    finally:
+        worker.stop()
+        if broker is not None:
+            stop(broker)
