@@ -16,6 +16,7 @@ from typing import Any
 
 import faust
 import redis.asyncio as aioredis
+from aiokafka.errors import MessageSizeTooLargeError
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
@@ -27,13 +28,16 @@ from stream.health import Health
 from stream.kafka import faust_credentials
 from stream.kpi import Rules
 from stream.metrics import Metrics
-from stream.pipeline import Pipeline, Record, topic_kinds
+from stream.pipeline import Pipeline, Record, topic_kinds, where
 from stream.state import Store
 from stream.web import METRICS_CONTENT_TYPE, Api, static_file
 
 log = logging.getLogger("stream.app")
 PAGE_HEADERS = {"X-Content-Type-Options": "nosniff",
                 "Content-Security-Policy": "default-src 'self'; img-src 'self' data:"}
+
+
+TRUNCATED_BYTES = 64 * 1024
 
 
 class KafkaDeadLetters:
@@ -51,8 +55,15 @@ class KafkaDeadLetters:
             ("reason", reason.encode()),
             ("detail", detail.encode()),
         ]
-        await self.app.producer.send_and_wait(
-            self.topic, message.key, message.value, None, None, headers)
+        try:
+            await self.app.producer.send_and_wait(self.topic, message.key, message.value, None, None, headers)
+        except MessageSizeTooLargeError:
+            # the copy plus its headers is over a limit the original was under: keep the
+            # provenance and the start of the value, and say so
+            size = len(message.value or b"")
+            headers.append(("truncated_from", str(size).encode()))
+            await self.app.producer.send_and_wait(
+                self.topic, message.key, (message.value or b"")[:TRUNCATED_BYTES], None, None, headers)
 
 
 
@@ -78,6 +89,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         producer_acks=-1,
+        # a dead letter is the original value plus headers: room for the largest message
+        producer_max_request_size=max(settings.max_message_bytes, 1_048_576) + 65_536,
         stream_wait_empty=False,
     )
     health = Health(stall_seconds=settings.stall_seconds)
@@ -112,7 +125,7 @@ def _add_agent(app: faust.App, settings: Settings, pipeline: Pipeline, topic_nam
 
     async def consume(stream: Any) -> None:
         async for messages in stream:
-            stopping = await _finish(pipeline.handle(messages))
+            stopping = await _handle(pipeline, messages)
             ack = app.consumer.ack
             for message in messages:
                 ack(message)
@@ -122,6 +135,20 @@ def _add_agent(app: faust.App, settings: Settings, pipeline: Pipeline, topic_nam
     consume.__name__ = f"{kind}_agent"
     app.agent(channel, name=f"{kind}-agent", concurrency=1)(consume)
     return channel
+
+
+async def _handle(pipeline: Pipeline, messages: list[Any]) -> bool:
+    """Handle a batch until it succeeds. Never give up on it: Faust commits past offsets that
+    were never acked once later ones are, so a skipped batch would be lost for good. A batch
+    that keeps failing stalls its topic, which /health reports."""
+    delay = 0.1
+    while True:
+        try:
+            return await _finish(pipeline.handle(messages))
+        except Exception:
+            log.exception("batch of %d messages from %s failed; retrying it", len(messages), where(messages[0]))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 async def _finish(handling: Coroutine[Any, Any, None], grace: float = 10.0) -> bool:

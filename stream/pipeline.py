@@ -115,8 +115,16 @@ class Pipeline:
         self.health.progress()
 
     async def _dead_letter(self, message: Record, exc: InvalidEvent) -> None:
+        delay = 0.1
+        while True:  # a batch is acked only when every dead letter is out: retry, never skip
+            try:
+                await self.dead_letters.send(message, exc.reason, exc.detail)
+                break
+            except Exception:
+                log.exception("dead letter for %s not sent; retrying", where(message))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         log.warning("dead-lettered %s: %s", where(message), exc)
-        await self.dead_letters.send(message, exc.reason, exc.detail)
         self.metrics.dead_letters.labels(message.topic, exc.reason).inc()
         self.metrics.events.labels(message.topic, "dead_letter").inc()
 

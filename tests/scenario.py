@@ -12,7 +12,7 @@ SEGMENTS = ["enterprise", "smb", "startup"]
 TEAMS = ["billing", "onboarding", "technical"]
 # event ages (seconds) kept well away from every window edge and bucket
 AGE_RANGES = [(60, 45 * 60), (2 * 3600, 20 * 3600), (2 * 86400, 6 * 86400), (8 * 86400, 27 * 86400),
-              (31 * 86400, 80 * 86400)]
+              (32 * 86400, 80 * 86400)]
 WINDOWS = {"1h": 3600, "1d": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "90d": 90 * 86400}
 ATTRIBUTION = 7 * 86400
 

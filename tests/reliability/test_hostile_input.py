@@ -91,12 +91,6 @@ def test_hostile_payloads_mixed_with_valid_events_are_dead_lettered_and_counting
     print(f"dead-letter reasons {dict(Counter(reason for reason, _, _ in got.values()))}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: stream/app.py KafkaDeadLetters sends dead letters with Faust's default producer_max_request_size "
-    "(1,000,000 bytes), less than a value just over ADVOCACY_MAX_MESSAGE_BYTES (1,000,000) plus headers: "
-    "MessageSizeTooLargeError escapes Pipeline.handle, the agent crashes and is restarted past the batch, so the "
-    "message never reaches the DLQ (the log still says 'dead-lettered') and the valid events of that batch are "
-    "never counted, not even after a restart; /health stays ready and lag 0"))
 def test_a_value_just_over_the_default_size_limit_is_dead_lettered_and_its_neighbours_counted(
         namespace: Namespace, tmp_path: Path) -> None:
     """A 1,000,100-byte value (limit 1,000,000) goes to the DLQ as too_large; events around it still count."""
