@@ -8,7 +8,7 @@ APT_PACKAGES := redis-server:redis-server prometheus:prometheus promtool:prometh
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit bench soak lint deps system clean
+.PHONY: run test test-unit bench lint deps system clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -39,6 +39,10 @@ test: deps
 
 test-unit: deps
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# side-by-side throughput, freshness, start-up and memory; writes docs/benchmarks.md (~10 min)
+bench: deps
+	$(PY) -m tests.bench.run $(BENCH_ARGS)
 
 lint: deps
 	$(VENV)/bin/ruff check stream tests

@@ -95,8 +95,6 @@ def test_windows_are_parsed_and_sorted(monkeypatch: pytest.MonkeyPatch, value: s
     ("ADVOCACY_APP_ID", "a" * 65),
     ("ADVOCACY_LOG_LEVEL", "verbose"),
     ("ADVOCACY_BATCH_MAX_EVENTS", "0"),
-    ("ADVOCACY_BATCH_MAX_SECONDS", "0"),
-    ("ADVOCACY_BATCH_MAX_SECONDS", "61"),
     ("ADVOCACY_SESSION_TIMEOUT_SECONDS", "1"),
     ("ADVOCACY_FUTURE_TOLERANCE_SECONDS", "-1"),
     ("ADVOCACY_MAX_MESSAGE_BYTES", "10"),
