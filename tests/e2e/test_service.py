@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from stream.embedded import free_port, start_redis, stop
 from tests.conftest import Namespace
 from tests.oracle import expected_kpis
-from tests.scenario import ATTRIBUTION, WINDOWS, build
+from tests.scenario import ATTRIBUTION, WINDOWS, build, iso
 from tests.support import get_json, http_get, produce, rows, strip, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -145,3 +145,38 @@ def test_redis_restarted_empty_is_reported_loudly_and_blocks_a_silent_restart(
     stop(redis)
     assert again.returncode == 2
     assert "state was lost" in again.stderr.decode()
+
+
+def test_a_flood_of_distinct_segment_names_stays_bounded_in_metrics_and_memory(
+        namespace: Namespace, tmp_path: Path) -> None:
+    """100k distinct segment names with a cap of 50: /metrics lists at most 52 segments, the fold is
+    counted, the totals stay exact and the worker's peak memory stays bounded."""
+    names = 100_000
+    now = time.time()
+    topic = namespace.topics["referral"]
+    messages = [(topic, f"c{i}".encode(), (
+        f'{{"event_id":"f{i}","customer_id":"c{i}","occurred_at":"{iso(now - 600)}","segment":"seg-{i:06d}"}}'
+    ).encode()) for i in range(names)]
+    worker = namespace.worker(tmp_path, ADVOCACY_MAX_SEGMENTS="50").start().wait_ready()
+    try:
+        produce(namespace.stack.bootstrap, messages)
+
+        def overall() -> bool:
+            rows = worker.kpis("1h")["advocacy_actions_overall"]
+            return rows[0]["actions"] == names
+
+        wait_for(overall, 180, interval=1.0, what="all actions counted")
+        segments = {r["segment"] for r in worker.kpis("1h")["advocacy_actions"]}
+        assert len(segments) == 51 and "_other" in segments  # 50 admitted + the fold
+        assert sum(r["actions"] for r in worker.kpis("1h")["advocacy_actions"]) == names
+        m = _samples(worker.url)
+        assert sum(v for (name, _), v in m.items() if name == "advocacy_labels_folded_total") == names - 50
+        _, body = http_get(worker.url + "/metrics")
+        assert len(body) < 200_000, f"/metrics is {len(body)} bytes"
+        assert worker.proc is not None
+        hwm = next(int(line.split()[1]) for line in Path(f"/proc/{worker.proc.pid}/status").read_text()
+                   .splitlines() if line.startswith("VmHWM"))
+        print(f"peak RSS {hwm / 1024:.0f} MiB, /metrics {len(body)} bytes")
+        assert hwm < 300 * 1024, f"peak RSS {hwm / 1024:.0f} MiB"
+    finally:
+        worker.stop()
