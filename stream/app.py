@@ -30,6 +30,7 @@ from stream.kpi import Rules
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline, Record, topic_kinds, where
 from stream.state import Store
+from stream.topics import KafkaProbe
 from stream.web import METRICS_CONTENT_TYPE, Api, static_file
 
 log = logging.getLogger("stream.app")
@@ -199,6 +200,19 @@ def _add_routes(app: faust.App, api: Api) -> None:
     app.page("/health")(HealthView)
 
 
+def _add_kafka_probe(app: faust.App, settings: Settings, health: Health) -> None:
+    probe = KafkaProbe(settings)
+
+    @app.timer(3.0)
+    async def _kafka() -> None:
+        error = await probe.check()
+        if error and not health.kafka_error:
+            log.error("%s; not ready until it answers", error)
+        elif health.kafka_error and not error:
+            log.info("kafka answers again")
+        health.kafka_error = error
+
+
 def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics: Metrics,
                       health: Health) -> None:
     @app.on_rebalance_complete.connect
@@ -214,6 +228,7 @@ def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics:
         health.started = True
 
     sources = set(topic_kinds(settings))
+    _add_kafka_probe(app, settings, health)
 
     @app.timer(2.0)
     async def _lag() -> None:

@@ -17,6 +17,7 @@ class Health:
     redis_error: str = ""
     fatal: str = ""  # the state is unusable (e.g. lost); only a restart clears it
     crashed: str = ""  # agents that crashed, per the latest check
+    kafka_error: str = ""  # why the latest metadata request failed
     lag: int = 0
     last_progress: float = field(default_factory=time.monotonic)
     busy_since: float | None = None  # a batch is being handled since then
@@ -27,7 +28,7 @@ class Health:
     def reasons(self) -> list[str]:
         """Why the worker is not ready; empty when it is."""
         out: list[str] = []
-        out.extend(reason for reason in (self.fatal, self.crashed) if reason)
+        out.extend(reason for reason in (self.fatal, self.crashed, self.kafka_error) if reason)
         if not self.started:
             out.append("worker starting")
         elif self.rebalancing:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -66,3 +67,26 @@ async def group_has_commits(settings: Settings) -> bool:
         return False
     finally:
         await consumer.stop()
+
+
+class KafkaProbe:
+    """Asks the cluster for metadata, to tell /health whether Kafka answers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._options = client_options(settings)
+        self._client: Any = None  # created on the worker's loop, at the first check
+
+    async def check(self) -> str:
+        """Empty when Kafka answered within 4 s, else why not."""
+        from aiokafka.client import AIOKafkaClient
+
+        try:
+            async with asyncio.timeout(4.0):
+                if self._client is None:
+                    client = AIOKafkaClient(request_timeout_ms=3000, **self._options)
+                    await client.bootstrap()
+                    self._client = client
+                await self._client.fetch_all_metadata()
+        except (KafkaError, OSError, TimeoutError) as exc:
+            return f"kafka unreachable at {self._options['bootstrap_servers']}: {type(exc).__name__}"
+        return ""

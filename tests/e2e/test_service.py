@@ -70,7 +70,7 @@ def test_metrics_expose_the_kpis_with_numerators_denominators_and_worker_health(
 
 def test_redis_outage_makes_the_worker_not_ready_and_loses_nothing(
         namespace: Namespace, tmp_path: Path) -> None:
-    """Redis stopped mid-stream: /health says why, events wait, and the numbers end exact."""
+    """Redis stopped for 10 s mid-stream: /health says why, events wait, and the numbers end exact."""
     redis_dir = tmp_path / "redis"
     redis_dir.mkdir()
     port = free_port()
@@ -83,6 +83,7 @@ def test_redis_outage_makes_the_worker_not_ready_and_loses_nothing(
         worker.wait_ready()
         produce(namespace.stack.bootstrap, messages[: len(messages) // 2])
         stop(redis)  # SIGTERM: redis writes its AOF and exits
+        down_since = time.monotonic()
         produce(namespace.stack.bootstrap, messages[len(messages) // 2:])
 
         def not_ready() -> bool:
@@ -90,6 +91,8 @@ def test_redis_outage_makes_the_worker_not_ready_and_loses_nothing(
             return status == 503 and b"redis unavailable" in body
 
         wait_for(not_ready, 20, what="/health to report redis unavailable")
+        time.sleep(max(0.0, 10 - (time.monotonic() - down_since)))  # a 10 s outage
+        assert not_ready()
         redis = start_redis(port, redis_dir)
         worker.wait_ready(30)
         expected = expected_kpis(scenario.all_valid(), time.time(), WINDOWS, ATTRIBUTION)
