@@ -147,7 +147,8 @@ def freshness(bootstrap: str, redis_url: str, work: Path, rate: int, seconds: fl
                     probe += 1
                     event = {"event_id": f"probe-{probe}", "customer_id": f"probe-{probe}", "segment": "probe",
                              "occurred_at": iso(time.time())}
-                    await producer.send(TOPICS["referral"], json.dumps(event).encode(), key=event["customer_id"].encode())
+                    await producer.send(TOPICS["referral"], json.dumps(event).encode(),
+                                        key=event["customer_id"].encode())
                     sent_at[probe] = time.monotonic()
                 await asyncio.sleep(max(0.0, started + (i / per_tick) * tick - time.monotonic()))
             await producer.flush()
