@@ -1,8 +1,9 @@
 """The Faust adapter: the app, one agent per topic, the web routes, timers.
 
-Agents read raw bytes in batches with ``noack_take`` and ack a batch only after the
-pipeline has stored it, so a crash replays at most the unacked batches and the
-state's per-customer event ids absorb the replay.
+The consumer (``stream.batching``) hands each fetch to the topic's agent as one batch;
+the agent acks the batch's messages only after the pipeline has stored them, so a
+crash replays at most the unacked batches and the state's per-customer event ids
+absorb the replay.
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ from stream.web import METRICS_CONTENT_TYPE, Api, static_file
 log = logging.getLogger("stream.app")
 PAGE_HEADERS = {"X-Content-Type-Options": "nosniff",
                 "Content-Security-Policy": "default-src 'self'; img-src 'self' data:"}
-
-
 TRUNCATED_BYTES = 64 * 1024
 
 

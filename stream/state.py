@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stream.errors import StateError, StateLost, StateUnavailable
-from stream.kpi import Customer, Event, Rules, Totals, apply, expires_at_ms
+from stream.kpi import Customer, Event, Rules, Totals, Window, apply, expires_at_ms, sum_window
 from stream.kpi import change as changes
 from stream.labels import LabelCap
 
@@ -237,11 +237,10 @@ class Store:
         replies = iter(await self._call(pipe.execute()))
         actions, interactions, advocates = {}, {}, {}
         for window in windows:
-            first = window.first_bucket(now_ms)
             for segment in segments:
-                actions[(segment, window.name)] = _sum_from(next(replies), first)
+                actions[(segment, window.name)] = _sum(next(replies), window, now_ms)
             for team in teams:
-                interactions[(team, window.name)] = _sum_from(next(replies), first)
+                interactions[(team, window.name)] = _sum(next(replies), window, now_ms)
                 advocates[(team, window.name)] = int(next(replies))
         active = {k.decode(): int(v) for k, v in active_raw.items()}
         newest = {k.decode(): int(v) for k, v in newest_raw.items()}
@@ -275,8 +274,8 @@ class Store:
             raise StateError(f"redis error: {exc}") from None
 
 
-def _sum_from(buckets: dict[bytes, bytes], first: int) -> int:
-    return sum(int(n) for k, n in buckets.items() if int(k) >= first)
+def _sum(buckets: dict[bytes, bytes], window: Window, now_ms: int) -> int:
+    return sum_window({int(k): int(n) for k, n in buckets.items()}, window, now_ms)
 
 
 def _add(outcomes: dict[str, int], result: dict[str, int]) -> None:
