@@ -75,11 +75,11 @@ class Scenario:
         return self.valid + self.late
 
 
-def build(now: float, topics: dict[str, str], seed: int, customers: int = 40) -> Scenario:
+def build(now: float, topics: dict[str, str], seed: int, customers: int = 40, prefix: str = "c") -> Scenario:
     """A few hundred events covering the contract's cases."""
     sc = Scenario(now, topics, random.Random(seed))
     rng = sc.rng
-    ids = [f"c{i:03d}" for i in range(customers)]
+    ids = [f"{prefix}{i:03d}" for i in range(customers)]
     for i, cid in enumerate(ids):
         if i % 10 == 9:
             continue  # never registered: their unsegmented actions stay "unknown"

@@ -37,8 +37,9 @@ def _converges(workers: list[Any], expected: dict[str, Any], timeout: float = 90
 
 def test_shuffled_duplicated_unkeyed_late_and_malformed_events_give_exact_kpis(
         namespace: Namespace, tmp_path: Path) -> None:
-    """A few hundred messy events in shuffled order end in /kpis equal to the oracle's numbers."""
-    scenario = build(time.time(), namespace.topics, seed=11)
+    """A few hundred messy events in shuffled order end in /kpis equal to the oracle's numbers; no
+    customer id reaches the worker's log."""
+    scenario = build(time.time(), namespace.topics, seed=11, prefix="secret-customer-")
     messages = scenario.messages()
     assert len(messages) > 300
     worker = namespace.worker(tmp_path).start().wait_ready()
@@ -54,6 +55,9 @@ def test_shuffled_duplicated_unkeyed_late_and_malformed_events_give_exact_kpis(
             scenario.all_valid(), time.time(), WINDOWS, ATTRIBUTION), "advocacy_actions_overall")["7d"]}
     finally:
         worker.stop()
+    log = worker.log.read_text()
+    assert "dead-lettered" in log  # the log is the worker's, with event lines in it
+    assert "secret-customer-" not in log
 
 
 def test_every_malformed_payload_lands_in_the_dead_letter_topic_with_its_reason(
