@@ -39,18 +39,27 @@ def _worker(settings: Settings) -> int:
 
     from stream.app import create_app
     from stream.errors import StateLost
+    from stream.startup import Waiting, interim_health
     from stream.topics import ensure_topics, group_has_commits
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    loop.run_until_complete(ensure_topics(settings))
     app = create_app(settings)
     store = app.advocacy["store"]
-    if not loop.run_until_complete(_redis_ready(store)) and loop.run_until_complete(group_has_commits(settings)):
-        raise StateLost(f"Redis holds no state for app {settings.app_id!r} but its consumer group has "
-                        "committed offsets: the state was lost (Redis restarted without AOF?). "
-                        "Reset the group's offsets to the earliest (docs/runbook.md) or use a new ADVOCACY_APP_ID")
-    loop.run_until_complete(store.check_rules())
+
+    async def prepare() -> None:
+        waiting = Waiting(f"waiting for kafka at {settings.kafka_bootstrap_servers}")
+        async with interim_health(settings.web_bind, settings.web_port, waiting):
+            await ensure_topics(settings)
+            waiting.reason = "waiting for redis"
+            if not await _redis_ready(store) and await group_has_commits(settings):
+                raise StateLost(
+                    f"Redis holds no state for app {settings.app_id!r} but its consumer group has committed "
+                    "offsets: the state was lost (Redis restarted without AOF?). Reset the group's offsets "
+                    "to the earliest (docs/runbook.md) or use a new ADVOCACY_APP_ID")
+            await store.check_rules()
+
+    loop.run_until_complete(prepare())
     from stream.logs import logging_config
 
     worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, quiet=True,

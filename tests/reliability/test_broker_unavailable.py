@@ -19,7 +19,8 @@ pytestmark = pytest.mark.e2e
 
 def test_worker_started_without_a_broker_logs_why_waits_and_then_counts_exactly(
         namespace: Namespace, tmp_path: Path) -> None:
-    """No broker at start: 'not reachable' log lines, no exit; broker started on that port: ready and exact."""
+    """No broker at start: 'not reachable' log lines, /health 503 saying why, no exit; broker started on that
+    port: ready and exact."""
     port = free_port()
     bootstrap = f"127.0.0.1:{port}"
     worker = namespace.worker(tmp_path, ADVOCACY_KAFKA_BOOTSTRAP_SERVERS=bootstrap).start()
@@ -33,10 +34,9 @@ def test_worker_started_without_a_broker_logs_why_waits_and_then_counts_exactly(
         assert alive(worker), f"worker exited with {worker.proc and worker.proc.returncode}: {log_text(worker)[-2000:]}"
         assert len(lines) >= 2, lines
         assert bootstrap in lines[-1], f"the log line does not name the bootstrap servers: {lines[-1]}"
-        try:
-            health = http_get(worker.url + "/health", timeout=2)[0]
-        except OSError as exc:
-            health = f"no answer ({type(exc).__name__})"
+        status, body = http_get(worker.url + "/health", timeout=2)
+        assert status == 503 and b"waiting for kafka" in body, (status, body)  # probes learn why
+        health = f"{status} {body.decode()}"
         print(f"first 'not reachable' line after {first_line:.1f} s; {len(lines)} lines in "
               f"{time.monotonic() - started:.1f} s, last: {lines[-1][:300]}; /health meanwhile: {health}")
 

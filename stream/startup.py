@@ -1,0 +1,45 @@
+"""Before Faust starts: wait for Kafka and Redis while /health answers 503 with the reason.
+
+Faust opens the web port only once the app starts, which needs the topics to exist; an
+orchestrator probing /health during that wait would otherwise see a refused connection
+and learn nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+
+
+@dataclass
+class Waiting:
+    """What start-up is waiting for; shown by the interim /health."""
+
+    reason: str = "worker starting"
+
+
+@contextlib.asynccontextmanager
+async def interim_health(bind: str, port: int, waiting: Waiting) -> AsyncIterator[None]:
+    """Serve ``GET /health`` (503, the reason) on the web port until the block ends."""
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "not ready", "reasons": [waiting.reason]}, status=503)
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, bind, port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError:  # the port is taken: Faust will report it when it binds
+        await runner.cleanup()
+        yield
+        return
+    try:
+        yield
+    finally:
+        await runner.cleanup()
