@@ -253,9 +253,9 @@ def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics:
         try:
             await store.ping()
         except StateError as exc:
-            health.redis_ok, health.redis_error = False, str(exc)
+            health.redis(ok=False, error=str(exc))
         else:
-            health.redis_ok, health.redis_error = True, ""
+            health.redis(ok=True)
         metrics.redis_state(health.redis_ok)
         metrics.ready.set(0 if health.reasons() else 1)
         crashed = [f"{name}: {agent.crash_reason!r}" for name, agent in app.agents.items()

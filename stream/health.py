@@ -22,6 +22,10 @@ class Health:
     last_progress: float = field(default_factory=time.monotonic)
     busy_since: float | None = None  # a batch is being handled since then
 
+    def redis(self, ok: bool, error: str = "") -> None:
+        """Record the outcome of the latest Redis call."""
+        self.redis_ok, self.redis_error = ok, "" if ok else error
+
     def progress(self) -> None:
         self.last_progress = time.monotonic()
 

@@ -110,7 +110,7 @@ class Pipeline:
                 stored.append(message)
         if valid:
             outcomes = await self._store(valid, stored[0].topic)
-            self._measure(stored, valid, outcomes)
+            self._measure(stored, outcomes)
         self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.health.progress()
 
@@ -145,8 +145,7 @@ class Pipeline:
                 log.exception("state update of %s events failed, retrying", len(events))
                 self.health.redis_error = "state update failing, see logs"
             else:
-                self.health.redis_ok = True
-                self.health.redis_error = ""
+                self.health.redis(ok=True)
                 self.metrics.redis_state(ok=True)
                 return outcomes
             await asyncio.sleep(delay)
@@ -155,11 +154,10 @@ class Pipeline:
     def _redis_down(self, error: str) -> None:
         if self.health.redis_ok or not self.health.redis_error:
             log.error("%s; holding commits and retrying with backoff", error)
-        self.health.redis_ok = False
-        self.health.redis_error = error
+        self.health.redis(ok=False, error=error)
         self.metrics.redis_state(ok=False)
 
-    def _measure(self, messages: list[Record], events: list[Event], outcomes: dict[str, int]) -> None:
+    def _measure(self, messages: list[Record], outcomes: dict[str, int]) -> None:
         topic = messages[0].topic
         for outcome in ("applied", "duplicate", "ignored"):
             if outcomes[outcome]:

@@ -223,7 +223,7 @@ class Store:
         pipe.hgetall(f"{self.ns}:newest")
         segments_raw, teams_raw, active_raw, has_meta, newest_raw = await self._call(pipe.execute())
         if not has_meta:
-            raise StateLost(f"the Redis state of app {self.ns!r} is gone (Redis restarted empty?)")
+            raise self._lost()
         segments = sorted(s.decode() for s in segments_raw)
         teams = sorted(t.decode() for t in teams_raw)
         windows = self.rules.windows
@@ -263,6 +263,9 @@ class Store:
                 self.client.zremrangebyscore(f"{self.ns}:adv:{team.decode()}", "-inf", oldest)))
         return removed
 
+    def _lost(self) -> StateLost:
+        return StateLost(f"the Redis state of app {self.ns!r} is gone (Redis restarted empty?)")
+
     async def _call(self, awaitable: Any) -> Any:
         try:
             return await awaitable
@@ -270,7 +273,7 @@ class Store:
             raise StateUnavailable(f"redis unavailable: {type(exc).__name__}") from None
         except RedisError as exc:
             if "STATE_LOST" in str(exc):
-                raise StateLost(f"the Redis state of app {self.ns!r} is gone (Redis restarted empty?)") from None
+                raise self._lost() from None
             raise StateError(f"redis error: {exc}") from None
 
 

@@ -61,7 +61,7 @@ class Api:
         return generate_latest(self.metrics.registry)
 
     def _redis(self, ok: bool, error: str = "") -> None:
-        self.health.redis_ok, self.health.redis_error = ok, "" if ok else error
+        self.health.redis(ok, error)
         self.metrics.redis_state(ok)
 
     async def health_report(self) -> tuple[int, dict[str, Any]]:
