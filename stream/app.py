@@ -1,7 +1,7 @@
 """The Faust adapter: the app, one agent per topic, the web routes, timers.
 
 The consumer (``stream.batching``) hands each fetch to the topic's agent as one batch;
-the agent acks the batch's messages only after the pipeline has stored them, so a
+the agent acks the batch only after the pipeline has stored it, so a
 crash replays at most the unacked batches and the state's per-customer event ids
 absorb the replay.
 """
@@ -21,7 +21,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
-from stream.batching import BatchApp
+from stream.batching import Batch, BatchApp
 from stream.config import Settings
 from stream.errors import StateError
 from stream.events import REASONS
@@ -99,7 +99,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     client = aioredis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5,
                                      socket_connect_timeout=5, health_check_interval=10, **tls)
     rules = Rules(settings.windows, settings.attribution_window * 1000)
-    store = Store(client, settings.app_id, rules, settings.max_segments, settings.max_teams)
+    store = Store(client, settings.app_id, rules, settings.max_segments, settings.max_teams,
+                  settings.state_cache_customers)
     pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(app, settings.dlq_topic), health)
     api = Api(store, metrics, health, settings.windows)
     metrics.declare(list(topic_kinds(settings)), REASONS)
@@ -109,8 +110,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     for topic_name, kind in topic_kinds(settings).items():
         deliveries[topic_name] = _add_agent(app, settings, pipeline, topic_name, kind)
 
-    async def deliver_batch(topic: str, messages: list[Any]) -> None:
-        await deliveries[topic].put(messages)
+    async def deliver_batch(topic: str, batch: Batch) -> None:
+        await deliveries[topic].put(batch)
 
     app.deliver_batch = deliver_batch
     _add_routes(app, api)
@@ -124,11 +125,9 @@ def _add_agent(app: faust.App, settings: Settings, pipeline: Pipeline, topic_nam
     channel = app.channel(maxsize=2)  # backpressure: the fetcher waits while two batches queue
 
     async def consume(stream: Any) -> None:
-        async for messages in stream:
-            stopping = await _handle(pipeline, messages)
-            ack = app.consumer.ack
-            for message in messages:
-                ack(message)
+        async for batch in stream:
+            stopping = await _handle(pipeline, batch.records)
+            app.consumer.ack_batch(batch)
             if stopping:
                 raise asyncio.CancelledError
 

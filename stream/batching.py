@@ -3,33 +3,48 @@
 Faust's consumer hands every record to the conductor one at a time (two tasks per
 record in ``wait_first``, a decode, a queue put, a stream step): about 70 us an event,
 which caps a worker near 14k events/s whatever the agent does. This consumer keeps
-Faust's group membership, flow control, offset tracking, gap handling and commits,
-but hands each fetch to the agents as one batch per topic, through an in-memory
-Faust channel: the per-event work left is building the message and tracking it for
-the commit.
+Faust's group membership, flow control, rebalancing and commit timer, but hands each
+fetch to the agents as one ``Batch`` per topic of aiokafka's own records, through an
+in-memory Faust channel: nothing is built or tracked per event.
 
-Offsets: every message of a batch is tracked (``track_message``) when fetched and acked
-(``ack``) by the agent only after its effect is stored, so Faust's committer commits
-exactly what is durable.
+Offsets are tracked per batch, not per record: an agent calls ``ack_batch`` only after
+the batch's effect is stored, which moves each of its partitions' commit point to the
+batch's last offset + 1. One agent per topic handles its batches in fetch order, so the
+commit point only moves over records that are durable. A batch fetched before a
+rebalance is never acked (its generation is stale): the new owner re-reads it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 
-Deliver = Callable[[str, list[Any]], Awaitable[None]]
+
+@dataclass(slots=True)
+class Batch:
+    """Records of one topic from one fetch, and the commit point each partition reaches."""
+
+    records: list[Any] = field(default_factory=list)  # aiokafka ConsumerRecords
+    offsets: dict[Any, int] = field(default_factory=dict)  # TP -> last offset + 1
+    generation: int = 0
+
+
+Deliver = Callable[[str, Batch], Awaitable[None]]
 
 
 class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
     """Faust's aiokafka consumer, delivering a fetch per topic instead of per record."""
 
     deliver: Deliver | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._durable: dict[Any, int] = {}  # TP -> offset up to which every record is stored
+        super().__init__(*args, **kwargs)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised end to end
         deliver = self.deliver
@@ -38,6 +53,7 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         acquire_flow = app.flow_control.acquire
+        read_offset = self._read_offset
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 records, active = await self._wait_next_records(1.0)
@@ -47,39 +63,56 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
                     await self.perform_seek()
                     continue
                 generation = app.consumer_generation_id
-                batches: dict[str, list[Any]] = defaultdict(list)
-                for tp, recs in records.items():
-                    if active is None or tp in active or tp in self._buffered_partitions:
-                        await self._collect(tp, recs, batches[tp.topic])
+                batches: dict[str, Batch] = {}
+                for tp, fetched in records.items():
+                    if not fetched or not (active is None or tp in active or tp in self._buffered_partitions):
+                        continue
+                    last = read_offset[tp]
+                    recs = fetched
+                    if last is not None and fetched[0].offset < last:  # a seek back re-delivers
+                        recs = [r for r in fetched if r.offset >= last]
+                        if not recs:
+                            continue
+                    batch = batches.get(tp.topic)
+                    if batch is None:
+                        batch = batches[tp.topic] = Batch(generation=generation)
+                    batch.records.extend(recs)
+                    read_offset[tp] = recs[-1].offset
+                    batch.offsets[tp] = recs[-1].offset + 1
+                    app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                 if generation != app.consumer_generation_id:
                     continue  # a rebalance started: the new owners re-read from the commits
-                for topic, messages in batches.items():
-                    if messages:
-                        await acquire_flow()
-                        await deliver(topic, messages)
+                for topic, batch in batches.items():
+                    await acquire_flow()
+                    await deliver(topic, batch)
         except (*self.consumer_stopped_errors, asyncio.CancelledError):
             if self.transport.app.should_stop:
                 return
             raise
 
-    async def _collect(self, tp: Any, records: list[Any], out: list[Any]) -> None:
-        """Turn fetched records into tracked Faust messages, as the per-record path does."""
-        last = self._read_offset[tp]
-        gaps = self.app.topics.acks_enabled_for(tp.topic)
-        to_message = self._to_message
-        track = self._unacked_messages.add  # track_message minus Faust's per-message sensors
-        for record in records:
-            offset = record.offset
-            if last is not None and offset < last:
-                continue  # already read (a seek back re-delivers)
-            if gaps and last is not None and offset - last > 1:
-                await self._add_gap(tp, last + 1, offset - 1)  # compacted topics skip offsets
-            message = to_message(tp, record)
-            track(message)
-            out.append(message)
-            last = offset
-        self._read_offset[tp] = last
-        self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+    def ack_batch(self, batch: Batch) -> bool:
+        """Mark ``batch`` durable: its partitions may commit up to its end. False if stale."""
+        if batch.generation != self.app.consumer_generation_id:
+            return False
+        durable = self._durable
+        for tp, offset in batch.offsets.items():
+            if offset > durable.get(tp, -1):
+                durable[tp] = offset
+        return True
+
+    # Faust's committer asks these two which partitions have something to commit, and
+    # up to where: answer from the per-batch commit points instead of per-record acks.
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[Any]:
+        return (tp for tp in list(self._durable)
+                if topics is None or tp in topics or tp.topic in topics)
+
+    def _new_offset(self, tp: Any) -> int | None:
+        return self._durable.get(tp)
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:  # pragma: no cover - end to end
+        for tp in revoked:
+            self._durable.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
 
 
 class BatchApp(faust.App):  # type: ignore[misc]

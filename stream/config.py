@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     stall_seconds: float = Field(60.0, gt=0)
     max_segments: int = Field(1000, ge=1, le=100_000)
     max_teams: int = Field(1000, ge=1, le=100_000)
+    state_cache_customers: int = Field(100_000, ge=0, le=10_000_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("windows", mode="before")

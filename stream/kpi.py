@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -103,15 +104,31 @@ Registration = tuple[int, str, str, str]  # at_ms, event_id, segment, status
 
 @dataclass(slots=True)
 class Customer:
-    """Everything the KPIs need of one customer, within retention."""
+    """Everything the KPIs need of one customer, within retention.
 
-    version: int = 0
+    ``version`` is the store's token for the record it was read as ("" = none stored).
+    ``advocates`` caches the attribution of the current events (``advocates_of``).
+    """
+
+    version: str = ""
     registration: Registration | None = None
     actions: dict[str, tuple[int, str | None]] = field(default_factory=dict)  # key -> at, seg
     tickets: dict[str, tuple[int, str]] = field(default_factory=dict)  # event_id -> at, team
+    advocates: dict[str, int] | None = field(default=None, compare=False)
+    floor: tuple[int, int] | None = field(default=None, compare=False)  # cached ``oldest()``
 
     def is_empty(self) -> bool:
         return self.registration is None and not self.actions and not self.tickets
+
+    def oldest(self) -> tuple[int, int]:
+        """Oldest action and ticket times (a far future when there are none), cached."""
+        if self.floor is None:
+            self.floor = (min((v[0] for v in self.actions.values()), default=_FAR),
+                          min((v[0] for v in self.tickets.values()), default=_FAR))
+        return self.floor
+
+
+_FAR = 1 << 62
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,33 +337,209 @@ def delta(old: Contribution, new: Contribution, now_ms: int, rules: Rules) -> De
                  new.segments - old.segments, new.teams - old.teams)
 
 
-def change(old: Customer, new: Customer, now_ms: int, rules: Rules, label: Labeler = same_label) -> Delta:
-    """``delta(contribution(old), contribution(new))``, computed from what changed only.
+@dataclass(slots=True)
+class Tally:
+    """What a batch of customer updates changes in the shared totals, summed over customers.
 
-    While the registration is the same, every kept event contributes the same on both
-    sides, so only added and pruned events move counts: O(changed events), not O(all).
+    Event times are kept per (kind, label) and turned into per-window bucket counts once
+    per batch (``counts``), so the cost per event is an append, not a dict update per window.
     """
-    if old.registration != new.registration:
-        return delta(contribution(old, rules, label), contribution(new, rules, label), now_ms, rules)
-    counts: dict[CountKey, int] = {}
-    segments: set[str] = set()
-    teams: set[str] = set()
-    added_actions = {k: v for k, v in new.actions.items() if k not in old.actions}
-    added_tickets = {k: v for k, v in new.tickets.items() if k not in old.tickets}
-    _count(new, added_actions, added_tickets, rules, label, 1, counts, segments, teams)
-    if len(new.actions) - len(added_actions) != len(old.actions) or \
-            len(new.tickets) - len(added_tickets) != len(old.tickets):  # some were pruned
-        gone_actions = {k: v for k, v in old.actions.items() if k not in new.actions}
-        gone_tickets = {k: v for k, v in old.tickets.items() if k not in new.tickets}
-        _count(old, gone_actions, gone_tickets, rules, label, -1, counts, set(), set())
-    first = {w.name: w.first_bucket(now_ms) - 1 for w in rules.windows}
-    counts = {k: n for k, n in counts.items() if n and k[3] >= first[k[2]]}
-    old_adv = _advocates(old, rules, label) if old.tickets else {}
-    new_adv = _advocates(new, rules, label) if new.tickets else {}
-    advocates_set = {t: at for t, at in new_adv.items() if old_adv.get(t) != at}
-    removed = frozenset(old_adv.keys() - new_adv.keys())
-    # names added again are harmless: the store's name sets are idempotent
-    return Delta(counts, {}, advocates_set, removed, frozenset(segments), frozenset(teams))
+
+    plus: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # ("a"|"t", name) -> times
+    minus: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    active: dict[str, int] = field(default_factory=dict)  # segment -> active customers
+    advocates_set: list[tuple[str, int, str]] = field(default_factory=list)  # team, score, customer
+    advocates_removed: list[tuple[str, str]] = field(default_factory=list)  # team, customer
+    segments: set[str] = field(default_factory=set)
+    teams: set[str] = field(default_factory=set)
+    outcomes: dict[str, int] = field(default_factory=lambda: {"applied": 0, "duplicate": 0, "ignored": 0})
+
+    def add(self, sign: int, kind: str, name: str, at_ms: int) -> None:
+        side = self.plus if sign > 0 else self.minus
+        times = side.get((kind, name))
+        if times is None:
+            side[(kind, name)] = [at_ms]
+        else:
+            times.append(at_ms)
+
+    def counts(self, rules: Rules, now_ms: int) -> dict[CountKey, int]:
+        """Per (kind, name, window, bucket) change, leaving out buckets no reader looks at."""
+        counts: dict[CountKey, int] = {}
+        for side, sign in ((self.plus, 1), (self.minus, -1)):
+            for (kind, name), times in side.items():
+                for window in rules.windows:
+                    size, first = window.bucket_ms, window.first_bucket(now_ms) - 1
+                    for bucket, n in Counter([t // size for t in times]).items():
+                        if bucket >= first:
+                            key = (kind, name, window.name, bucket)
+                            counts[key] = counts.get(key, 0) + sign * n
+        return {k: n for k, n in counts.items() if n}
+
+
+def _credit(tickets: Mapping[str, tuple[int, str]], at_ms: int, attribution_ms: int) -> str | None:
+    """``credited_team`` by one scan of the tickets (a customer holds few), unlabelled."""
+    best: tuple[int, str, str] | None = None
+    for event_id, (t0, team) in tickets.items():
+        if t0 <= at_ms and (best is None or (t0, event_id) > (best[0], best[1])):
+            best = (t0, event_id, team)
+    return best[2] if best is not None and at_ms <= best[0] + attribution_ms else None
+
+
+def advocates_of(customer: Customer, rules: Rules, label: Labeler) -> dict[str, int]:
+    """``_advocates``, cached on the customer (labels are stable once resolved)."""
+    if customer.advocates is None:
+        customer.advocates = _advocates(customer, rules, label) if customer.tickets else {}
+    return customer.advocates
+
+
+@dataclass(slots=True)
+class _Change:
+    """One customer's record being updated by ``step``."""
+
+    registration: Registration | None
+    actions: dict[str, tuple[int, str | None]]
+    tickets: dict[str, tuple[int, str]]
+    added_actions: list[tuple[int, str | None]] = field(default_factory=list)
+    added_tickets: list[tuple[int, str]] = field(default_factory=list)
+    pruned_actions: list[tuple[int, str | None]] = field(default_factory=list)
+    pruned_tickets: list[tuple[int, str]] = field(default_factory=list)
+
+
+def step(customer_id: str, old: Customer, events: Iterable[Event], now_ms: int, rules: Rules,
+         tally: Tally, label: Labeler = same_label) -> Customer | None:
+    """Add ``events`` to a copy of ``old`` and what that changes to ``tally``; ``None`` if nothing.
+
+    Equal to ``delta(contribution(old), contribution(new))`` (tests/unit/test_kpi_change.py),
+    at the cost of the events added or pruned, not of every event the customer holds.
+    """
+    change = _Change(old.registration, old.actions, old.tickets)
+    _add_events(old, change, events, tally.outcomes)
+    floor = _prune_change(old, change, now_ms, rules)
+    if not (change.added_actions or change.added_tickets or change.pruned_actions or change.pruned_tickets) \
+            and change.registration == old.registration:
+        return None
+    new = Customer(old.version, change.registration, change.actions, change.tickets, floor=floor)
+    _tally_counts(old, change, tally, label)
+    _tally_advocates(customer_id, old, new, change, tally, rules, label)
+    return new
+
+
+def _add_events(old: Customer, change: _Change, events: Iterable[Event], outcomes: dict[str, int]) -> None:
+    for event in events:
+        kind = event.kind
+        if kind == "customer":
+            record = (event.at_ms, event.event_id, event.segment or UNKNOWN_SEGMENT, event.status or "")
+            current = change.registration
+            if current is not None and record[:2] <= current[:2]:
+                outcomes["duplicate" if record[:2] == current[:2] else "ignored"] += 1
+                continue
+            change.registration = record
+        elif kind == "ticket":
+            if event.event_id in change.tickets:
+                outcomes["duplicate"] += 1
+                continue
+            if change.tickets is old.tickets:  # copy on first write: ``old`` stays as it was
+                change.tickets = dict(old.tickets)
+            change.tickets[event.event_id] = (event.at_ms, event.team or "")
+            change.added_tickets.append((event.at_ms, event.team or ""))
+        else:
+            if not is_advocacy(event):
+                outcomes["ignored"] += 1
+                continue
+            key = ACTION_KEY_PREFIX[kind] + event.event_id
+            if key in change.actions:
+                outcomes["duplicate"] += 1
+                continue
+            if change.actions is old.actions:
+                change.actions = dict(old.actions)
+            change.actions[key] = (event.at_ms, event.segment)
+            change.added_actions.append((event.at_ms, event.segment))
+        outcomes["applied"] += 1
+
+
+def _prune_change(old: Customer, change: _Change, now_ms: int, rules: Rules) -> tuple[int, int]:
+    """``prune`` for a change: O(1) unless the oldest kept event expires. Returns the new floor."""
+    oldest_action, oldest_ticket = old.oldest()
+    for at_ms, _ in change.added_actions:
+        oldest_action = min(oldest_action, at_ms)
+    for at_ms, _ in change.added_tickets:
+        oldest_ticket = min(oldest_ticket, at_ms)
+    cut = now_ms - rules.action_retention_ms
+    if oldest_action < cut:
+        change.pruned_actions = [v for v in change.actions.values() if v[0] < cut]
+        change.actions = {k: v for k, v in change.actions.items() if v[0] >= cut}
+        oldest_action = min((v[0] for v in change.actions.values()), default=_FAR)
+    cut = now_ms - rules.ticket_retention_ms
+    if oldest_ticket < cut:
+        change.pruned_tickets = [v for v in change.tickets.values() if v[0] < cut]
+        change.tickets = {k: v for k, v in change.tickets.items() if v[0] >= cut}
+        oldest_ticket = min((v[0] for v in change.tickets.values()), default=_FAR)
+    return oldest_action, oldest_ticket
+
+
+def _tally_counts(old: Customer, change: _Change, tally: Tally, label: Labeler) -> None:
+    """Pruned actions leave under the old segment, added ones come under the new one, and kept
+    ones without their own segment move when the registration's segment does."""
+    add = tally.add
+    old_segment = label("segment", registration_segment(old.registration))
+    new_segment = label("segment", registration_segment(change.registration))
+    for at_ms, own in change.pruned_actions:
+        add(-1, "a", label("segment", own) if own else old_segment, at_ms)
+    for at_ms, own in change.added_actions:
+        segment = label("segment", own) if own else new_segment
+        tally.segments.add(segment)
+        add(1, "a", segment, at_ms)
+    if old_segment != new_segment:
+        for key, (at_ms, own) in change.actions.items():
+            if not own and key in old.actions:
+                add(-1, "a", old_segment, at_ms)
+                add(1, "a", new_segment, at_ms)
+    for at_ms, team in change.pruned_tickets:
+        add(-1, "t", label("team", team), at_ms)
+    for at_ms, team in change.added_tickets:
+        name = label("team", team)
+        tally.teams.add(name)
+        add(1, "t", name, at_ms)
+    old_active = old_segment if old.registration is not None and old.registration[3] == "active" else None
+    new_active = new_segment if change.registration is not None and change.registration[3] == "active" else None
+    if change.registration is not None:
+        tally.segments.add(new_segment)
+    if old_active != new_active:
+        if old_active is not None:
+            tally.active[old_active] = tally.active.get(old_active, 0) - 1
+        if new_active is not None:
+            tally.active[new_active] = tally.active.get(new_active, 0) + 1
+
+
+def _tally_advocates(customer_id: str, old: Customer, new: Customer, change: _Change, tally: Tally,
+                     rules: Rules, label: Labeler) -> None:
+    """New tickets or pruning can re-credit every action; new actions only add credits."""
+    before = advocates_of(old, rules, label) if (old.tickets or old.advocates) else {}
+    if not new.tickets:
+        after: dict[str, int] = {}
+    elif change.added_tickets or change.pruned_actions or change.pruned_tickets:
+        after = _advocates(new, rules, label)
+    elif change.added_actions:
+        after = dict(before)
+        for at_ms, _ in change.added_actions:
+            raw = _credit(new.tickets, at_ms, rules.attribution_ms)
+            if raw is not None:
+                team = label("team", raw)
+                if at_ms > after.get(team, -1):
+                    after[team] = at_ms
+    else:
+        after = before
+    new.advocates = after
+    for team, at_ms in after.items():
+        if before.get(team) != at_ms:
+            tally.advocates_set.append((team, at_ms, customer_id))
+    for team in before:
+        if team not in after:
+            tally.advocates_removed.append((team, customer_id))
+
+
+def registration_segment(registration: Registration | None) -> str:
+    return registration[2] if registration is not None else UNKNOWN_SEGMENT
 
 
 # --- reading the totals -----------------------------------------------------------------

@@ -62,5 +62,9 @@ class LabelCap:
     def label(self, kind: str, name: str) -> str:
         return name if name in self._admitted[kind] else OVERFLOW_LABEL
 
+    def folds(self) -> bool:
+        """Whether any name is known to be folded."""
+        return any(self._folded.values())
+
     def is_folded(self, kind: str, name: str) -> bool:
         return name in self._folded[kind]

@@ -8,6 +8,7 @@ the same values: the recording rules take ``max`` across workers, never ``sum``.
 from __future__ import annotations
 
 import platform
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -133,3 +134,26 @@ def _family(name: str, doc: str, labels: list[str], values: Mapping[tuple[str, s
     for key, n in sorted(values.items()):
         family.add_metric(list(key), n)
     return family
+
+
+def observe_many(histogram: Histogram, amounts: list[float]) -> None:
+    """``observe`` each amount, one bucket increment per bucket rather than per amount.
+
+    Uses the child's bucket bounds and counters (prometheus_client's ``_upper_bounds``,
+    ``_buckets``, ``_sum``); falls back to ``observe`` if a release renames them.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:
+        for amount in amounts:
+            histogram.observe(amount)
+        return
+    counts = [0] * len(bounds)
+    for amount in amounts:
+        counts[bisect_left(bounds, amount)] += 1
+    for bucket, n in zip(buckets, counts, strict=True):
+        if n:
+            bucket.inc(n)
+    total.inc(sum(amounts))
+

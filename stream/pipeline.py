@@ -18,14 +18,14 @@ from stream.errors import InvalidEvent, StateError, StateLost, StateUnavailable
 from stream.events import parse
 from stream.health import Health
 from stream.kpi import Event
-from stream.metrics import Metrics
+from stream.metrics import Metrics, observe_many
 from stream.state import Store
 
 log = logging.getLogger("stream.pipeline")
 
 
 class Record(Protocol):
-    """A consumed Kafka record as the pipeline reads it (Faust's messages have these fields)."""
+    """A consumed Kafka record as the pipeline reads it (aiokafka's ``ConsumerRecord``)."""
 
     @property
     def topic(self) -> str: ...
@@ -38,7 +38,7 @@ class Record(Protocol):
     @property
     def value(self) -> bytes | None: ...
     @property
-    def timestamp(self) -> float | None: ...
+    def timestamp(self) -> int | None: ...  # broker/producer timestamp, epoch ms (as aiokafka's)
 
 
 def where(record: Record) -> str:
@@ -55,7 +55,7 @@ class Message:
     offset: int
     key: bytes | None
     value: bytes | None
-    timestamp: float | None  # broker/producer timestamp, seconds
+    timestamp: int | None  # broker/producer timestamp, epoch ms
 
 
 class DeadLetterSink(Protocol):
@@ -171,8 +171,6 @@ class Pipeline:
                 self._folded_logged = now
                 log.warning("%d events of %s had a segment or team over the cap (ADVOCACY_MAX_SEGMENTS/"
                             "ADVOCACY_MAX_TEAMS) and count under '_other'", outcomes["folded"], where(messages[0]))
-        now = self.clock()
-        latency = self.metrics.latency.labels(topic)
-        for message in messages:
-            if message.timestamp:
-                latency.observe(max(0.0, now - message.timestamp))
+        now_ms = self.clock() * 1000
+        observe_many(self.metrics.latency.labels(topic),
+                     [max(0.0, now_ms - m.timestamp) / 1000 for m in messages if m.timestamp])

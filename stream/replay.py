@@ -27,7 +27,7 @@ from stream.health import Health
 from stream.kafka import client_options
 from stream.kpi import Rules
 from stream.metrics import Metrics
-from stream.pipeline import Message, Pipeline, Record, topic_kinds
+from stream.pipeline import Pipeline, Record, topic_kinds
 from stream.state import Store
 
 log = logging.getLogger("stream.replay")
@@ -61,7 +61,7 @@ async def replay(settings: Settings, into: str, *, idle_seconds: float = 3.0, pr
     target = settings.model_copy(update={"app_id": into})
     client = aioredis.Redis.from_url(settings.redis_url.get_secret_value())
     store = Store(client, into, Rules(settings.windows, settings.attribution_window * 1000),
-                  settings.max_segments, settings.max_teams)
+                  settings.max_segments, settings.max_teams, settings.state_cache_customers)
     if await store.has_state():
         raise StateError(f"app id {into!r} already has state in Redis: replay needs a fresh one")
     await store.check_rules()
@@ -93,8 +93,7 @@ async def replay(settings: Settings, into: str, *, idle_seconds: float = 3.0, pr
             last_data = time.monotonic()
             commits = {}
             for tp, records in batches.items():
-                await pipeline.handle([Message(r.topic, r.partition, r.offset, r.key, r.value,
-                                               r.timestamp / 1000 if r.timestamp else None) for r in records])
+                await pipeline.handle(records)
                 summary.messages += len(records)
                 commits[tp] = OffsetAndMetadata(records[-1].offset + 1, "")
             await consumer.commit(commits)

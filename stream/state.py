@@ -11,7 +11,9 @@ gives exactly-once counts.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import itertools
+import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,40 +24,42 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stream.errors import StateError, StateLost, StateUnavailable
-from stream.kpi import Customer, Event, Rules, Totals, Window, apply, expires_at_ms, sum_window
-from stream.kpi import change as changes
+from stream.kpi import Customer, Event, Rules, Tally, Totals, Window, expires_at_ms, step, sum_window
 from stream.labels import LabelCap
 
 _COMMIT = """
 local ns = ARGV[1]
 if redis.call('EXISTS', ns .. ':meta') == 0 then return redis.error_reply('STATE_LOST') end
-local entries = cjson.decode(ARGV[2])
+local heads = cjson.decode(ARGV[2])
 local conflicts = {}
-for i, e in ipairs(entries) do
-  local cur = redis.call('GET', e.k)
-  local v = 0
-  if cur then v = tonumber(string.match(cur, '^(%d+)|')) end
-  if v ~= e.v then
-    conflicts[#conflicts + 1] = i
+for i, h in ipairs(heads) do
+  local cur = redis.call('GETRANGE', h[1], 0, 63)
+  if (string.match(cur, '^([^|]*)|') or '') ~= h[2] then conflicts[#conflicts + 1] = i end
+end
+if #conflicts > 0 then return conflicts end
+local blobs, pos = ARGV[3], 1
+for _, h in ipairs(heads) do
+  local stop = string.find(blobs, '\\n', pos, true)
+  local blob = string.sub(blobs, pos, stop - 1)
+  pos = stop + 1
+  if blob == '' then
+    redis.call('DEL', h[1])
+  elseif h[3] > 0 then
+    redis.call('SET', h[1], blob, 'PXAT', h[3])
   else
-    if e.b == '' then
-      redis.call('DEL', e.k)
-    elseif e.x > 0 then
-      redis.call('SET', e.k, e.b, 'PXAT', e.x)
-    else
-      redis.call('SET', e.k, e.b)
-    end
-    for _, c in ipairs(e.c) do redis.call('HINCRBY', c[1], c[2], c[3]) end
-    for _, a in ipairs(e.a) do redis.call('HINCRBY', ns .. ':active', a[1], a[2]) end
-    for _, s in ipairs(e.s) do redis.call('ZADD', ns .. ':adv:' .. s[1], s[2], e.id) end
-    for _, r in ipairs(e.r) do redis.call('ZREM', ns .. ':adv:' .. r, e.id) end
-    for _, g in ipairs(e.g) do redis.call('SADD', ns .. ':segments', g) end
-    for _, t in ipairs(e.t) do redis.call('SADD', ns .. ':teams', t) end
+    redis.call('SET', h[1], blob)
   end
 end
-if ARGV[3] ~= '' then
-  local cur = redis.call('HGET', ns .. ':newest', ARGV[3])
-  if not cur or tonumber(cur) < tonumber(ARGV[4]) then redis.call('HSET', ns .. ':newest', ARGV[3], ARGV[4]) end
+local t = cjson.decode(ARGV[4])
+for _, c in ipairs(t[1]) do redis.call('HINCRBY', c[1], c[2], c[3]) end
+for _, a in ipairs(t[2]) do redis.call('HINCRBY', ns .. ':active', a[1], a[2]) end
+for _, s in ipairs(t[3]) do redis.call('ZADD', ns .. ':adv:' .. s[1], s[2], s[3]) end
+for _, r in ipairs(t[4]) do redis.call('ZREM', ns .. ':adv:' .. r[1], r[2]) end
+for _, g in ipairs(t[5]) do redis.call('SADD', ns .. ':segments', g) end
+for _, m in ipairs(t[6]) do redis.call('SADD', ns .. ':teams', m) end
+if t[7] ~= '' then
+  local cur = redis.call('HGET', ns .. ':newest', t[7])
+  if not cur or tonumber(cur) < t[8] then redis.call('HSET', ns .. ':newest', t[7], t[8]) end
 end
 return conflicts
 """
@@ -77,7 +81,7 @@ MAX_ATTEMPTS = 50
 
 def encode(customer: Customer) -> bytes:
     body = orjson.dumps([customer.registration, customer.actions, customer.tickets])
-    return b"%d|" % customer.version + body
+    return customer.version.encode() + b"|" + body
 
 
 def decode(blob: bytes | None) -> Customer:
@@ -86,7 +90,7 @@ def decode(blob: bytes | None) -> Customer:
     head, _, body = blob.partition(b"|")
     registration, actions, tickets = orjson.loads(body)
     return Customer(
-        version=int(head),
+        version=head.decode(),
         registration=(registration[0], registration[1], registration[2], registration[3]) if registration else None,
         # JSON arrays unpack like the (time, name) tuples they were: no per-event copy
         actions=actions,
@@ -94,17 +98,41 @@ def decode(blob: bytes | None) -> Customer:
     )
 
 
+class Tokens:
+    """Record versions that never repeat: a random prefix per process and a counter, one
+    per commit (every record a commit writes gets the commit's token).
+
+    A version is compared for equality only, so a record deleted (expired) and written
+    again by another worker can never be mistaken for the one a cache holds.
+    """
+
+    def __init__(self) -> None:
+        self.prefix = os.urandom(6).hex()
+        self.counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}.{next(self.counter):x}"
+
+
 class Store:
-    """KPI state shared by every worker; ``namespace`` is the app id."""
+    """KPI state shared by every worker; ``namespace`` is the app id.
+
+    ``cache_size`` customers' records are kept in memory (least recently used out): a
+    record read from the cache is as good as one read from Redis, because the commit
+    checks its version and a stale one comes back as a conflict, re-read from Redis.
+    """
 
     def __init__(self, client: aioredis.Redis, namespace: str, rules: Rules,
-                 max_segments: int = 1000, max_teams: int = 1000) -> None:
+                 max_segments: int = 1000, max_teams: int = 1000, cache_size: int = 100_000) -> None:
         self.client = client
         self.ns = namespace
         self.rules = rules
         self.labels = LabelCap(client, namespace, {"segment": max_segments, "team": max_teams})
         self._commit = client.register_script(_COMMIT)
         self._prune_hash = client.register_script(_PRUNE_HASH)
+        self.cache: OrderedDict[str, Customer] = OrderedDict()
+        self.cache_size = cache_size
+        self.tokens = Tokens()
 
     def customer_key(self, customer_id: str) -> str:
         return f"{self.ns}:c:{customer_id}"
@@ -134,84 +162,126 @@ class Store:
         return bool(await self._call(self.client.exists(f"{self.ns}:meta")))
 
     async def apply(self, events: Sequence[Event], now_ms: int, topic: str = "") -> dict[str, int]:
-        """Apply valid events atomically per customer; return outcome counts.
+        """Apply valid events atomically; return outcome counts.
 
+        One commit per batch, all or nothing: if any customer's record changed since it was
+        read, nothing is written, those records are re-read and the batch is recomputed.
         ``topic`` (optional) records the newest event time seen on it, for freshness.
         """
         newest = max((e.at_ms for e in events), default=0)
-        by_customer: dict[str, list[Event]] = defaultdict(list)
+        by_customer: dict[str, list[Event]] = {}
         for event in events:
-            by_customer[event.customer_id].append(event)
-        outcomes = {"applied": 0, "duplicate": 0, "ignored": 0, "conflicts": 0, "folded": 0}
-        pending = list(by_customer)
+            group = by_customer.get(event.customer_id)
+            if group is None:
+                by_customer[event.customer_id] = [event]
+            else:
+                group.append(event)
+        olds = self._cached(by_customer)
+        stale = [c for c in by_customer if c not in olds]
+        conflicts = 0
         for _ in range(MAX_ATTEMPTS):
-            if not pending:
+            if stale:
+                olds.update(await self._read(stale))
+            await self._resolve_labels([olds[c] for c in stale], events)
+            tally = Tally()
+            writes: list[tuple[str, Customer, Customer]] = []
+            label = self.labels.label
+            for customer_id, group in by_customer.items():
+                old = olds[customer_id]
+                new = step(customer_id, old, group, now_ms, self.rules, tally, label)
+                if new is not None:
+                    writes.append((customer_id, old, new))
+            outcomes = {**tally.outcomes, "conflicts": conflicts, "folded": self._folded(events)}
+            if not writes:
+                self._remember(olds)
                 return outcomes
-            blobs = await self._call(self.client.mget([self.customer_key(c) for c in pending]))
-            olds = [decode(blob) for blob in blobs]
-            await self._resolve_labels(olds, [by_customer[c] for c in pending])
-            entries: list[dict[str, Any]] = []
-            staged: list[dict[str, int]] = []
-            for customer_id, old in zip(pending, olds, strict=True):
-                new, result = apply(old, by_customer[customer_id], now_ms, self.rules)
-                result["folded"] = sum(1 for e in by_customer[customer_id] if self._folded(e))
-                entry = self._entry(customer_id, old, new, now_ms)
-                if entry is None:
-                    _add(outcomes, result)
-                    continue
-                entries.append(entry)
-                staged.append(result)
-            if not entries:
+            payload = self._payload(writes, tally, now_ms, topic, newest)
+            missed = await self._call(self._commit(args=[self.ns, *payload]))
+            if not missed:
+                for customer_id, _, new in writes:
+                    olds[customer_id] = new
+                self._remember(olds)
                 return outcomes
-            payload = orjson.dumps(entries)
-            conflicts = await self._call(self._commit(args=[self.ns, payload, topic, newest]))
-            retry = {int(i) - 1 for i in conflicts}
-            pending = [entries[i]["id"] for i in sorted(retry)]
-            outcomes["conflicts"] += len(retry)
-            for i, result in enumerate(staged):
-                if i not in retry:
-                    _add(outcomes, result)
+            stale = [writes[int(i) - 1][0] for i in missed]
+            conflicts += len(stale)
+            for customer_id in stale:
+                self.cache.pop(customer_id, None)
         raise StateError(f"gave up after {MAX_ATTEMPTS} conflicting updates of the same customers")
 
-    async def _resolve_labels(self, olds: list[Customer], batches: list[list[Event]]) -> None:
+    def _cached(self, by_customer: dict[str, list[Event]]) -> dict[str, Customer]:
+        cache = self.cache
+        found: dict[str, Customer] = {}
+        for customer_id in by_customer:
+            customer = cache.get(customer_id)
+            if customer is not None:
+                found[customer_id] = customer
+        return found
+
+    def _remember(self, customers: dict[str, Customer]) -> None:
+        if not self.cache_size:
+            return
+        cache = self.cache
+        for customer_id, customer in customers.items():
+            cache[customer_id] = customer
+            cache.move_to_end(customer_id)
+        while len(cache) > self.cache_size:
+            cache.popitem(last=False)
+
+    async def _read(self, customer_ids: list[str]) -> dict[str, Customer]:
+        blobs = await self._call(self.client.mget([self.customer_key(c) for c in customer_ids]))
+        return {c: decode(blob) for c, blob in zip(customer_ids, blobs, strict=True)}
+
+    def forget(self) -> None:
+        """Drop the cache (the state it mirrors is gone or replaced)."""
+        self.cache.clear()
+
+    def _payload(self, writes: list[tuple[str, Customer, Customer]], tally: Tally, now_ms: int,
+                 topic: str, newest: int) -> tuple[bytes, bytes, bytes]:
+        heads = []
+        blobs = []
+        token = self.tokens.next()
+        for customer_id, old, new in writes:
+            expires = expires_at_ms(new, self.rules)
+            gone = new.is_empty() or (expires is not None and expires <= now_ms)
+            new.version = "" if gone else token
+            heads.append((self.customer_key(customer_id), old.version, expires or 0))
+            blobs.append(b"" if gone else encode(new))
+        blobs.append(b"")
+        count_key = self.count_key
+        totals = (
+            [(count_key(kind, name, window), str(bucket), n)
+             for (kind, name, window, bucket), n in tally.counts(self.rules, now_ms).items()],
+            [(segment, n) for segment, n in tally.active.items() if n],
+            tally.advocates_set,
+            tally.advocates_removed,
+            sorted(tally.segments),
+            sorted(tally.teams),
+            topic,
+            newest,
+        )
+        return orjson.dumps(heads), b"\n".join(blobs), orjson.dumps(totals)
+
+    async def _resolve_labels(self, read: list[Customer], events: Sequence[Event]) -> None:
+        """Ask Redis about names this worker has not labelled yet: the batch's, and those of
+        records just read (cached records' names were resolved when they were read)."""
         segments: set[str] = set()
         teams: set[str] = set()
-        for customer in olds:
+        for customer in read:
             if customer.registration is not None:
                 segments.add(customer.registration[2])
             segments.update(seg for _, seg in customer.actions.values() if seg)
             teams.update(team for _, team in customer.tickets.values())
-        for batch in batches:
-            segments.update(e.segment for e in batch if e.segment)
-            teams.update(e.team for e in batch if e.team)
+        segments.update(e.segment for e in events if e.segment)
+        teams.update(e.team for e in events if e.team)
         await self.labels.resolve("segment", self.labels.unknown("segment", segments), self._call)
         await self.labels.resolve("team", self.labels.unknown("team", teams), self._call)
 
-    def _folded(self, event: Event) -> bool:
-        return bool((event.segment and self.labels.is_folded("segment", event.segment))
-                    or (event.team and self.labels.is_folded("team", event.team)))
-
-    def _entry(self, customer_id: str, old: Customer, new: Customer, now_ms: int) -> dict[str, Any] | None:
-        if new.registration == old.registration and new.actions == old.actions and new.tickets == old.tickets:
-            return None
-        change = changes(old, new, now_ms, self.rules, self.labels.label)
-        new.version = old.version + 1
-        expires = expires_at_ms(new, self.rules)
-        gone = new.is_empty() or (expires is not None and expires <= now_ms)
-        return {
-            "id": customer_id,
-            "k": self.customer_key(customer_id),
-            "v": old.version,
-            "b": "" if gone else encode(new).decode(),
-            "x": expires or 0,
-            "c": [[self.count_key(kind, name, window), str(bucket), n]
-                  for (kind, name, window, bucket), n in change.counts.items()],
-            "a": [[segment, n] for segment, n in change.active.items()],
-            "s": [[team, at] for team, at in change.advocates_set.items()],
-            "r": sorted(change.advocates_removed),
-            "g": sorted(change.new_segments),
-            "t": sorted(change.new_teams),
-        }
+    def _folded(self, events: Sequence[Event]) -> int:
+        if not self.labels.folds():
+            return 0
+        is_folded = self.labels.is_folded
+        return sum(1 for e in events if (e.segment and is_folded("segment", e.segment))
+                   or (e.team and is_folded("team", e.team)))
 
     async def totals(self, now_ms: int) -> Totals:
         """Read the totals for every window, summed, in two round trips."""
@@ -279,8 +349,3 @@ class Store:
 
 def _sum(buckets: dict[bytes, bytes], window: Window, now_ms: int) -> int:
     return sum_window({int(k): int(n) for k, n in buckets.items()}, window, now_ms)
-
-
-def _add(outcomes: dict[str, int], result: dict[str, int]) -> None:
-    for key, n in result.items():
-        outcomes[key] += n
