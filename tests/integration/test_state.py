@@ -64,14 +64,16 @@ async def test_replaying_every_batch_changes_nothing(client: aioredis.Redis) -> 
     assert await _kpis(store, now) == before == expected_kpis(valid, now, WINDOWS, ATTRIBUTION)
 
 
+@pytest.mark.parametrize("cache_size", [100_000, 0])
 async def test_concurrent_workers_racing_on_the_same_customers_count_each_event_once(
-        stack: Stack) -> None:
-    """Four stores on four connections apply overlapping shuffled batches at once: exact totals."""
+        stack: Stack, cache_size: int) -> None:
+    """Four stores on four connections apply overlapping shuffled batches at once: exact totals,
+    whether each store keeps records in its cache (stale ones caught on commit) or not."""
     now = time.time()
     valid, events = _events(8, now)
     ns = f"race-{random.getrandbits(32)}"
     clients = [aioredis.Redis.from_url(stack.redis_url) for _ in range(4)]
-    stores = [Store(c, ns, RULES) for c in clients]
+    stores = [Store(c, ns, RULES, cache_size=cache_size) for c in clients]
     await stores[0].check_rules()
     rng = random.Random(8)
 
@@ -177,3 +179,60 @@ async def test_state_that_vanished_is_reported_not_silently_rebuilt(client: aior
     with pytest.raises(StateLost):
         await store.totals(now_ms)
     assert not await store.has_state()
+
+
+async def test_a_stale_cached_record_is_caught_and_re_read(stack: Stack) -> None:
+    """Worker A caches a customer; worker B changes it; A's next batch conflicts, re-reads the
+    record and counts on top of B's events, not over them."""
+    now_ms = int(time.time() * 1000)
+    ns = f"stale-{random.getrandbits(32)}"
+    clients = [aioredis.Redis.from_url(stack.redis_url) for _ in range(2)]
+    a, b = (Store(c, ns, RULES) for c in clients)
+    await a.check_rules()
+    try:
+        await a.apply([Event("customer", "g1", "c1", now_ms - 86_400_000, segment="smb", status="active")], now_ms)
+        await b.apply([Event("referral", "f1", "c1", now_ms - 60_000)], now_ms)
+        out = await a.apply([Event("referral", "f2", "c1", now_ms - 60_000),
+                             Event("referral", "f1", "c1", now_ms - 60_000)], now_ms)
+        assert out["conflicts"] == 1
+        assert (out["applied"], out["duplicate"]) == (1, 1)  # f1 was B's: seen after the re-read
+        assert (await a.totals(now_ms)).actions[("smb", "1h")] == 2
+        assert a.cache["c1"].version == (await clients[0].get(a.customer_key("c1")) or b"").split(b"|")[0].decode()
+    finally:
+        for c in clients:
+            await c.aclose()
+
+
+async def test_a_record_deleted_and_written_again_is_not_mistaken_for_the_cached_one(
+        stack: Stack) -> None:
+    """A record expires (deleted) and another worker writes a new one for the same customer: the
+    cache's copy never matches it (versions never repeat), so nothing is lost or counted twice."""
+    now_ms = int(time.time() * 1000)
+    ns = f"aba-{random.getrandbits(32)}"
+    clients = [aioredis.Redis.from_url(stack.redis_url) for _ in range(2)]
+    a, b = (Store(c, ns, RULES) for c in clients)
+    await a.check_rules()
+    try:
+        await a.apply([Event("referral", "f1", "c1", now_ms - 60_000, segment="smb")], now_ms)
+        await clients[0].delete(a.customer_key("c1"))  # as if its TTL ran out
+        await b.apply([Event("referral", "f2", "c1", now_ms - 60_000, segment="smb")], now_ms)
+        out = await a.apply([Event("referral", "f1", "c1", now_ms - 60_000, segment="smb"),
+                             Event("referral", "f3", "c1", now_ms - 60_000, segment="smb")], now_ms)
+        assert out["conflicts"] == 1
+        assert out["applied"] == 2  # f1's record was gone: it is counted again, as Redis says
+        stored = await clients[0].get(a.customer_key("c1"))
+        assert stored is not None and b'"f:f2"' in stored and b'"f:f3"' in stored and b'"f:f1"' in stored
+    finally:
+        for c in clients:
+            await c.aclose()
+
+
+async def test_the_cache_is_bounded(client: aioredis.Redis) -> None:
+    """Least recently used records leave the cache beyond its size."""
+    now_ms = int(time.time() * 1000)
+    store = Store(client, f"lru-{random.getrandbits(32)}", RULES, cache_size=10)
+    await store.check_rules()
+    for i in range(30):
+        await store.apply([Event("referral", f"f{i}", f"c{i}", now_ms - 60_000)], now_ms)
+    assert len(store.cache) == 10 and set(store.cache) == {f"c{i}" for i in range(20, 30)}
+    assert (await store.totals(now_ms)).actions[("unknown", "1h")] == 30
