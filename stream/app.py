@@ -21,7 +21,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
-from stream.batching import Batch, BatchApp
+from stream.batching import Batch, BatchApp, NoTableManager
 from stream.config import Settings
 from stream.errors import StateError
 from stream.events import REASONS
@@ -92,6 +92,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         # a dead letter is the original value plus headers: room for the largest message
         producer_max_request_size=max(settings.max_message_bytes, 1_048_576) + 65_536,
         stream_wait_empty=False,
+        TableManager=NoTableManager,
     )
     health = Health(stall_seconds=settings.stall_seconds)
     metrics = Metrics(registry or CollectorRegistry())

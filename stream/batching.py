@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.tables import TableManager
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 
 
@@ -113,6 +114,16 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
         for tp in revoked:
             self._durable.pop(tp, None)
         await super().on_partitions_revoked(revoked)
+
+
+class NoTableManager(TableManager):  # type: ignore[misc]
+    """Faust's table manager without its one-second start-up sleep: this app has no tables
+    (its state is in Redis), so there is nothing to wait for before joining the group."""
+
+    async def on_start(self) -> None:  # pragma: no cover - exercised by every worker start
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
 
 
 class BatchApp(faust.App):  # type: ignore[misc]

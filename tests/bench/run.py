@@ -43,7 +43,7 @@ def stack() -> Iterator[tuple[str, str, Path]]:
 
 def worker_env(bootstrap: str, redis_url: str, **extra: str) -> dict[str, str]:
     return dict(os.environ, ADVOCACY_KAFKA_BOOTSTRAP_SERVERS=bootstrap, ADVOCACY_REDIS_URL=redis_url,
-                ADVOCACY_SESSION_TIMEOUT_SECONDS="6", ADVOCACY_LOG_LEVEL="WARNING", **extra)
+                ADVOCACY_LOG_LEVEL="WARNING", **extra)
 
 
 def create_topics(bootstrap: str, redis_url: str, work: Path) -> None:
