@@ -7,8 +7,10 @@ documentation and the published JSON Schemas.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from datetime import date, datetime
+from types import MemberDescriptorType
 from typing import Any
 
 import orjson
@@ -71,6 +73,15 @@ CONDITIONAL = {"review": "rating", "survey": "nps"}
 
 def parse_timestamp_ms(text: str) -> int:
     """RFC 3339 with an offset -> epoch milliseconds."""
+    if type(text) is str:
+        at_ms = _fast_timestamp_ms(text)
+        if at_ms is not None:
+            return at_ms
+    return _slow_timestamp_ms(text)
+
+
+def _slow_timestamp_ms(text: str) -> int:
+    """The definition: the RFC 3339 pattern, then ``datetime.fromisoformat``. Raises for any invalid value."""
     if not _RFC3339.match(text):
         raise InvalidEvent("invalid_timestamp", "occurred_at is not RFC 3339 with an offset")
     try:
@@ -80,22 +91,212 @@ def parse_timestamp_ms(text: str) -> int:
     return int(value.timestamp() * 1000)
 
 
-def _check(spec: Field, value: Any) -> None:
-    if value is None and not spec.required:
-        return
-    if type(value) is not spec.type:  # bool is not an int, 4.0 is not an int
-        raise InvalidEvent("wrong_type", f"{spec.name} must be {spec.type.__name__}")
-    if spec.choices is not None and value not in spec.choices:
-        raise InvalidEvent("out_of_range", f"{spec.name} must be one of {', '.join(spec.choices)}")
-    if isinstance(value, str):
-        size = len(value)
-    elif isinstance(value, int):
-        size = value
+# --- the hot path -------------------------------------------------------------------------------
+#
+# ``parse`` runs once per message, so it is specialised once, at import, from the tables above.
+# tests/unit/test_events.py checks it against the plain reading of the tables (same Event, or the
+# same reason and detail), so keep the two in step.
+#
+# * Timestamps: ``_fast_timestamp_ms`` reads valid ones of the usual shape from three parts, each
+#   looked up in a small table (minute, second, fraction+offset); on any doubt it returns None and
+#   ``_slow_timestamp_ms``, the definition, decides (and gives the very same error). The tables only
+#   ever hold validated parts, and are emptied when they reach _CACHE_LIMIT entries. Milliseconds
+#   are computed as ``datetime.timestamp()`` does (integer microseconds since the epoch / 10**6, a
+#   float, then * 1000, truncated), so they are the same, float rounding included.
+# * Fields: one straight-line checker per topic kind, generated from SPECS: no loop over Field
+#   objects, the same checks in the same order with the same messages.
+# * The Event is filled in slot by slot, skipping the frozen dataclass's ``__init__`` (ten
+#   ``object.__setattr__`` calls: about 0.4 us a message), but only while that gives the very same
+#   object; see ``_event_setters``. Otherwise the checkers call ``Event(...)``.
+
+_CACHE_LIMIT = 65_536  # entries per table
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_SIXTY = {f"{n:02d}": n for n in range(60)}  # seconds 00-59: fromisoformat has no leap second
+# what may follow "YYYY-MM-DDTHH:MM:SS" (ASCII digits only: fromisoformat rejects other digits)
+_TAIL = re.compile(r"(?:\.([0-9]{1,9}))?(?:[Zz]|([+-])(2[0-3]|[01][0-9]):([0-5][0-9]))\Z")
+_MINUTES: dict[str, int] = {}  # valid "YYYY-MM-DD[Tt ]HH:MM" -> its epoch seconds read as UTC
+_TAILS: dict[str, int] = {}  # valid "[.fraction](Z|+HH:MM|-HH:MM)" -> microseconds to add (fraction - offset)
+
+
+def _remember(table: dict[str, int], key: str, value: int) -> None:
+    if len(table) >= _CACHE_LIMIT:
+        table.clear()
+    table[key] = value
+
+
+def _minute_seconds(head: str) -> int | None:
+    """``YYYY-MM-DD[Tt ]HH:MM`` (ASCII digits, a real date, hour 00-23, minute 00-59) -> epoch seconds; else None."""
+    if not (len(head) == 16 and head.isascii() and head[4] == "-" and head[7] == "-" and head[10] in "Tt "
+            and head[13] == ":"):
+        return None
+    if not (head[0:4] + head[5:7] + head[8:10] + head[11:13] + head[14:16]).isdigit():
+        return None
+    hour, minute = int(head[11:13]), int(head[14:16])
+    if hour > 23 or minute > 59:  # fromisoformat has no hour 24
+        return None
+    try:
+        day = date(int(head[0:4]), int(head[5:7]), int(head[8:10]))
+    except ValueError:  # year 0, month 13, 30 February, ...
+        return None
+    return (day.toordinal() - _EPOCH_ORDINAL) * 86_400 + hour * 3600 + minute * 60
+
+
+def _tail_micros(tail: str) -> int | None:
+    """``[.fraction](Z|±HH:MM)`` -> fraction minus offset, in microseconds; else None."""
+    match = _TAIL.match(tail)
+    if match is None:
+        return None
+    fraction, sign, hours, minutes = match.groups()
+    micros = int((fraction + "00000")[:6]) if fraction else 0  # fromisoformat keeps 6 digits, truncated
+    if sign is not None:
+        offset = (int(hours) * 3600 + int(minutes) * 60) * 1_000_000
+        micros -= offset if sign == "+" else -offset
+    return micros
+
+
+def _fast_timestamp_ms(text: str) -> int | None:
+    """Epoch ms of a valid timestamp of the usual shape, exactly as ``_slow_timestamp_ms``; else None."""
+    head = text[:16]
+    minute = _MINUTES.get(head)
+    if minute is None:
+        minute = _minute_seconds(head)
+        if minute is None:
+            return None
+        _remember(_MINUTES, head, minute)
+    second = _SIXTY.get(text[17:19])
+    if second is None or text[16] != ":":  # a second found: text has at least 19 characters
+        return None
+    tail = text[19:]
+    micros = _TAILS.get(tail)
+    if micros is None:
+        micros = _tail_micros(tail)
+        if micros is None:
+            return None
+        _remember(_TAILS, tail, micros)
+    return int(((minute + second) * 1_000_000 + micros) / 1_000_000 * 1000)
+
+
+def _event_setters() -> dict[str, Callable[[Event, Any], None]] | None:
+    """Per field, the slot's setter, if filling a bare Event with them equals calling ``Event(...)``; else None.
+
+    True of a frozen, slotted dataclass whose ``__init__`` only stores its arguments (no
+    ``__post_init__``); checked again here so that a change to ``Event`` falls back to ``Event(...)``.
+    """
+    names = [f.name for f in fields(Event)]
+    slots: list[Any] = [Event.__dict__.get(name) for name in names]
+    if hasattr(Event, "__post_init__") or not all(isinstance(s, MemberDescriptorType) for s in slots):
+        return None
+    setters = {name: slot.__set__ for name, slot in zip(names, slots, strict=True)}
+    values: list[Any] = [object() for _ in names]
+    try:
+        made = Event(*values)
+    except TypeError:  # __init__ does not take exactly the fields
+        return None
+    filled = object.__new__(Event)
+    for name, value in zip(names, values, strict=True):
+        setters[name](filled, value)
+    if filled != made or any(getattr(made, name) is not value for name, value in zip(names, values, strict=True)):
+        return None
+    return setters
+
+
+def _field_source(spec: Field, v: str) -> list[str]:
+    """Source lines checking ``spec`` on local ``v``: missing (None, and required; None is absent
+    otherwise), type (exactly: bool is not an int), choices, then the length or value range."""
+    name = spec.name
+    lines = [f"    {v} = get({name!r})"]
+
+    def check(pad: str, condition: str, reason: str, detail: str) -> None:
+        lines.extend((f"{pad}if {condition}:", f"{pad}    raise InvalidEvent({reason!r}, {detail!r})"))
+
+    if spec.required:
+        check("    ", f"{v} is None", "missing_field", f"{name} is required")
+        pad = "    "
+    else:
+        lines.append(f"    if {v} is not None:")
+        pad = "        "
+    check(pad, f"type({v}) is not {spec.type.__name__}", "wrong_type", f"{name} must be {spec.type.__name__}")
+    if spec.choices is not None:  # a set display: compiled to a constant frozenset
+        check(pad, f"{v} not in {set(spec.choices)!r}", "out_of_range",
+              f"{name} must be one of {', '.join(spec.choices)}")
+    if issubclass(spec.type, str):
+        size = f"len({v})"
+    elif issubclass(spec.type, int):
+        size = v
     else:  # pragma: no cover - SPECS only holds str and int fields
-        return
-    if (spec.min is not None and size < spec.min) or (spec.max is not None and size > spec.max):
-        what = "length" if spec.type is str else "value"
-        raise InvalidEvent("out_of_range", f"{spec.name} {what} must be in {spec.min}..{spec.max}")
+        return lines
+    if spec.min is not None and spec.max is not None:
+        bounds = f"not {spec.min!r} <= {size} <= {spec.max!r}"
+    elif spec.min is not None or spec.max is not None:
+        bounds = f"{size} < {spec.min!r}" if spec.min is not None else f"{size} > {spec.max!r}"
+    else:
+        return lines
+    what = "length" if spec.type is str else "value"
+    check(pad, bounds, "out_of_range", f"{name} {what} must be in {spec.min}..{spec.max}")
+    return lines
+
+
+def _checker_source(kind: str, fill: bool) -> str:
+    """Python source of ``check_<kind>(data, now_ms, longest_window_ms, future_tolerance_ms) -> Event``.
+
+    The checks of the plain reading of the tables: each field of SPECS[kind] in order
+    (``_field_source``), then the timestamp, future, too old (not for customer), the field a review
+    kind needs (CONDITIONAL), and the Event. ``fill``: fill the Event slot by slot (``_event_setters``).
+    """
+    specs = SPECS[kind]
+    var = {spec.name: f"v{i}" for i, spec in enumerate(specs)}
+    lines = [f"def check_{kind}(data, now_ms, longest_window_ms, future_tolerance_ms):", "    get = data.get"]
+    for spec in specs:
+        lines += _field_source(spec, var[spec.name])
+
+    def value(name: str) -> str:
+        return var.get(name, f"get({name!r})")
+
+    def check(condition: str, reason: str, detail: str) -> None:
+        lines.extend((f"    if {condition}:", f"        raise InvalidEvent({reason!r}, {detail!r})"))
+
+    at = var["occurred_at"]
+    lines += [f"    at_ms = _fast_timestamp_ms({at})", "    if at_ms is None:",
+              f"        at_ms = _slow_timestamp_ms({at})"]
+    check("at_ms > now_ms + future_tolerance_ms", "future_timestamp",
+          "occurred_at is more than the allowed tolerance ahead")
+    if kind != "customer":
+        check("at_ms < now_ms - longest_window_ms", "too_old", "occurred_at is older than the longest window")
+    if kind == "review":
+        for review_kind, needed in CONDITIONAL.items():
+            check(f"{value('kind')} == {review_kind!r} and {value(needed)} is None", "missing_field",
+                  f"{needed} is required when kind={review_kind}")
+    # Event fields: kind, then what the topic carries; fields of other topics are None
+    only = {"review_kind": "review", "rating": "review", "nps": "review", "team": "ticket", "status": "customer"}
+    source = {"kind": repr(kind), "event_id": value("event_id"), "customer_id": value("customer_id"),
+              "at_ms": "at_ms", "segment": value("segment"), "review_kind": value("kind"),
+              "rating": value("rating"), "nps": value("nps"), "team": value("team"), "status": value("status")}
+    args = {f.name: source[f.name] if only.get(f.name, kind) == kind else "None" for f in fields(Event)}
+    if fill:
+        lines.append("    event = _new(Event)")
+        lines += [f"    _set_{name}(event, {arg})" for name, arg in args.items()]
+        lines.append("    return event")
+    else:
+        lines.append(f"    return Event({', '.join(args.values())})")
+    return "\n".join(lines) + "\n"
+
+
+Checker = Callable[[dict[str, Any], int, int, int], Event]
+
+
+def _checkers(setters: dict[str, Callable[[Event, Any], None]] | None) -> dict[str, Checker]:
+    """One generated checker per kind in SPECS (``_checker_source``); with setters, they fill the Event."""
+    namespace: dict[str, Any] = {"InvalidEvent": InvalidEvent, "Event": Event, "_new": object.__new__,
+                                 "_fast_timestamp_ms": _fast_timestamp_ms, "_slow_timestamp_ms": _slow_timestamp_ms}
+    namespace |= {spec.type.__name__: spec.type for specs in SPECS.values() for spec in specs}  # str, int
+    namespace |= {f"_set_{name}": setter for name, setter in (setters or {}).items()}
+    for kind in SPECS:
+        source = _checker_source(kind, fill=setters is not None)
+        exec(compile(source, f"<stream.events check_{kind}>", "exec"), namespace)  # noqa: S102
+    return {kind: namespace[f"check_{kind}"] for kind in SPECS}
+
+
+_CHECKERS = _checkers(_event_setters())
 
 
 def parse(kind: str, raw: bytes | None, now_ms: int, *, longest_window_ms: int,
@@ -112,29 +313,4 @@ def parse(kind: str, raw: bytes | None, now_ms: int, *, longest_window_ms: int,
         raise InvalidEvent(reason, str(exc).split(":")[0][:200]) from None
     if not isinstance(data, dict):
         raise InvalidEvent("not_an_object", f"value is a JSON {type(data).__name__}, not an object")
-    for spec in SPECS[kind]:
-        value = data.get(spec.name)
-        if value is None and spec.required:
-            raise InvalidEvent("missing_field", f"{spec.name} is required")
-        _check(spec, value)
-    at_ms = parse_timestamp_ms(data["occurred_at"])
-    if at_ms > now_ms + future_tolerance_ms:
-        raise InvalidEvent("future_timestamp", "occurred_at is more than the allowed tolerance ahead")
-    if kind != "customer" and at_ms < now_ms - longest_window_ms:
-        raise InvalidEvent("too_old", "occurred_at is older than the longest window")
-    review_kind = data.get("kind") if kind == "review" else None
-    needed = CONDITIONAL.get(review_kind or "")
-    if needed is not None and data.get(needed) is None:
-        raise InvalidEvent("missing_field", f"{needed} is required when kind={review_kind}")
-    return Event(
-        kind=kind,
-        event_id=data["event_id"],
-        customer_id=data["customer_id"],
-        at_ms=at_ms,
-        segment=data.get("segment"),
-        review_kind=review_kind,
-        rating=data.get("rating") if kind == "review" else None,
-        nps=data.get("nps") if kind == "review" else None,
-        team=data.get("team") if kind == "ticket" else None,
-        status=data.get("status") if kind == "customer" else None,
-    )
+    return _CHECKERS[kind](data, now_ms, longest_window_ms, future_tolerance_ms)

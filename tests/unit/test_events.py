@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from stream import events
 from stream.errors import InvalidEvent
-from stream.events import parse
+from stream.events import CONDITIONAL, REVIEW_KINDS, SPECS, STATUSES, Field, parse, parse_timestamp_ms
 from stream.kpi import Event
 
 # 2026-11-23T14:03:00Z, computed by hand (date -u -d @1795442580).
@@ -359,3 +368,341 @@ def test_non_ascii_strings_survive() -> None:
     """UTF-8 text in ids and segments is decoded, not mangled."""
     event = _run("customer", _with("customer", customer_id="kund-ø", segment="Großkunden"))
     assert (event.customer_id, event.segment) == ("kund-ø", "Großkunden")
+
+
+# --- the fast parse equals the plain reading of the tables ------------------------------------
+#
+# stream.events.parse is generated from SPECS at import and reads timestamps through small caches.
+# The reference below is the straightforward implementation it replaced (a loop over SPECS, the
+# RFC 3339 pattern, datetime.fromisoformat): for every input both must give the same Event, or
+# the same reason *and* detail.
+
+_REF_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)$")
+
+
+def _ref_timestamp_ms(text: str) -> int:
+    if not _REF_RFC3339.match(text):
+        raise InvalidEvent("invalid_timestamp", "occurred_at is not RFC 3339 with an offset")
+    try:
+        value = datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
+    except ValueError:
+        raise InvalidEvent("invalid_timestamp", "occurred_at is not a real date and time") from None
+    return int(value.timestamp() * 1000)
+
+
+def _ref_check(spec: Field, value: Any) -> None:
+    if value is None and not spec.required:
+        return
+    if type(value) is not spec.type:
+        raise InvalidEvent("wrong_type", f"{spec.name} must be {spec.type.__name__}")
+    if spec.choices is not None and value not in spec.choices:
+        raise InvalidEvent("out_of_range", f"{spec.name} must be one of {', '.join(spec.choices)}")
+    if isinstance(value, str):
+        size = len(value)
+    elif isinstance(value, int):
+        size = value
+    else:
+        return
+    if (spec.min is not None and size < spec.min) or (spec.max is not None and size > spec.max):
+        what = "length" if spec.type is str else "value"
+        raise InvalidEvent("out_of_range", f"{spec.name} {what} must be in {spec.min}..{spec.max}")
+
+
+def _ref_parse(kind: str, raw: bytes | None, now_ms: int, *, longest_window_ms: int,
+               future_tolerance_ms: int, max_bytes: int) -> Event:
+    if raw is None:
+        raise InvalidEvent("invalid_json", "message has no value")
+    if len(raw) > max_bytes:
+        raise InvalidEvent("too_large", f"value is {len(raw)} bytes, limit {max_bytes}")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        reason = "invalid_encoding" if "utf-8" in str(exc).lower() else "invalid_json"
+        raise InvalidEvent(reason, str(exc).split(":")[0][:200]) from None
+    if not isinstance(data, dict):
+        raise InvalidEvent("not_an_object", f"value is a JSON {type(data).__name__}, not an object")
+    for spec in SPECS[kind]:
+        value = data.get(spec.name)
+        if value is None and spec.required:
+            raise InvalidEvent("missing_field", f"{spec.name} is required")
+        _ref_check(spec, value)
+    at_ms = _ref_timestamp_ms(data["occurred_at"])
+    if at_ms > now_ms + future_tolerance_ms:
+        raise InvalidEvent("future_timestamp", "occurred_at is more than the allowed tolerance ahead")
+    if kind != "customer" and at_ms < now_ms - longest_window_ms:
+        raise InvalidEvent("too_old", "occurred_at is older than the longest window")
+    review_kind = data.get("kind") if kind == "review" else None
+    needed = CONDITIONAL.get(review_kind or "")
+    if needed is not None and data.get(needed) is None:
+        raise InvalidEvent("missing_field", f"{needed} is required when kind={review_kind}")
+    return Event(
+        kind=kind,
+        event_id=data["event_id"],
+        customer_id=data["customer_id"],
+        at_ms=at_ms,
+        segment=data.get("segment"),
+        review_kind=review_kind,
+        rating=data.get("rating") if kind == "review" else None,
+        nps=data.get("nps") if kind == "review" else None,
+        team=data.get("team") if kind == "ticket" else None,
+        status=data.get("status") if kind == "customer" else None,
+    )
+
+
+def _outcome(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[str, Any]:
+    """What a call gives: ("event", repr) of a result, or the InvalidEvent's reason and detail."""
+    try:
+        result = fn(*args, **kwargs)
+    except InvalidEvent as exc:
+        return "invalid", (exc.reason, exc.detail)
+    except Exception as exc:
+        return "error", (type(exc), str(exc))
+    assert type(result) in (Event, int)
+    return "value", (result, repr(result))
+
+
+# the generated checkers as parse uses them, and the variant that calls Event(...) (used if Event changes)
+_PARSE_CHECKERS = (events._CHECKERS, events._checkers(None))
+
+
+def _same(kind: str, raw: bytes | None, now_ms: int = NOW, *, longest: int = LONGEST, tolerance: int = TOLERANCE,
+          max_bytes: int = MAX_BYTES) -> None:
+    limits = {"longest_window_ms": longest, "future_tolerance_ms": tolerance, "max_bytes": max_bytes}
+    expected = _outcome(_ref_parse, kind, raw, now_ms, **limits)
+    for checkers in _PARSE_CHECKERS:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(events, "_CHECKERS", checkers)
+            for attempt in ("cold", "warm"):  # the second run reads the timestamp caches the first filled
+                assert _outcome(parse, kind, raw, now_ms, **limits) == expected, (kind, raw, attempt)
+
+
+def _same_timestamp(text: Any) -> None:
+    expected = _outcome(_ref_timestamp_ms, text)
+    for _ in range(2):
+        assert _outcome(parse_timestamp_ms, text) == expected, text
+
+
+TRICKY_STAMPS = [
+    "2026-11-23T14:03:00Z", "2026-11-23t14:03:00z", "2026-11-23 14:03:00Z", "2026-11-23x14:03:00Z",
+    "2026-11-23T14:03:00.1Z", "2026-11-23T14:03:00.12Z", "2026-11-23T14:03:00.123Z", "2026-11-23T14:03:00.1234Z",
+    "2026-11-23T14:03:00.123456Z", "2026-11-23T14:03:00.1234567Z", "2026-11-23T14:03:00.999999999Z",
+    "2026-11-23T14:03:00.9999999999Z", "2026-11-23T14:03:00.Z", "2026-11-23T14:03:00,5Z", "2026-11-23T14:03:00..5Z",
+    "2026-11-23T14:03:00+00:00", "2026-11-23T14:03:00-00:00", "2026-11-23T14:03:00+23:59", "2026-11-23T14:03:00-23:59",
+    "2026-11-23T14:03:00+24:00", "2026-11-23T14:03:00+01:60", "2026-11-23T14:03:00+0100", "2026-11-23T14:03:00+01",
+    "2026-11-23T14:03:00+01:00:00", "2026-11-23T14:03:00.5+05:30", "2026-11-23T14:03:00.5-05:30",
+    "2026-11-23T14:03:00", "2026-11-23T14:03Z", "2026-11-23T14:03:0Z", "2026-11-23T14:03", "2026-11-23T14:03:",
+    "2026-11-23T14:03:00Z\n", "2026-11-23T14:03:00\nZ", " 2026-11-23T14:03:00Z", "2026-11-23T14:03:00 Z",
+    "2026-11-23T14:03:00ZZ", "2026-11-23T14:03:60Z", "2026-11-23T14:60:00Z", "2026-11-23T24:00:00Z",
+    "2026-11-23T23:59:59.999Z", "2026-02-29T00:00:00Z", "2024-02-29T00:00:00Z", "2026-04-31T00:00:00Z",
+    "2026-13-01T00:00:00Z", "2026-00-01T00:00:00Z", "2026-01-00T00:00:00Z", "0000-01-01T00:00:00Z",
+    "0001-01-01T00:00:00Z", "0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59.999999Z",
+    "9999-12-31T23:59:59-23:59", "1969-12-31T23:59:59.999Z", "1969-12-31T23:59:59.001Z", "1970-01-01T00:00:00Z",
+    "1970-01-01T00:00:00.0005Z", "20261123T140300Z", "2026-W47-1T14:03:00Z", "2026-11-23", "", "Z", "+00:00",
+    "\uff12\uff10\uff12\uff16-11-23T14:03:00Z", "\u0662\u0660\u0662\u0666-11-23T14:03:00Z",
+    "2026-11-23T14:03:0\u0660Z", "2026-11-23T14:03:00.\u0661Z", "2026-11-23T14:03:00+0\u0661:00",
+    "2026-11-23T1\u0664:03:00Z", "2026-11-23T14:03:00.12\u00b2Z", "2026-11-23T14:03:00\u00b2Z",
+    "2026-+1-23T14:03:00Z", "2026-1_-23T14:03:00Z", "+026-11-23T14:03:00Z", " 026-11-23T14:03:00Z",
+    "2026-11-23T14:03:+1Z", "2026-11-23T14:03:00.+1Z", "2026-11-23T14:03:00.1_2Z", "2026-11-23T14:03:00.-1Z",
+    "2026-11-23T14:03:00\udc00Z", "2026-11-23T14:03:00Z\x00", "2026-11-23T14:03:00\U0001f600",
+    "2026-11-23T14:03:00.123Z" * 2,
+]
+
+
+@pytest.mark.parametrize("text", TRICKY_STAMPS)
+def test_parse_timestamp_ms_equals_the_reference(text: str) -> None:
+    """parse_timestamp_ms gives the reference's milliseconds (float rounding included) or its very error."""
+    _same_timestamp(text)
+    raw = json.dumps({**BASE["referral"], "occurred_at": text}).encode()  # ASCII: a lone surrogate is escaped
+    _same("referral", raw, longest=10**15, tolerance=10**15)
+
+
+@pytest.mark.parametrize("value", [None, 1_795_442_580, 1.5, b"2026-11-23T14:03:00Z", ["2026-11-23T14:03:00Z"]])
+def test_parse_timestamp_ms_of_a_non_string_fails_as_before(value: Any) -> None:
+    """parse_timestamp_ms of something that is not a str fails the same way as the reference."""
+    _same_timestamp(value)
+
+
+TRICKY_PAYLOADS: list[tuple[str, bytes | None]] = [
+    *((kind, _with(kind)) for kind in BASE),
+    ("review", None), ("review", b""), ("review", b"\xff"), ("review", b"[]"), ("review", b"null"),
+    ("review", b'{"rating": NaN}'), ("customer", b'"\xff"'), ("customer", b'["\\ud800"]'),
+    ("review", b'{"event_id": "a"} x'), ("ticket", b"{}"), ("referral", b'{"event_id": null}'),
+    ("review", _with("review", kind="review")), ("review", _with("review", kind="review", rating=None)),
+    ("review", _with("review", kind="review", rating=4)), ("review", _with("review", kind="review", rating=True)),
+    ("review", _with("review", kind="review", rating=4.0)), ("review", _with("review", kind="review", rating=0)),
+    ("review", _with("review", kind="review", rating=10**30)), ("review", _with("review", kind="survey")),
+    ("review", _with("review", kind="survey", nps=0)), ("review", _with("review", kind="survey", nps=-1)),
+    ("review", _with("review", kind="survey", nps=False)), ("review", _with("review", kind="survey", rating=5)),
+    ("review", _with("review", kind="Review")), ("review", _with("review", kind="")),
+    ("review", _with("review", kind=5)),
+    ("review", _with("review", kind=None)), ("review", _with("review", kind=DELETE)),
+    ("review", _with("review", source="")), ("review", _with("review", source="s" * 256)),
+    ("review", _with("review", source="s" * 257)), ("review", _with("review", segment="")),
+    ("review", _with("review", segment="s" * 128)), ("review", _with("review", segment="s" * 129)),
+    ("review", _with("review", event_id="é" * 128)), ("review", _with("review", event_id="\U0001f600" * 129)),
+    ("review", _with("review", team=5, status=7, ticket_id=[], agent_id={})),  # other topics' fields: ignored
+    ("ticket", _with("ticket", kind=5, rating="x", status=1)),
+    ("ticket", _with("ticket", team="", ticket_id="")), ("ticket", _with("ticket", team=DELETE, ticket_id=7)),
+    ("ticket", _with("ticket", agent_id="", channel="")), ("ticket", _with("ticket", agent_id="a" * 129)),
+    ("referral", _with("referral", referee_id="", channel="c" * 128)), ("referral", _with("referral", channel=[1])),
+    ("customer", _with("customer", status="ACTIVE")), ("customer", _with("customer", status="churned", segment=None)),
+    ("customer", _with("customer", segment="", status=5)),
+    ("customer", _with("customer", occurred_at="1999-01-01T00:00:00Z")),
+    # several fields wrong at once: the first in SPECS order decides, before any timestamp check
+    ("review", _with("review", event_id="", customer_id=5, occurred_at="bad", kind="x")),
+    ("review", _with("review", customer_id=5, occurred_at="bad", kind="x")),
+    ("review", _with("review", occurred_at=5, kind="x")), ("review", _with("review", occurred_at="bad", kind="x")),
+    ("review", _with("review", occurred_at="bad", kind="review")),
+    ("review", _with("review", occurred_at="2026-11-23T14:20:00Z", kind="review")),
+    ("review", _with("review", occurred_at="2020-11-23T14:20:00Z", kind="survey")),
+    ("customer", _with("customer", occurred_at="2026-11-23T14:20:00Z", status="x")),
+    ("customer", _with("customer", occurred_at="2026-11-23T14:20:00Z")),
+    # the edges of the time limits
+    *((kind, _with(kind, occurred_at=text)) for kind in BASE for text in (
+        "2026-11-23T14:10:00Z", "2026-11-23T14:10:00.001Z", "2026-11-23T14:10:00.0009Z", "2026-11-23T15:10:00+01:00",
+        "2026-08-25T14:05:00Z", "2026-08-25T14:04:59.999Z", "2026-08-25T14:04:59.9999999Z")),
+]
+
+
+@pytest.mark.parametrize(("kind", "raw"), TRICKY_PAYLOADS)
+def test_parse_equals_the_reference_on_tricky_values(kind: str, raw: bytes | None) -> None:
+    """The generated parse gives the reference's Event, or its reason and detail, on hand-picked values."""
+    _same(kind, raw)
+
+
+def test_parse_of_an_unknown_kind_fails_as_before() -> None:
+    """An unknown kind is a KeyError (the pipeline's 'unprocessable'), after the JSON checks as before."""
+    _same("nope", _with("referral"))
+    _same("nope", b"[]")
+
+
+def test_the_event_is_filled_slot_by_slot_only_while_that_equals_event() -> None:
+    """The Event shortcut is on for today's Event, and every topic's event is an ordinary, equal Event."""
+    assert events._event_setters() is not None
+    for kind in BASE:
+        event = _run(kind, _with(kind))
+        assert type(event) is Event
+        assert event == _ref_parse(kind, _with(kind), NOW, longest_window_ms=LONGEST, future_tolerance_ms=TOLERANCE,
+                                   max_bytes=MAX_BYTES)
+        assert hash(event) == hash(dataclasses.replace(event))
+
+
+def test_timestamp_caches_stay_bounded_and_hold_only_valid_parts() -> None:
+    """The minute and tail tables are emptied at their limit and never learn an invalid part."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(events, "_CACHE_LIMIT", 50)
+        for minute in range(200):
+            text = f"2026-11-23T{minute // 60:02d}:{minute % 60:02d}:00.{minute:03d}Z"
+            assert parse_timestamp_ms(text) == _ref_timestamp_ms(text)
+            assert len(events._MINUTES) <= 50 and len(events._TAILS) <= 50
+    for text in TRICKY_STAMPS:
+        with contextlib.suppress(InvalidEvent):
+            parse_timestamp_ms(text)
+    for head, seconds in events._MINUTES.items():
+        assert _ref_timestamp_ms(f"{head}:00Z") == seconds * 1000, head
+    for tail, micros in events._TAILS.items():
+        assert _ref_timestamp_ms(f"1970-01-02T00:00:00{tail}") == int((86_400_000_000 + micros) / 10**6 * 1000), tail
+
+
+# --- the same, on generated values ---
+
+_digits = st.sampled_from("0123456789")
+_odd_digits = st.sampled_from(["\u0660", "\uff10", "\u00b2", "+", "-", "_", " ", "x"])
+
+
+@st.composite
+def _stamps(draw: st.DrawFn) -> str:
+    """Timestamps near and far from valid: every part may be out of range, misshapen or non-ASCII."""
+    year = draw(st.one_of(st.sampled_from([0, 1, 1969, 1970, 2024, 2026, 9999]), st.integers(0, 9999)))
+    parts = [f"{year:04d}", f"{draw(st.integers(0, 13)):02d}", f"{draw(st.integers(0, 32)):02d}",
+             f"{draw(st.integers(0, 25)):02d}", f"{draw(st.integers(0, 61)):02d}", f"{draw(st.integers(0, 61)):02d}"]
+    if draw(st.integers(0, 3)) > 0:  # mostly a real date and time
+        parts[1:] = [f"{draw(st.integers(1, 12)):02d}", f"{draw(st.integers(1, 28)):02d}",
+                     f"{draw(st.integers(0, 23)):02d}", f"{draw(st.integers(0, 59)):02d}",
+                     f"{draw(st.integers(0, 59)):02d}"]
+    sep = draw(st.sampled_from(["T", "T", "t", " ", "x", "TT"]))
+    fraction = draw(st.one_of(st.just(""), st.text(_digits, min_size=0, max_size=11).map(lambda d: "." + d),
+                              st.sampled_from([",5", ".5.5"])))
+    hours, minutes = draw(st.integers(0, 25)), draw(st.integers(0, 61))
+    zone = draw(st.sampled_from(["Z", "z", f"+{hours:02d}:{minutes:02d}", f"-{hours:02d}:{minutes:02d}",
+                                 f"+{hours:02d}{minutes:02d}", f"+{hours:02d}", "", "Z\n", " Z", "+00:00:00"]))
+    text = f"{parts[0]}-{parts[1]}-{parts[2]}{sep}{parts[3]}:{parts[4]}:{parts[5]}{fraction}{zone}"
+    how = draw(st.integers(0, 9))
+    if how == 0 and text:  # one character replaced by an odd digit or sign
+        at = draw(st.integers(0, len(text) - 1))
+        text = text[:at] + draw(_odd_digits) + text[at + 1:]
+    elif how == 1 and text:  # one character dropped
+        at = draw(st.integers(0, len(text) - 1))
+        text = text[:at] + text[at + 1:]
+    elif how == 2:
+        text = draw(st.text(max_size=30))
+    return text
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(text=_stamps())
+def test_parse_timestamp_ms_equals_the_reference_on_generated_text(text: str) -> None:
+    """On generated near-valid and invalid text, parse_timestamp_ms equals the reference."""
+    _same_timestamp(text)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(micros=st.integers(-(10**16), 10**16), offset=st.integers(-(24 * 60 - 1), 24 * 60 - 1),
+       digits=st.integers(0, 9), zulu=st.sampled_from(["Z", "z"]))
+def test_milliseconds_round_as_the_reference(micros: int, offset: int, digits: int, zulu: str) -> None:
+    """Any instant in any offset and precision: the same milliseconds as datetime.timestamp() * 1000."""
+    local = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros + offset * 60_000_000)
+    text = local.strftime("%Y-%m-%dT%H:%M:%S")
+    if digits:
+        text += "." + f"{local.microsecond:06d}{micros % 1000:03d}"[:digits]
+    sign, (hours, minutes) = "+" if offset >= 0 else "-", divmod(abs(offset), 60)
+    text += zulu if offset == 0 else f"{sign}{hours:02d}:{minutes:02d}"
+    _same_timestamp(text)
+
+
+_hostile = st.one_of(
+    st.none(), st.booleans(), st.integers(-2, 12), st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8), st.lists(st.integers(-9, 9), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(-9, 9), max_size=2),
+    st.sampled_from([*REVIEW_KINDS, *STATUSES, "Review", "", "x" * 128, "x" * 129, "é" * 129, "s" * 256, "s" * 257,
+                     2**63, -(2**63) - 1, 2**64, 4.0, -0.0]),
+)
+_LIMITS = [TOLERANCE + step for step in (-1000, -1, 0, 1, 1000)] + [-LONGEST + step for step in (-1000, -1, 0, 1, 1000)]
+_near_now = st.one_of(st.integers(-LONGEST - 2 * DAY, 2 * TOLERANCE), st.sampled_from(_LIMITS)).map(
+    lambda delta: (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=NOW + delta)).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z"))
+
+
+@st.composite
+def _payloads(draw: st.DrawFn) -> tuple[str, bytes | None]:
+    kind = draw(st.sampled_from(list(BASE)))
+    data: dict[str, Any] = dict(BASE[kind])
+    if kind == "review":
+        data |= draw(st.sampled_from([{"kind": "review", "rating": 4}, {"kind": "survey", "nps": 9}, {}]))
+    if draw(st.booleans()):
+        data["occurred_at"] = draw(st.one_of(_near_now, _near_now, _stamps()))
+    names = sorted({f.name for specs in SPECS.values() for f in specs} | {"extra"})
+    for name in draw(st.lists(st.sampled_from(names), max_size=3)):
+        if draw(st.integers(0, 4)) == 0:
+            data.pop(name, None)
+        else:
+            data[name] = draw(_hostile)
+    raw: bytes | None = json.dumps(data, ensure_ascii=draw(st.booleans())).encode("utf-8", "surrogatepass")
+    mutation = draw(st.sampled_from(["none"] * 16 + ["truncate", "array", "binary", "tombstone"]))
+    if mutation == "truncate":
+        raw = raw[: draw(st.integers(0, len(raw)))]
+    elif mutation == "array":
+        raw = b"[" + raw + b"]"
+    elif mutation == "binary":
+        raw = draw(st.binary(max_size=40))
+    elif mutation == "tombstone":
+        raw = None
+    return kind, raw
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(case=_payloads(), max_bytes=st.sampled_from([MAX_BYTES, MAX_BYTES, 200]))
+def test_parse_equals_the_reference_on_generated_values(case: tuple[str, bytes | None], max_bytes: int) -> None:
+    """On generated values of every topic (valid, spoilt, hostile, not JSON), parse equals the reference."""
+    kind, raw = case
+    _same(kind, raw, max_bytes=max_bytes)
