@@ -10,7 +10,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import date, datetime
-from types import MemberDescriptorType
 from typing import Any
 
 import orjson
@@ -105,9 +104,6 @@ def _slow_timestamp_ms(text: str) -> int:
 #   float, then * 1000, truncated), so they are the same, float rounding included.
 # * Fields: one straight-line checker per topic kind, generated from SPECS: no loop over Field
 #   objects, the same checks in the same order with the same messages.
-# * The Event is filled in slot by slot, skipping the frozen dataclass's ``__init__`` (ten
-#   ``object.__setattr__`` calls: about 0.4 us a message), but only while that gives the very same
-#   object; see ``_event_setters``. Otherwise the checkers call ``Event(...)``.
 
 _CACHE_LIMIT = 65_536  # entries per table
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -176,30 +172,6 @@ def _fast_timestamp_ms(text: str) -> int | None:
     return int(((minute + second) * 1_000_000 + micros) / 1_000_000 * 1000)
 
 
-def _event_setters() -> dict[str, Callable[[Event, Any], None]] | None:
-    """Per field, the slot's setter, if filling a bare Event with them equals calling ``Event(...)``; else None.
-
-    True of a frozen, slotted dataclass whose ``__init__`` only stores its arguments (no
-    ``__post_init__``); checked again here so that a change to ``Event`` falls back to ``Event(...)``.
-    """
-    names = [f.name for f in fields(Event)]
-    slots: list[Any] = [Event.__dict__.get(name) for name in names]
-    if hasattr(Event, "__post_init__") or not all(isinstance(s, MemberDescriptorType) for s in slots):
-        return None
-    setters = {name: slot.__set__ for name, slot in zip(names, slots, strict=True)}
-    values: list[Any] = [object() for _ in names]
-    try:
-        made = Event(*values)
-    except TypeError:  # __init__ does not take exactly the fields
-        return None
-    filled = object.__new__(Event)
-    for name, value in zip(names, values, strict=True):
-        setters[name](filled, value)
-    if filled != made or any(getattr(made, name) is not value for name, value in zip(names, values, strict=True)):
-        return None
-    return setters
-
-
 def _field_source(spec: Field, v: str) -> list[str]:
     """Source lines checking ``spec`` on local ``v``: missing (None, and required; None is absent
     otherwise), type (exactly: bool is not an int), choices, then the length or value range."""
@@ -236,12 +208,12 @@ def _field_source(spec: Field, v: str) -> list[str]:
     return lines
 
 
-def _checker_source(kind: str, fill: bool) -> str:
+def _checker_source(kind: str) -> str:
     """Python source of ``check_<kind>(data, now_ms, longest_window_ms, future_tolerance_ms) -> Event``.
 
     The checks of the plain reading of the tables: each field of SPECS[kind] in order
     (``_field_source``), then the timestamp, future, too old (not for customer), the field a review
-    kind needs (CONDITIONAL), and the Event. ``fill``: fill the Event slot by slot (``_event_setters``).
+    kind needs (CONDITIONAL), and the Event.
     """
     specs = SPECS[kind]
     var = {spec.name: f"v{i}" for i, spec in enumerate(specs)}
@@ -272,31 +244,25 @@ def _checker_source(kind: str, fill: bool) -> str:
               "at_ms": "at_ms", "segment": value("segment"), "review_kind": value("kind"),
               "rating": value("rating"), "nps": value("nps"), "team": value("team"), "status": value("status")}
     args = {f.name: source[f.name] if only.get(f.name, kind) == kind else "None" for f in fields(Event)}
-    if fill:
-        lines.append("    event = _new(Event)")
-        lines += [f"    _set_{name}(event, {arg})" for name, arg in args.items()]
-        lines.append("    return event")
-    else:
-        lines.append(f"    return Event({', '.join(args.values())})")
+    lines.append(f"    return Event({', '.join(args.values())})")
     return "\n".join(lines) + "\n"
 
 
 Checker = Callable[[dict[str, Any], int, int, int], Event]
 
 
-def _checkers(setters: dict[str, Callable[[Event, Any], None]] | None) -> dict[str, Checker]:
-    """One generated checker per kind in SPECS (``_checker_source``); with setters, they fill the Event."""
-    namespace: dict[str, Any] = {"InvalidEvent": InvalidEvent, "Event": Event, "_new": object.__new__,
+def _checkers() -> dict[str, Checker]:
+    """One generated checker per kind in SPECS (``_checker_source``)."""
+    namespace: dict[str, Any] = {"InvalidEvent": InvalidEvent, "Event": Event,
                                  "_fast_timestamp_ms": _fast_timestamp_ms, "_slow_timestamp_ms": _slow_timestamp_ms}
     namespace |= {spec.type.__name__: spec.type for specs in SPECS.values() for spec in specs}  # str, int
-    namespace |= {f"_set_{name}": setter for name, setter in (setters or {}).items()}
     for kind in SPECS:
-        source = _checker_source(kind, fill=setters is not None)
+        source = _checker_source(kind)
         exec(compile(source, f"<stream.events check_{kind}>", "exec"), namespace)  # noqa: S102
     return {kind: namespace[f"check_{kind}"] for kind in SPECS}
 
 
-_CHECKERS = _checkers(_event_setters())
+_CHECKERS = _checkers()
 
 
 def parse(kind: str, raw: bytes | None, now_ms: int, *, longest_window_ms: int,

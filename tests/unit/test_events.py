@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -461,8 +460,8 @@ def _outcome(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[str, An
     return "value", (result, repr(result))
 
 
-# the generated checkers as parse uses them, and the variant that calls Event(...) (used if Event changes)
-_PARSE_CHECKERS = (events._CHECKERS, events._checkers(None))
+# the generated checkers as parse uses them
+_PARSE_CHECKERS = (events._CHECKERS,)
 
 
 def _same(kind: str, raw: bytes | None, now_ms: int = NOW, *, longest: int = LONGEST, tolerance: int = TOLERANCE,
@@ -574,17 +573,6 @@ def test_parse_of_an_unknown_kind_fails_as_before() -> None:
     """An unknown kind is a KeyError (the pipeline's 'unprocessable'), after the JSON checks as before."""
     _same("nope", _with("referral"))
     _same("nope", b"[]")
-
-
-def test_the_event_is_filled_slot_by_slot_only_while_that_equals_event() -> None:
-    """The Event shortcut is on for today's Event, and every topic's event is an ordinary, equal Event."""
-    assert events._event_setters() is not None
-    for kind in BASE:
-        event = _run(kind, _with(kind))
-        assert type(event) is Event
-        assert event == _ref_parse(kind, _with(kind), NOW, longest_window_ms=LONGEST, future_tolerance_ms=TOLERANCE,
-                                   max_bytes=MAX_BYTES)
-        assert hash(event) == hash(dataclasses.replace(event))
 
 
 def test_timestamp_caches_stay_bounded_and_hold_only_valid_parts() -> None:
