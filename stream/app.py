@@ -94,6 +94,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         stream_wait_empty=False,
         TableManager=NoTableManager,
     )
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     health = Health(stall_seconds=settings.stall_seconds)
     metrics = Metrics(registry or CollectorRegistry())
     tls: dict[str, Any] = {"ssl_ca_certs": settings.redis_ssl_ca_file} if settings.redis_ssl_ca_file else {}

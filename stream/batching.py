@@ -23,6 +23,7 @@ from typing import Any
 
 import faust
 from faust.tables import TableManager
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 
 
@@ -38,10 +39,31 @@ class Batch:
 Deliver = Callable[[str, Batch], Awaitable[None]]
 
 
+class FetchTunedThread(AIOKafkaConsumerThread):  # type: ignore[misc]
+    """Faust's consumer thread with our fetch wait instead of its hard-coded 1500 ms.
+
+    Measured on tansu: a fetch that finds no data is answered only on the broker's own
+    schedule, not when data arrives, so new events waited up to ~max_wait/2 before even
+    leaving the broker (freshness p99 2-3 s at 1500 ms, under 1 s at 100 ms). A broker that
+    answers on arrival (Apache Kafka) only sees more empty fetches when idle.
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # aiokafka keeps the argument here and hands it to its fetcher in start()
+        if not hasattr(consumer, "_fetch_max_wait_ms"):  # pragma: no cover - an aiokafka rename
+            raise RuntimeError("aiokafka no longer has AIOKafkaConsumer._fetch_max_wait_ms")
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
+        return consumer
+
+
 class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
     """Faust's aiokafka consumer, delivering a fetch per topic instead of per record."""
 
     deliver: Deliver | None = None
+
+    def _new_consumer_thread(self) -> Any:
+        return FetchTunedThread(self, loop=self.loop, beacon=self.beacon)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._durable: dict[Any, int] = {}  # TP -> offset up to which every record is stored
@@ -130,6 +152,7 @@ class BatchApp(faust.App):  # type: ignore[misc]
     """A Faust app whose consumer delivers batches (see module docstring)."""
 
     deliver_batch: Deliver | None = None  # set by the adapter before the worker starts
+    fetch_max_wait_ms: int = 100  # set by the adapter from the settings
 
     def _new_consumer(self) -> Any:
         consumer = BatchConsumer(

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     customers_topic: str = "customers"
     dlq_topic: str = "advocacy-dlq"
     batch_max_events: int = Field(2000, ge=1, le=100_000)
+    fetch_max_wait_ms: int = Field(100, ge=1, le=30_000)
     session_timeout_seconds: float = Field(6.0, ge=2, le=300)
     future_tolerance_seconds: int = Field(300, ge=0, le=86400)
     max_message_bytes: int = Field(1_000_000, ge=1024)
