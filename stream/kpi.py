@@ -121,6 +121,10 @@ class Customer:
     tickets: dict[str, tuple[int, str]] = field(default_factory=dict)  # event_id -> at, team
     advocates: dict[str, int] | None = field(default=None, compare=False)
     floor: tuple[int, int] | None = field(default=None, compare=False)  # cached ``oldest()``
+    # what ``step`` added to the record it was made from, when it only added events (a
+    # store may write just that); None when the registration changed or events were pruned
+    added: tuple[dict[str, tuple[int, str | None]], dict[str, tuple[int, str]]] | None = \
+        field(default=None, compare=False)
 
     def is_empty(self) -> bool:
         return self.registration is None and not self.actions and not self.tickets
@@ -404,8 +408,8 @@ class _Change:
     registration: Registration | None
     actions: dict[str, tuple[int, str | None]]
     tickets: dict[str, tuple[int, str]]
-    added_actions: list[tuple[int, str | None]] = field(default_factory=list)
-    added_tickets: list[tuple[int, str]] = field(default_factory=list)
+    added_actions: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+    added_tickets: dict[str, tuple[int, str]] = field(default_factory=dict)
     pruned_actions: list[tuple[int, str | None]] = field(default_factory=list)
     pruned_tickets: list[tuple[int, str]] = field(default_factory=list)
 
@@ -424,6 +428,8 @@ def step(customer_id: str, old: Customer, events: Iterable[Event], now_ms: int, 
             and change.registration == old.registration:
         return None
     new = Customer(old.version, change.registration, change.actions, change.tickets, floor=floor)
+    if change.registration == old.registration and not (change.pruned_actions or change.pruned_tickets):
+        new.added = (change.added_actions, change.added_tickets)
     _tally_counts(old, change, tally, label)
     _tally_advocates(customer_id, old, new, change, tally, rules, label)
     return new
@@ -446,7 +452,7 @@ def _add_events(old: Customer, change: _Change, events: Iterable[Event], outcome
             if change.tickets is old.tickets:  # copy on first write: ``old`` stays as it was
                 change.tickets = dict(old.tickets)
             change.tickets[event.event_id] = (event.at_ms, event.team or "")
-            change.added_tickets.append((event.at_ms, event.team or ""))
+            change.added_tickets[event.event_id] = change.tickets[event.event_id]
         else:
             if not is_advocacy(event):
                 outcomes["ignored"] += 1
@@ -458,16 +464,16 @@ def _add_events(old: Customer, change: _Change, events: Iterable[Event], outcome
             if change.actions is old.actions:
                 change.actions = dict(old.actions)
             change.actions[key] = (event.at_ms, event.segment)
-            change.added_actions.append((event.at_ms, event.segment))
+            change.added_actions[key] = change.actions[key]
         outcomes["applied"] += 1
 
 
 def _prune_change(old: Customer, change: _Change, now_ms: int, rules: Rules) -> tuple[int, int]:
     """``prune`` for a change: O(1) unless the oldest kept event expires. Returns the new floor."""
     oldest_action, oldest_ticket = old.oldest()
-    for at_ms, _ in change.added_actions:
+    for at_ms, _ in change.added_actions.values():
         oldest_action = min(oldest_action, at_ms)
-    for at_ms, _ in change.added_tickets:
+    for at_ms, _ in change.added_tickets.values():
         oldest_ticket = min(oldest_ticket, at_ms)
     cut = now_ms - rules.action_retention_ms
     if oldest_action < cut:
@@ -490,7 +496,7 @@ def _tally_counts(old: Customer, change: _Change, tally: Tally, label: Labeler) 
     new_segment = label("segment", registration_segment(change.registration))
     for at_ms, own in change.pruned_actions:
         add(-1, "a", label("segment", own) if own else old_segment, at_ms)
-    for at_ms, own in change.added_actions:
+    for at_ms, own in change.added_actions.values():
         segment = label("segment", own) if own else new_segment
         tally.segments.add(segment)
         add(1, "a", segment, at_ms)
@@ -501,7 +507,7 @@ def _tally_counts(old: Customer, change: _Change, tally: Tally, label: Labeler) 
                 add(1, "a", new_segment, at_ms)
     for at_ms, team in change.pruned_tickets:
         add(-1, "t", label("team", team), at_ms)
-    for at_ms, team in change.added_tickets:
+    for at_ms, team in change.added_tickets.values():
         name = label("team", team)
         tally.teams.add(name)
         add(1, "t", name, at_ms)
@@ -526,7 +532,7 @@ def _tally_advocates(customer_id: str, old: Customer, new: Customer, change: _Ch
         after = _advocates(new, rules, label)
     elif change.added_actions:
         after = dict(before)
-        for at_ms, _ in change.added_actions:
+        for at_ms, _ in change.added_actions.values():
             raw = _credit(new.tickets, at_ms, rules.attribution_ms)
             if raw is not None:
                 team = label("team", raw)

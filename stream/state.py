@@ -37,13 +37,17 @@ for i, h in ipairs(heads) do
   if (string.match(cur, '^([^|]*)|') or '') ~= h[2] then conflicts[#conflicts + 1] = i end
 end
 if #conflicts > 0 then return conflicts end
-local blobs, pos = ARGV[3], 1
+local blobs, pos, token = ARGV[3], 1, ARGV[5]
 for _, h in ipairs(heads) do
-  local stop = string.find(blobs, '\\n', pos, true)
+  local stop = string.find(blobs, '\\0', pos, true)
   local blob = string.sub(blobs, pos, stop - 1)
   pos = stop + 1
-  if blob == '' then
+  if h[4] == 2 then
     redis.call('DEL', h[1])
+  elseif h[4] == 1 then
+    redis.call('SETRANGE', h[1], 0, token)
+    redis.call('APPEND', h[1], blob)
+    if h[3] > 0 then redis.call('PEXPIREAT', h[1], h[3]) end
   elseif h[3] > 0 then
     redis.call('SET', h[1], blob, 'PXAT', h[3])
   else
@@ -77,18 +81,30 @@ return removed
 """
 
 MAX_ATTEMPTS = 50
+_SET, _APPEND, _DELETE = 0, 1, 2  # how the commit writes a record
 
 
 def encode(customer: Customer) -> bytes:
+    """The whole record: ``version|[registration, actions, tickets]``."""
     body = orjson.dumps([customer.registration, customer.actions, customer.tickets])
     return customer.version.encode() + b"|" + body
 
 
+def encode_added(added: tuple[dict[str, Any], dict[str, Any]]) -> bytes:
+    """Events appended to a stored record: a newline, then ``[actions, tickets]`` (JSON has none)."""
+    return b"\n" + orjson.dumps(added)
+
+
 def decode(blob: bytes | None) -> Customer:
+    """A record as written by ``encode``, with any appended events merged in."""
     if blob is None:
         return Customer()
     head, _, body = blob.partition(b"|")
-    registration, actions, tickets = orjson.loads(body)
+    parts = orjson.loads(b"[" + body.replace(b"\n", b",") + b"]")
+    registration, actions, tickets = parts[0]
+    for added_actions, added_tickets in parts[1:]:
+        actions.update(added_actions)
+        tickets.update(added_tickets)
     return Customer(
         version=head.decode(),
         registration=(registration[0], registration[1], registration[2], registration[3]) if registration else None,
@@ -100,18 +116,21 @@ def decode(blob: bytes | None) -> Customer:
 
 class Tokens:
     """Record versions that never repeat: a random prefix per process and a counter, one
-    per commit (every record a commit writes gets the commit's token).
+    per commit (every record a commit writes gets the commit's token). Fixed width, so an
+    appending commit overwrites the version in place.
 
     A version is compared for equality only, so a record deleted (expired) and written
     again by another worker can never be mistaken for the one a cache holds.
     """
+
+    WIDTH = 24
 
     def __init__(self) -> None:
         self.prefix = os.urandom(6).hex()
         self.counter = itertools.count(1)
 
     def next(self) -> str:
-        return f"{self.prefix}.{next(self.counter):x}"
+        return f"{self.prefix}.{next(self.counter):011x}"
 
 
 class Store:
@@ -236,17 +255,26 @@ class Store:
         self.cache.clear()
 
     def _payload(self, writes: list[tuple[str, Customer, Customer]], tally: Tally, now_ms: int,
-                 topic: str, newest: int) -> tuple[bytes, bytes, bytes]:
+                 topic: str, newest: int) -> tuple[bytes, bytes, bytes, str]:
+        """The commit's arguments. A record that only gained events gets them appended (cost
+        O(new events)); a new one, one whose registration changed or that lost pruned events
+        is written whole; an empty or expired one is deleted."""
         heads = []
-        blobs = []
+        chunks = []
         token = self.tokens.next()
         for customer_id, old, new in writes:
             expires = expires_at_ms(new, self.rules)
-            gone = new.is_empty() or (expires is not None and expires <= now_ms)
-            new.version = "" if gone else token
-            heads.append((self.customer_key(customer_id), old.version, expires or 0))
-            blobs.append(b"" if gone else encode(new))
-        blobs.append(b"")
+            if new.is_empty() or (expires is not None and expires <= now_ms):
+                new.version, mode, chunk = "", _DELETE, b""
+            elif new.added is not None and len(old.version) == Tokens.WIDTH:
+                new.version, mode, chunk = token, _APPEND, encode_added(new.added)
+            else:
+                new.version = token
+                mode, chunk = _SET, encode(new)
+            new.added = None  # written: the cached record is the stored one
+            heads.append((self.customer_key(customer_id), old.version, expires or 0, mode))
+            chunks.append(chunk)
+        chunks.append(b"")
         count_key = self.count_key
         totals = (
             [(count_key(kind, name, window), str(bucket), n)
@@ -259,7 +287,7 @@ class Store:
             topic,
             newest,
         )
-        return orjson.dumps(heads), b"\n".join(blobs), orjson.dumps(totals)
+        return orjson.dumps(heads), b"\0".join(chunks), orjson.dumps(totals), token
 
     async def _resolve_labels(self, read: list[Customer], events: Sequence[Event]) -> None:
         """Ask Redis about names this worker has not labelled yet: the batch's, and those of

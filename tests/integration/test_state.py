@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from stream.errors import StateError, StateUnavailable
 from stream.events import parse
-from stream.kpi import Event, Rules, Window, report
+from stream.kpi import Customer, Event, Rules, Window, report
 from stream.state import Store
 from tests.conftest import Stack
 from tests.oracle import expected_kpis
@@ -236,3 +236,46 @@ async def test_the_cache_is_bounded(client: aioredis.Redis) -> None:
         await store.apply([Event("referral", f"f{i}", f"c{i}", now_ms - 60_000)], now_ms)
     assert len(store.cache) == 10 and set(store.cache) == {f"c{i}" for i in range(20, 30)}
     assert (await store.totals(now_ms)).actions[("unknown", "1h")] == 30
+
+
+async def test_records_grow_by_appending_and_read_back_whole(client: aioredis.Redis) -> None:
+    """Batches that only add events append them to the stored record; another worker (no cache)
+    reads the record back whole: it knows every event (duplicates stay duplicates). A new
+    registration rewrites the record whole; so does a record in an older format."""
+    import orjson
+
+    from stream.state import decode
+
+    def same(blob: bytes | None, customer: Customer) -> bool:  # JSON turns tuples into lists
+        record = decode(blob)
+        return orjson.dumps([record.version, record.registration, record.actions, record.tickets]) == \
+            orjson.dumps([customer.version, customer.registration, customer.actions, customer.tickets])
+
+    now_ms = int(time.time() * 1000)
+    writer = await _store(client, "append")
+    key = writer.customer_key("c1")
+    await writer.apply([Event("customer", "g1", "c1", now_ms - 86_400_000, segment="smb", status="active")], now_ms)
+    for i in range(3):
+        await writer.apply([Event("referral", f"f{i}", "c1", now_ms - 60_000),
+                            Event("ticket", f"t{i}", "c1", now_ms - 120_000, team="billing")], now_ms)
+    stored = await client.get(key)
+    assert stored is not None and stored.count(b"\n") == 3  # one snapshot, three appended batches
+    assert same(stored, writer.cache["c1"])
+    reader = Store(client, writer.ns, RULES, cache_size=0)
+    again = await reader.apply([Event("referral", "f1", "c1", now_ms - 60_000),
+                                Event("ticket", "t2", "c1", now_ms - 120_000, team="billing")], now_ms)
+    assert (again["applied"], again["duplicate"]) == (0, 2)
+    await writer.apply([Event("customer", "g2", "c1", now_ms - 3_600_000, segment="ent", status="active")], now_ms)
+    stored = await client.get(key)
+    assert stored is not None and b"\n" not in stored and same(stored, writer.cache["c1"])
+    totals = await writer.totals(now_ms)
+    assert (totals.actions[("ent", "1h")], totals.actions[("smb", "1h")]) == (3, 0)
+    assert {s: n for s, n in totals.active.items() if n} == {"ent": 1}
+    legacy = b'7|[null,{"f:f9":[%d,null]},{}]' % (now_ms - 60_000)
+    await client.set(writer.customer_key("c2"), legacy)
+    out = await reader.apply([Event("referral", "f9", "c2", now_ms - 60_000),
+                              Event("referral", "f10", "c2", now_ms - 60_000)], now_ms)
+    assert (out["applied"], out["duplicate"]) == (1, 1)
+    stored = await client.get(writer.customer_key("c2"))
+    assert stored is not None and b"\n" not in stored and not stored.startswith(b"7|")
+    assert set(decode(stored).actions) == {"f:f9", "f:f10"}

@@ -60,6 +60,10 @@ def test_incremental_step_equals_the_full_difference(first: list[Event], then: l
     assert full.new_segments <= tally.segments | contribution(old, RULES, label).segments
     assert full.new_teams <= tally.teams | contribution(old, RULES, label).teams
     assert new.advocates == contribution(expected, RULES, label).advocate_of
+    if new.added is not None:  # what a store appends to the stored record gives the new one
+        actions, tickets = new.added
+        assert new.registration == old.registration
+        assert ({**old.actions, **actions}, {**old.tickets, **tickets}) == (new.actions, new.tickets)
 
 
 def test_tally_sums_customers_of_a_batch() -> None:
