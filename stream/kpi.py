@@ -470,7 +470,7 @@ def _add_events(old: Customer, change: _Change, events: Iterable[Event], outcome
 
 def _prune_change(old: Customer, change: _Change, now_ms: int, rules: Rules) -> tuple[int, int]:
     """``prune`` for a change: O(1) unless the oldest kept event expires. Returns the new floor."""
-    oldest_action, oldest_ticket = old.oldest()
+    oldest_action, oldest_ticket = old.floor or old.oldest()
     for at_ms, _ in change.added_actions.values():
         oldest_action = min(oldest_action, at_ms)
     for at_ms, _ in change.added_tickets.values():
@@ -496,30 +496,51 @@ def _tally_counts(old: Customer, change: _Change, tally: Tally, label: Labeler) 
     new_segment = label("segment", registration_segment(change.registration))
     for at_ms, own in change.pruned_actions:
         add(-1, "a", label("segment", own) if own else old_segment, at_ms)
-    for at_ms, own in change.added_actions.values():
+    plus = tally.plus
+    for at_ms, own in change.added_actions.values():  # the common case, inlined: tally.add(1, ...)
         segment = label("segment", own) if own else new_segment
-        tally.segments.add(segment)
-        add(1, "a", segment, at_ms)
+        times = plus.get(("a", segment))
+        if times is None:
+            plus[("a", segment)] = [at_ms]
+            tally.segments.add(segment)
+        else:
+            times.append(at_ms)
     if old_segment != new_segment:
-        for key, (at_ms, own) in change.actions.items():
-            if not own and key in old.actions:
-                add(-1, "a", old_segment, at_ms)
-                add(1, "a", new_segment, at_ms)
+        _move_unsegmented(old, change, tally, old_segment, new_segment)
     for at_ms, team in change.pruned_tickets:
         add(-1, "t", label("team", team), at_ms)
     for at_ms, team in change.added_tickets.values():
         name = label("team", team)
-        tally.teams.add(name)
-        add(1, "t", name, at_ms)
-    old_active = old_segment if old.registration is not None and old.registration[3] == "active" else None
-    new_active = new_segment if change.registration is not None and change.registration[3] == "active" else None
-    if change.registration is not None:
+        times = plus.get(("t", name))
+        if times is None:
+            plus[("t", name)] = [at_ms]
+            tally.teams.add(name)
+        else:
+            times.append(at_ms)
+    if change.registration is not old.registration:
+        _tally_active(old.registration, change.registration, tally, old_segment, new_segment)
+
+
+def _tally_active(old: Registration | None, new: Registration | None, tally: Tally, old_segment: str,
+                  new_segment: str) -> None:
+    """Active customers per segment: the latest registration's status and segment."""
+    old_active = old_segment if old is not None and old[3] == "active" else None
+    new_active = new_segment if new is not None and new[3] == "active" else None
+    if new is not None:
         tally.segments.add(new_segment)
     if old_active != new_active:
         if old_active is not None:
             tally.active[old_active] = tally.active.get(old_active, 0) - 1
         if new_active is not None:
             tally.active[new_active] = tally.active.get(new_active, 0) + 1
+
+
+def _move_unsegmented(old: Customer, change: _Change, tally: Tally, old_segment: str, new_segment: str) -> None:
+    """Kept actions without their own segment follow the registration to its new segment."""
+    for key, (at_ms, own) in change.actions.items():
+        if not own and key in old.actions:
+            tally.add(-1, "a", old_segment, at_ms)
+            tally.add(1, "a", new_segment, at_ms)
 
 
 def _tally_advocates(customer_id: str, old: Customer, new: Customer, change: _Change, tally: Tally,

@@ -84,9 +84,8 @@ class Pipeline:
         self.health = health
         self.clock = clock
         self.kinds = topic_kinds(settings)
-        self._limits = {"longest_window_ms": settings.longest_window_seconds * 1000,
-                        "future_tolerance_ms": settings.future_tolerance_seconds * 1000,
-                        "max_bytes": settings.max_message_bytes}
+        self._limits = (settings.longest_window_seconds * 1000, settings.future_tolerance_seconds * 1000,
+                        settings.max_message_bytes)
         self._folded_logged = 0.0
 
     async def handle(self, messages: Sequence[Record]) -> None:
@@ -95,11 +94,12 @@ class Pipeline:
         now_ms = int(self.clock() * 1000)
         valid: list[Event] = []
         stored: list[Record] = []
-        limits = self._limits
+        longest, tolerance, max_bytes = self._limits
         kind = self.kinds[messages[0].topic] if messages else ""
         for message in messages:
             try:
-                event = parse(kind, message.value, now_ms, **limits)
+                event = parse(kind, message.value, now_ms, longest_window_ms=longest,
+                              future_tolerance_ms=tolerance, max_bytes=max_bytes)
             except InvalidEvent as exc:
                 await self._dead_letter(message, exc)
             except Exception as exc:  # a validation bug must not stop the partition

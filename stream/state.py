@@ -187,29 +187,15 @@ class Store:
         read, nothing is written, those records are re-read and the batch is recomputed.
         ``topic`` (optional) records the newest event time seen on it, for freshness.
         """
-        newest = max((e.at_ms for e in events), default=0)
-        by_customer: dict[str, list[Event]] = {}
-        for event in events:
-            group = by_customer.get(event.customer_id)
-            if group is None:
-                by_customer[event.customer_id] = [event]
-            else:
-                group.append(event)
+        by_customer, newest, names = _group(events)
         olds = self._cached(by_customer)
         stale = [c for c in by_customer if c not in olds]
         conflicts = 0
         for _ in range(MAX_ATTEMPTS):
             if stale:
                 olds.update(await self._read(stale))
-            await self._resolve_labels([olds[c] for c in stale], events)
-            tally = Tally()
-            writes: list[tuple[str, Customer, Customer]] = []
-            label = self.labels.label
-            for customer_id, group in by_customer.items():
-                old = olds[customer_id]
-                new = step(customer_id, old, group, now_ms, self.rules, tally, label)
-                if new is not None:
-                    writes.append((customer_id, old, new))
+            await self._resolve_labels([olds[c] for c in stale], names)
+            tally, writes = self._step(by_customer, olds, now_ms)
             outcomes = {**tally.outcomes, "conflicts": conflicts, "folded": self._folded(events)}
             if not writes:
                 self._remember(olds)
@@ -226,6 +212,19 @@ class Store:
             for customer_id in stale:
                 self.cache.pop(customer_id, None)
         raise StateError(f"gave up after {MAX_ATTEMPTS} conflicting updates of the same customers")
+
+    def _step(self, by_customer: dict[str, list[Event]], olds: dict[str, Customer],
+              now_ms: int) -> tuple[Tally, list[tuple[str, Customer, Customer]]]:
+        """Every customer's new record and the batch's summed change (pure: ``kpi.step``)."""
+        tally = Tally()
+        writes: list[tuple[str, Customer, Customer]] = []
+        label, rules = self.labels.label, self.rules
+        for customer_id, group in by_customer.items():
+            old = olds[customer_id]
+            new = step(customer_id, old, group, now_ms, rules, tally, label)
+            if new is not None:
+                writes.append((customer_id, old, new))
+        return tally, writes
 
     def _cached(self, by_customer: dict[str, list[Event]]) -> dict[str, Customer]:
         cache = self.cache
@@ -289,20 +288,20 @@ class Store:
         )
         return orjson.dumps(heads), b"\0".join(chunks), orjson.dumps(totals), token
 
-    async def _resolve_labels(self, read: list[Customer], events: Sequence[Event]) -> None:
-        """Ask Redis about names this worker has not labelled yet: the batch's, and those of
-        records just read (cached records' names were resolved when they were read)."""
-        segments: set[str] = set()
-        teams: set[str] = set()
+    async def _resolve_labels(self, read: list[Customer], names: dict[str, set[str]]) -> None:
+        """Ask Redis about names this worker has not labelled yet: the batch's (``names``), and
+        those of records just read (cached records' names were resolved when they were read)."""
+        segments = set(names["segment"])
+        teams = set(names["team"])
         for customer in read:
             if customer.registration is not None:
                 segments.add(customer.registration[2])
             segments.update(seg for _, seg in customer.actions.values() if seg)
             teams.update(team for _, team in customer.tickets.values())
-        segments.update(e.segment for e in events if e.segment)
-        teams.update(e.team for e in events if e.team)
-        await self.labels.resolve("segment", self.labels.unknown("segment", segments), self._call)
-        await self.labels.resolve("team", self.labels.unknown("team", teams), self._call)
+        for kind, wanted in (("segment", segments), ("team", teams)):
+            unknown = self.labels.unknown(kind, wanted)
+            if unknown:
+                await self.labels.resolve(kind, unknown, self._call)
 
     def _folded(self, events: Sequence[Event]) -> int:
         if not self.labels.folds():
@@ -377,3 +376,23 @@ class Store:
 
 def _sum(buckets: dict[bytes, bytes], window: Window, now_ms: int) -> int:
     return sum_window({int(k): int(n) for k, n in buckets.items()}, window, now_ms)
+
+
+def _group(events: Sequence[Event]) -> tuple[dict[str, list[Event]], int, dict[str, set[str]]]:
+    """One pass over a batch: events by customer, the newest event time, names to label."""
+    newest = 0
+    by_customer: dict[str, list[Event]] = {}
+    segments: set[str] = set()
+    teams: set[str] = set()
+    for event in events:
+        group = by_customer.get(event.customer_id)
+        if group is None:
+            by_customer[event.customer_id] = [event]
+        else:
+            group.append(event)
+        newest = max(newest, event.at_ms)
+        if event.segment is not None:
+            segments.add(event.segment)
+        if event.team is not None:
+            teams.add(event.team)
+    return by_customer, newest, {"segment": segments, "team": teams}
