@@ -79,16 +79,23 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
         read_offset = self._read_offset
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
+                generation = app.consumer_generation_id
                 records, active = await self._wait_next_records(1.0)
                 if records is None or self.should_stop:
                     continue
-                if not self.flow_active:
+                if not self.flow_active or generation != app.consumer_generation_id:
+                    # a rebalance began or happened while fetching: these records may come from
+                    # positions before its seek. Drop them and seek every partition back to its
+                    # commit, so nothing between the commit and these records is skipped.
                     await self.perform_seek()
                     continue
-                generation = app.consumer_generation_id
+                if active is not None and any(tp not in active and tp not in self._buffered_partitions
+                                              for tp in records):
+                    await self.perform_seek()  # a partition was paused meanwhile: same as above
+                    continue
                 batches: dict[str, Batch] = {}
                 for tp, fetched in records.items():
-                    if not fetched or not (active is None or tp in active or tp in self._buffered_partitions):
+                    if not fetched:
                         continue
                     last = read_offset[tp]
                     recs = fetched
@@ -103,8 +110,6 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
                     read_offset[tp] = recs[-1].offset
                     batch.offsets[tp] = recs[-1].offset + 1
                     app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-                if generation != app.consumer_generation_id:
-                    continue  # a rebalance started: the new owners re-read from the commits
                 for topic, batch in batches.items():
                     await acquire_flow()
                     await deliver(topic, batch)
