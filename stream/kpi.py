@@ -364,10 +364,14 @@ class Tally:
     outcomes: dict[str, int] = field(default_factory=lambda: {"applied": 0, "duplicate": 0, "ignored": 0})
 
     def add(self, sign: int, kind: str, name: str, at_ms: int) -> None:
+        """Count an event at ``at_ms`` once more (sign 1) or once less (-1) for segment or team
+        ``name`` (kind "a" or "t"); names counted once more are the batch's names seen."""
         side = self.plus if sign > 0 else self.minus
         times = side.get((kind, name))
         if times is None:
             side[(kind, name)] = [at_ms]
+            if sign > 0:
+                (self.segments if kind == "a" else self.teams).add(name)
         else:
             times.append(at_ms)
 
@@ -496,27 +500,14 @@ def _tally_counts(old: Customer, change: _Change, tally: Tally, label: Labeler) 
     new_segment = label("segment", registration_segment(change.registration))
     for at_ms, own in change.pruned_actions:
         add(-1, "a", label("segment", own) if own else old_segment, at_ms)
-    plus = tally.plus
-    for at_ms, own in change.added_actions.values():  # the common case, inlined: tally.add(1, ...)
-        segment = label("segment", own) if own else new_segment
-        times = plus.get(("a", segment))
-        if times is None:
-            plus[("a", segment)] = [at_ms]
-            tally.segments.add(segment)
-        else:
-            times.append(at_ms)
+    for at_ms, own in change.added_actions.values():
+        add(1, "a", label("segment", own) if own else new_segment, at_ms)
     if old_segment != new_segment:
         _move_unsegmented(old, change, tally, old_segment, new_segment)
     for at_ms, team in change.pruned_tickets:
         add(-1, "t", label("team", team), at_ms)
     for at_ms, team in change.added_tickets.values():
-        name = label("team", team)
-        times = plus.get(("t", name))
-        if times is None:
-            plus[("t", name)] = [at_ms]
-            tally.teams.add(name)
-        else:
-            times.append(at_ms)
+        add(1, "t", label("team", team), at_ms)
     if change.registration is not old.registration:
         _tally_active(old.registration, change.registration, tally, old_segment, new_segment)
 
