@@ -114,10 +114,16 @@ _MINUTES: dict[str, int] = {}  # valid "YYYY-MM-DD[Tt ]HH:MM" -> its epoch secon
 _TAILS: dict[str, int] = {}  # valid "[.fraction](Z|+HH:MM|-HH:MM)" -> microseconds to add (fraction - offset)
 
 
-def _remember(table: dict[str, int], key: str, value: int) -> None:
-    if len(table) >= _CACHE_LIMIT:
-        table.clear()
-    table[key] = value
+def _look_up(table: dict[str, int], key: str, read: Callable[[str], int | None]) -> int | None:
+    """``read(key)``, remembered in ``table`` when valid (the table is emptied at its limit)."""
+    value = table.get(key)
+    if value is None:
+        value = read(key)
+        if value is not None:
+            if len(table) >= _CACHE_LIMIT:
+                table.clear()
+            table[key] = value
+    return value
 
 
 def _minute_seconds(head: str) -> int | None:
@@ -152,23 +158,15 @@ def _tail_micros(tail: str) -> int | None:
 
 def _fast_timestamp_ms(text: str) -> int | None:
     """Epoch ms of a valid timestamp of the usual shape, exactly as ``_slow_timestamp_ms``; else None."""
-    head = text[:16]
-    minute = _MINUTES.get(head)
+    minute = _look_up(_MINUTES, text[:16], _minute_seconds)
     if minute is None:
-        minute = _minute_seconds(head)
-        if minute is None:
-            return None
-        _remember(_MINUTES, head, minute)
+        return None
     second = _SIXTY.get(text[17:19])
     if second is None or text[16] != ":":  # a second found: text has at least 19 characters
         return None
-    tail = text[19:]
-    micros = _TAILS.get(tail)
+    micros = _look_up(_TAILS, text[19:], _tail_micros)
     if micros is None:
-        micros = _tail_micros(tail)
-        if micros is None:
-            return None
-        _remember(_TAILS, tail, micros)
+        return None
     return int(((minute + second) * 1_000_000 + micros) / 1_000_000 * 1000)
 
 
