@@ -10,7 +10,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from stream.config import Settings
@@ -44,18 +43,6 @@ class Record(Protocol):
 def where(record: Record) -> str:
     """How logs name a record: topic[partition]@offset (never a customer id)."""
     return f"{record.topic}[{record.partition}]@{record.offset}"
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A consumed Kafka record built by hand (replay, tests)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int | None  # broker/producer timestamp, epoch ms
 
 
 class DeadLetterSink(Protocol):

@@ -249,10 +249,6 @@ class Store:
         blobs = await self._call(self.client.mget([self.customer_key(c) for c in customer_ids]))
         return {c: decode(blob) for c, blob in zip(customer_ids, blobs, strict=True)}
 
-    def forget(self) -> None:
-        """Drop the cache (the state it mirrors is gone or replaced)."""
-        self.cache.clear()
-
     def _payload(self, writes: list[tuple[str, Customer, Customer]], tally: Tally, now_ms: int,
                  topic: str, newest: int) -> tuple[bytes, bytes, bytes, str]:
         """The commit's arguments. A record that only gained events gets them appended (cost
