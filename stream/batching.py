@@ -62,12 +62,12 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
 
     deliver: Deliver | None = None
 
-    def _new_consumer_thread(self) -> Any:
-        return FetchTunedThread(self, loop=self.loop, beacon=self.beacon)
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._durable: dict[Any, int] = {}  # TP -> offset up to which every record is stored
         super().__init__(*args, **kwargs)
+
+    def _new_consumer_thread(self) -> Any:
+        return FetchTunedThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised end to end
         deliver = self.deliver
@@ -83,15 +83,14 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
                 records, active = await self._wait_next_records(1.0)
                 if records is None or self.should_stop:
                     continue
-                if not self.flow_active or generation != app.consumer_generation_id:
-                    # a rebalance began or happened while fetching: these records may come from
-                    # positions before its seek. Drop them and seek every partition back to its
-                    # commit, so nothing between the commit and these records is skipped.
+                if not self.flow_active or generation != app.consumer_generation_id or (
+                        active is not None and any(tp not in active and tp not in self._buffered_partitions
+                                                   for tp in records)):
+                    # a rebalance began or happened while fetching, or a partition was paused:
+                    # these records may come from positions before a seek. Drop them and seek
+                    # every partition back to its commit, so nothing between the commit and
+                    # these records is skipped.
                     await self.perform_seek()
-                    continue
-                if active is not None and any(tp not in active and tp not in self._buffered_partitions
-                                              for tp in records):
-                    await self.perform_seek()  # a partition was paused meanwhile: same as above
                     continue
                 batches: dict[str, Batch] = {}
                 for tp, fetched in records.items():
