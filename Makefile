@@ -8,7 +8,7 @@ APT_PACKAGES := redis-server:redis-server prometheus:prometheus promtool:prometh
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit bench lint deps system clean
+.PHONY: run test test-unit bench soak lint deps system clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -43,6 +43,16 @@ test-unit: deps
 # side-by-side throughput, freshness, start-up and memory; writes docs/benchmarks.md (~10 min)
 bench: deps
 	$(PY) -m tests.bench.run $(BENCH_ARGS)
+
+# the kill and rebalance scenarios again and again, outside `make test`: ROUNDS=30 make soak
+ROUNDS ?= 30
+SOAK_TESTS ?= tests/reliability/test_uncommitted.py
+soak: deps
+	@mkdir -p soak-logs; pass=0; fail=0; for i in $$(seq 1 $(ROUNDS)); do \
+	  if $(PY) -m pytest -q -p no:cacheprovider $(SOAK_TESTS) $(PYTEST_ARGS) > soak-logs/round-$$i.log 2>&1; \
+	  then pass=$$((pass + 1)); else fail=$$((fail + 1)); echo "round $$i FAILED: soak-logs/round-$$i.log"; fi; \
+	  echo "round $$i of $(ROUNDS): $$pass passed, $$fail failed"; \
+	done; test $$fail -eq 0
 
 lint: deps
 	$(VENV)/bin/ruff check stream tests

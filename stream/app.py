@@ -25,6 +25,7 @@ from stream.batching import Batch, BatchApp, NoTableManager
 from stream.config import Settings
 from stream.errors import StateError
 from stream.events import REASONS
+from stream.gaps import GapWatch
 from stream.health import Health
 from stream.kafka import faust_credentials
 from stream.kpi import Rules
@@ -213,6 +214,32 @@ def _add_kafka_probe(app: faust.App, settings: Settings, health: Health) -> None
         health.kafka_error = error
 
 
+def _add_gap_check(app: faust.App, sources: set[str], metrics: Metrics, health: Health) -> None:
+    """Compare, per partition, what was stored with where the fetcher is (see ``stream.gaps``)."""
+    watch: GapWatch[Any] = GapWatch()
+
+    @app.timer(2.0)
+    async def _gaps() -> None:
+        consumer = app.consumer
+        try:
+            readings = await consumer.readings(sources)
+        except Exception as exc:  # the broker away, a rebalance: the next check tries again
+            log.debug("gap check skipped: %r", exc)
+            return
+        found = watch.update(readings) if readings else {}
+        for tp, (stored, position) in found.items():
+            log.error("%s[%d]: offsets %d-%d were fetched but never stored; reading them again",
+                      tp.topic, tp.partition, stored, position - 1)
+            metrics.gaps.labels(tp.topic).inc()
+        if found:
+            await consumer.reread(found)
+        metrics.unstored.clear()
+        for tp, (stored, position) in watch.open.items():
+            metrics.unstored.labels(tp.topic, str(tp.partition)).set(position - stored)
+        health.gaps = [f"{tp.topic}[{tp.partition}]: offsets {stored}-{position - 1} fetched but not stored; "
+                       "reading them again" for tp, (stored, position) in sorted(watch.open.items())]
+
+
 def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics: Metrics,
                       health: Health) -> None:
     @app.on_rebalance_complete.connect
@@ -229,6 +256,7 @@ def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics:
 
     sources = set(topic_kinds(settings))
     _add_kafka_probe(app, settings, health)
+    _add_gap_check(app, sources, metrics, health)
 
     @app.timer(2.0)
     async def _lag() -> None:

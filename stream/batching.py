@@ -17,7 +17,8 @@ rebalance is never acked (its generation is stale): the new owner re-reads it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,10 @@ from faust.tables import TableManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 
+from stream.gaps import Reading
+
+log = logging.getLogger("stream.batching")
+
 
 @dataclass(slots=True)
 class Batch:
@@ -33,7 +38,7 @@ class Batch:
 
     records: list[Any] = field(default_factory=list)  # aiokafka ConsumerRecords
     offsets: dict[Any, int] = field(default_factory=dict)  # TP -> last offset + 1
-    generation: int = 0
+    epoch: int = 0  # the consumer's assignment count when it was fetched
 
 
 Deliver = Callable[[str, Batch], Awaitable[None]]
@@ -56,6 +61,15 @@ class FetchTunedThread(AIOKafkaConsumerThread):  # type: ignore[misc]
         consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
         return consumer
 
+    async def committed_offsets(self, tps: Iterable[Any]) -> dict[Any, int | None]:
+        """The group's committed offset of each partition (None where there is none)."""
+        consumer = self._ensure_consumer()
+
+        async def read() -> dict[Any, int | None]:
+            return {tp: await consumer.committed(tp) for tp in tps}
+
+        return await self.call_thread(read)  # type: ignore[no-any-return]
+
 
 class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
     """Faust's aiokafka consumer, delivering a fetch per topic instead of per record."""
@@ -64,62 +78,159 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._durable: dict[Any, int] = {}  # TP -> offset up to which every record is stored
+        self._delivered: dict[Any, int] = {}  # TP -> end of the last batch handed to an agent
+        self._deliveries = 0  # batches being handed over right now
+        self._rewind_pending = False
+        # Assignments and revocations seen. Generation numbers cannot tell every rebalance
+        # apart (a broker may report the same number twice), so a batch or fetch is stale
+        # when this count moved since it was fetched.
+        self.epoch = 0
+        self.rewinds = 0
         super().__init__(*args, **kwargs)
 
     def _new_consumer_thread(self) -> Any:
         return FetchTunedThread(self, loop=self.loop, beacon=self.beacon)
 
-    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised end to end
+    async def _drain_messages(self, fetcher: Any) -> None:
         deliver = self.deliver
         assert deliver is not None, "BatchConsumer.deliver must be set before the worker starts"
         app = self.app
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         acquire_flow = app.flow_control.acquire
-        read_offset = self._read_offset
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
-                generation = app.consumer_generation_id
+                if self._rewind_pending and self.flow_active:
+                    await self._rewind()
+                    continue
+                epoch = self.epoch
                 records, active = await self._wait_next_records(1.0)
                 if records is None or self.should_stop:
                     continue
-                if not self.flow_active or generation != app.consumer_generation_id or (
-                        active is not None and any(tp not in active and tp not in self._buffered_partitions
-                                                   for tp in records)):
-                    # a rebalance began or happened while fetching, or a partition was paused:
-                    # these records may come from positions before a seek. Drop them and seek
-                    # every partition back to its commit, so nothing between the commit and
-                    # these records is skipped.
-                    await self.perform_seek()
+                if self._must_drop(records, active, epoch):
+                    # a rebalance began or happened while fetching, or a partition was
+                    # paused: these records may be stale, or the first ones of a new
+                    # assignment. Drop them and rewind every partition to the first offset
+                    # not known to be stored, so nothing between there and them is skipped.
+                    if any(records.values()):
+                        self._rewind_pending = True
                     continue
-                batches: dict[str, Batch] = {}
-                for tp, fetched in records.items():
-                    if not fetched:
-                        continue
-                    last = read_offset[tp]
-                    recs = fetched
-                    if last is not None and fetched[0].offset < last:  # a seek back re-delivers
-                        recs = [r for r in fetched if r.offset >= last]
-                        if not recs:
-                            continue
-                    batch = batches.get(tp.topic)
-                    if batch is None:
-                        batch = batches[tp.topic] = Batch(generation=generation)
-                    batch.records.extend(recs)
-                    read_offset[tp] = recs[-1].offset
-                    batch.offsets[tp] = recs[-1].offset + 1
-                    app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-                for topic, batch in batches.items():
+                for topic, batch in self._batches(records, epoch).items():
                     await acquire_flow()
-                    await deliver(topic, batch)
+                    self._deliveries += 1
+                    try:
+                        await deliver(topic, batch)
+                    finally:
+                        self._deliveries -= 1
         except (*self.consumer_stopped_errors, asyncio.CancelledError):
             if self.transport.app.should_stop:
                 return
             raise
 
+    def _must_drop(self, records: Mapping[Any, list[Any]], active: set[Any] | None, epoch: int) -> bool:
+        """True when a fetch may not be delivered: see ``_drain_messages``."""
+        return (self._rewind_pending or not self.flow_active or epoch != self.epoch
+                or (active is not None and any(tp not in active and tp not in self._buffered_partitions
+                                               for tp, fetched in records.items() if fetched)))
+
+    def _batches(self, records: Mapping[Any, list[Any]], epoch: int) -> dict[str, Batch]:
+        """One batch per topic of a fetch, without records this assignment already read."""
+        read_offset = self._read_offset
+        batches: dict[str, Batch] = {}
+        for tp, fetched in records.items():
+            if not fetched:
+                continue
+            last = read_offset[tp]
+            recs = fetched
+            if last is not None and fetched[0].offset < last:  # a seek back re-delivers
+                recs = [r for r in fetched if r.offset >= last]
+                if not recs:
+                    continue
+            batch = batches.get(tp.topic)
+            if batch is None:
+                batch = batches[tp.topic] = Batch(epoch=epoch)
+            batch.records.extend(recs)
+            end = recs[-1].offset + 1
+            read_offset[tp] = recs[-1].offset
+            batch.offsets[tp] = end
+            if end > self._delivered.get(tp, -1):
+                self._delivered[tp] = end
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+        return batches
+
+    async def _rewind(self) -> None:
+        """Seek every assigned partition to the first offset not known to be stored.
+
+        That is the end of its last stored batch under this assignment, else the group's
+        commit, else the earliest offset (the reset policy, taken explicitly: a seek "to
+        the committed offset" does nothing where there is no commit). On failure (the
+        assignment changed meanwhile, the broker is away) nothing is fetched until a
+        later attempt succeeds.
+        """
+        epoch = self.epoch
+        try:
+            targets = await self._stored_positions(self.assignment())
+            if epoch != self.epoch:
+                return  # assigned again meanwhile: start over with the new assignment
+            await self.seek_wait(targets)
+        except Exception as exc:
+            log.warning("rewind after a dropped fetch failed (%r); retrying before fetching again", exc)
+            await asyncio.sleep(0.5)
+            return
+        if epoch == self.epoch:
+            self._rewind_pending = False
+            self.rewinds += 1
+            log.info("dropped a fetch that spanned a rebalance or a pause; rewound %s",
+                     ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in sorted(targets.items())))
+
+    async def _stored_positions(self, tps: Iterable[Any]) -> dict[Any, int]:
+        """The first offset of each partition that is not known to be stored."""
+        targets: dict[Any, int] = {}
+        unknown = []
+        for tp in tps:
+            if tp in self._durable:
+                targets[tp] = self._durable[tp]
+            else:
+                unknown.append(tp)
+        if unknown:
+            committed = await self._thread.committed_offsets(unknown)
+            targets.update({tp: offset for tp, offset in committed.items() if offset is not None})
+            fresh = [tp for tp in unknown if committed.get(tp) is None]
+            if fresh:
+                targets.update(await self.earliest_offsets(*fresh))
+        return targets
+
+    async def readings(self, topics: set[str]) -> dict[Any, Reading]:
+        """Stored offset and fetch position of each assigned partition of ``topics``.
+
+        Empty while a rebalance or a rewind is under way: positions mean nothing then.
+        """
+        epoch = self.epoch
+        if not self.flow_active or self._rewind_pending:
+            return {}
+        tps = [tp for tp in self.assignment() if tp.topic in topics]
+        known = {tp: self._durable.get(tp, self._committed_offset.get(tp)) for tp in tps}
+        fresh = [tp for tp, offset in known.items() if offset is None]
+        earliest = await self.earliest_offsets(*fresh) if fresh else {}
+        out: dict[Any, Reading] = {}
+        for tp in tps:
+            stored = known[tp]
+            if stored is None:
+                stored = earliest.get(tp)
+            position = await asyncio.wait_for(self.position(tp), 2.0)
+            if stored is None or position is None:
+                continue
+            busy = self._deliveries > 0 or self._delivered.get(tp, -1) > stored
+            out[tp] = Reading(stored, position, busy)
+        return out if epoch == self.epoch and self.flow_active and not self._rewind_pending else {}
+
+    async def reread(self, gaps: Mapping[Any, tuple[int, int]]) -> None:
+        """Seek each partition back to its stored offset, to read a gap again."""
+        await self.seek_wait({tp: stored for tp, (stored, _) in gaps.items()})
+
     def ack_batch(self, batch: Batch) -> bool:
         """Mark ``batch`` durable: its partitions may commit up to its end. False if stale."""
-        if batch.generation != self.app.consumer_generation_id:
+        if batch.epoch != self.epoch:
             return False
         durable = self._durable
         for tp, offset in batch.offsets.items():
@@ -136,10 +247,16 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
     def _new_offset(self, tp: Any) -> int | None:
         return self._durable.get(tp)
 
-    async def on_partitions_revoked(self, revoked: set[Any]) -> None:  # pragma: no cover - end to end
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        self.epoch += 1
         for tp in revoked:
             self._durable.pop(tp, None)
+            self._delivered.pop(tp, None)
         await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[Any], generation_id: int = 0) -> None:
+        self.epoch += 1
+        await super().on_partitions_assigned(assigned, generation_id)
 
 
 class NoTableManager(TableManager):  # type: ignore[misc]

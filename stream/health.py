@@ -19,6 +19,7 @@ class Health:
     crashed: str = ""  # agents that crashed, per the latest check
     kafka_error: str = ""  # why the latest metadata request failed
     lag: int = 0
+    gaps: list[str] = field(default_factory=list)  # partitions with records fetched but not stored
     last_progress: float = field(default_factory=time.monotonic)
     busy_since: float | None = None  # a batch is being handled since then
 
@@ -33,6 +34,7 @@ class Health:
         """Why the worker is not ready; empty when it is."""
         out: list[str] = []
         out.extend(reason for reason in (self.fatal, self.crashed, self.kafka_error) if reason)
+        out.extend(self.gaps)
         if not self.started:
             out.append("worker starting")
         elif self.rebalancing:

@@ -43,6 +43,12 @@ class Metrics:
         self.lag = Gauge(
             "advocacy_consumer_lag_messages", "Messages behind the end of each assigned "
             "partition.", ["topic", "partition"], registry=registry)
+        self.gaps = Counter(
+            "advocacy_partition_gaps", "Ranges of records fetched but never stored, found by the "
+            "per-partition check and read again, per topic.", ["topic"], registry=registry)
+        self.unstored = Gauge(
+            "advocacy_unstored_offsets", "Offsets fetched but not stored in an open gap, per "
+            "partition (0 when none).", ["topic", "partition"], registry=registry)
         self.folded = Counter(
             "advocacy_labels_folded", "Events whose segment or team name was over the cardinality "
             "cap and was counted under '_other'.", ["topic"], registry=registry)
@@ -70,6 +76,7 @@ class Metrics:
                 self.dead_letters.labels(topic, reason)
             self.latency.labels(topic)
             self.folded.labels(topic)
+            self.gaps.labels(topic)
 
     def redis_state(self, ok: bool) -> None:
         self.redis_up.set(1 if ok else 0)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 
 from stream.app import create_app
@@ -21,21 +27,35 @@ def _consumer(**settings: Any) -> tuple[Any, BatchConsumer]:
 
 
 async def test_acked_batches_move_each_partition_commit_point_forward_only() -> None:
-    app, consumer = _consumer()
-    generation = app.consumer_generation_id
-    assert consumer.ack_batch(Batch([], {REVIEWS0: 10, REVIEWS1: 4}, generation))
-    assert consumer.ack_batch(Batch([], {REVIEWS0: 7}, generation))  # an older point never moves it back
+    _app, consumer = _consumer()
+    epoch = consumer.epoch
+    assert consumer.ack_batch(Batch([], {REVIEWS0: 10, REVIEWS1: 4}, epoch))
+    assert consumer.ack_batch(Batch([], {REVIEWS0: 7}, epoch))  # an older point never moves it back
     assert (consumer._new_offset(REVIEWS0), consumer._new_offset(REVIEWS1)) == (10, 4)
     assert set(consumer._filter_tps_with_pending_acks()) == {REVIEWS0, REVIEWS1}
     assert list(consumer._filter_tps_with_pending_acks({"referrals"})) == []
     assert consumer._new_offset(TP("reviews", 2)) is None  # nothing stored: nothing to commit
 
 
-async def test_a_batch_fetched_before_a_rebalance_is_not_acked() -> None:
+async def test_a_batch_fetched_before_a_rebalance_is_not_acked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Revocation and assignment each make earlier batches stale, even when the broker reports the
+    same generation number for two generations (tansu does)."""
     app, consumer = _consumer()
-    stale = Batch([], {REVIEWS0: 50}, app.consumer_generation_id - 1)
-    assert not consumer.ack_batch(stale)
+
+    async def faust_callback(self: Any, *args: Any) -> None:
+        return None
+
+    monkeypatch.setattr(AIOKafkaConsumer, "on_partitions_revoked", faust_callback)
+    monkeypatch.setattr(AIOKafkaConsumer, "on_partitions_assigned", faust_callback)
+    fetched = Batch([], {REVIEWS0: 50}, consumer.epoch)
+    await consumer.on_partitions_assigned({REVIEWS0}, app.consumer_generation_id)  # same generation number
+    assert not consumer.ack_batch(fetched)
     assert consumer._new_offset(REVIEWS0) is None
+    current = Batch([], {REVIEWS0: 60}, consumer.epoch)
+    assert consumer.ack_batch(current) and consumer._new_offset(REVIEWS0) == 60
+    await consumer.on_partitions_revoked({REVIEWS0})
+    assert consumer._new_offset(REVIEWS0) is None  # the new owner commits it
+    assert not consumer.ack_batch(current)
 
 
 async def test_the_consumer_thread_uses_the_configured_fetch_wait() -> None:
@@ -43,3 +63,148 @@ async def test_the_consumer_thread_uses_the_configured_fetch_wait() -> None:
     app, consumer = _consumer(fetch_max_wait_ms=123)
     kafka = consumer._new_consumer_thread()._create_worker_consumer(app.transport)
     assert kafka._fetch_max_wait_ms == 123
+
+
+# --- the fetch loop, on a scripted fetcher (positions, commits, earliest offsets) -----------
+
+@dataclass
+class Rec:
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class Fetcher:
+    """Stands in for aiokafka's fetcher: a position per partition, records up to ``ends``."""
+
+    consumer: BatchConsumer
+    ends: dict[TP, int]
+    committed: dict[TP, int | None]
+    earliest: dict[TP, int]
+    during_fetch: list[Callable[[], None]] = field(default_factory=list)  # one per fetch, then none
+    position: dict[TP, int] = field(default_factory=dict)
+    fetches: int = 0
+
+    def __post_init__(self) -> None:
+        for tp in self.ends:  # no commit: the reset policy (earliest)
+            committed = self.committed.get(tp)
+            self.position[tp] = committed if committed is not None else self.earliest[tp]
+        c = self.consumer
+        c._wait_next_records = self.wait_next_records
+        c.assignment = lambda: set(self.ends)
+        c.highwater = self.ends.__getitem__
+        c.earliest_offsets = self.earliest_offsets
+        c._thread.committed_offsets = self.committed_offsets
+        c._thread.seek_wait = self.seek_wait
+        c._thread.seek_to_committed = self.seek_to_committed  # what Faust's perform_seek uses
+
+    async def wait_next_records(self, timeout: float) -> tuple[dict[TP, list[Rec]], None]:  # noqa: ASYNC109
+        while not self.consumer.flow_active:  # noqa: ASYNC110 - as Faust: wait for the flow to resume first
+            await asyncio.sleep(0.005)
+        self.fetches += 1
+        if self.during_fetch:
+            self.during_fetch.pop(0)()
+        out = {tp: [Rec(tp.topic, tp.partition, o) for o in range(self.position[tp], end)]
+               for tp, end in self.ends.items() if self.position[tp] < end}
+        for tp in out:
+            self.position[tp] = self.ends[tp]
+        await asyncio.sleep(0)
+        return out, None
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return {tp: self.earliest[tp] for tp in tps}
+
+    async def committed_offsets(self, tps: Any) -> dict[TP, int | None]:
+        return {tp: self.committed.get(tp) for tp in tps}
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:  # as aiokafka: no seek without a commit
+        for tp, offset in self.committed.items():
+            if offset:
+                self.position[tp] = offset
+        return {tp: self.committed.get(tp) for tp in self.ends}
+
+    async def seek_wait(self, targets: dict[TP, int]) -> None:  # as Faust's thread: read offsets too
+        for tp, offset in targets.items():
+            self.position[tp] = offset
+            if offset > 0:
+                self.consumer._read_offset[tp] = offset
+            else:
+                self.consumer._read_offset.pop(tp, None)
+
+
+async def _drain(consumer: BatchConsumer, fetcher: Fetcher, until: Callable[[list[Batch]], bool],
+                 fetches: int = 20) -> list[Batch]:
+    """Run the real fetch loop until ``until(delivered)`` or ``fetches`` fetches."""
+    delivered: list[Batch] = []
+    stop = types.SimpleNamespace(_stopped=asyncio.Event())
+
+    async def deliver(topic: str, batch: Batch) -> None:
+        delivered.append(batch)
+        if until(delivered):
+            stop._stopped.set()
+
+    consumer.deliver = deliver
+    consumer.app.flow_control.resume()
+    task = asyncio.ensure_future(consumer._drain_messages(stop))
+    while not task.done() and fetcher.fetches < fetches:  # noqa: ASYNC110 - polls a scripted loop
+        await asyncio.sleep(0.01)
+    stop._stopped.set()
+    await asyncio.wait_for(task, 5)
+    return delivered
+
+
+def _offsets(batches: list[Batch], tp: TP) -> list[int]:
+    return [r.offset for b in batches for r in b.records if (r.topic, r.partition) == (tp.topic, tp.partition)]
+
+
+async def test_a_dropped_first_fetch_of_a_partition_with_no_commit_is_read_again_from_its_start() -> None:
+    """Issue 10: the first fetch after an assignment spans the rebalance and is dropped; the partition
+    has no commit, so a seek "to the committed offset" does nothing: it must rewind to the earliest offset."""
+    _app, consumer = _consumer()
+    uncommitted, committed = TP("reviews", 3), TP("reviews", 2)
+    fetcher = Fetcher(consumer, ends={uncommitted: 10, committed: 8}, committed={committed: 5},
+                      earliest={uncommitted: 0, committed: 0})
+    # the assignment lands while the first fetch is in flight (the generation number may not move)
+    fetcher.during_fetch.append(lambda: setattr(consumer, "epoch", consumer.epoch + 1))
+    delivered = await _drain(consumer, fetcher, until=lambda got: bool(_offsets(got, uncommitted)))
+    assert _offsets(delivered, uncommitted) == list(range(10))
+    assert _offsets(delivered, committed) == [5, 6, 7]
+    assert consumer.rewinds == 1
+
+
+async def test_a_dropped_fetch_rewinds_to_what_this_assignment_stored_before_the_group_commit() -> None:
+    """A partition paused mid-fetch: the fetch is dropped and the partition re-read from the end of its
+    last stored batch, which is ahead of the group's commit, and nothing after it is skipped."""
+    _app, consumer = _consumer()
+    tp = TP("reviews", 0)
+    fetcher = Fetcher(consumer, ends={tp: 4}, committed={tp: 1}, earliest={tp: 0})
+    first = await _drain(consumer, fetcher, until=lambda got: len(got) == 1)
+    assert _offsets(first, tp) == [1, 2, 3] and consumer.ack_batch(first[0])
+    fetcher.ends[tp] = 9
+    fetcher.during_fetch.append(lambda: consumer._rewind_pending or setattr(consumer, "flow_active", False))
+    resume = asyncio.get_running_loop().call_later(0.05, lambda: setattr(consumer, "flow_active", True))
+    second = await _drain(consumer, fetcher, until=lambda got: bool(_offsets(got, tp)))
+    resume.cancel()
+    assert _offsets(second, tp) == [4, 5, 6, 7, 8]
+    assert fetcher.position[tp] == 9 and consumer.rewinds == 1
+
+
+async def test_a_failed_rewind_is_retried_before_anything_is_fetched_again() -> None:
+    """The seek back fails (the broker is away): no fetch is delivered until a rewind succeeds."""
+    _app, consumer = _consumer()
+    tp = TP("reviews", 1)
+    fetcher = Fetcher(consumer, ends={tp: 6}, committed={}, earliest={tp: 0})
+    fetcher.during_fetch.append(lambda: setattr(consumer, "epoch", consumer.epoch + 1))
+    failures = [RuntimeError("broker away")]
+    real = fetcher.earliest_offsets
+
+    async def flaky(*tps: TP) -> dict[TP, int]:
+        if failures:
+            raise failures.pop()
+        return await real(*tps)
+
+    consumer.earliest_offsets = flaky
+    delivered = await _drain(consumer, fetcher, until=lambda got: bool(_offsets(got, tp)))
+    assert _offsets(delivered, tp) == list(range(6))
+    assert not failures and consumer.rewinds == 1
