@@ -15,6 +15,7 @@ malformed input, as real producers do.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import random
 import time
@@ -37,6 +38,9 @@ TEAMS = {"billing": 0.35, "onboarding": 0.85, "technical": 0.65, "success": 0.9}
 # (segment, team, starts hours ago, lasts hours, advocacy target meanwhile)
 DIP = ("mid_market", "onboarding", 5 * 24, 24, 0.3)
 COLLAPSE_HOURS = 1  # a collapsed segment has been low this long when the demo goes live
+ADVOCATES = 0.1  # share of each segment whose members take the everyday advocacy actions
+TICKETS_PER_CUSTOMER_HOUR = 0.02  # support tickets of the other customers
+FOLLOW_UP_HOURS = 48  # a helped customer who becomes an advocate acts within this long
 BAD_PAYLOADS = [b"{not json", b"[]", b'{"event_id": 1}', b"\xff\xfe",
                 b'{"event_id":"x","customer_id":"c","occurred_at":"yesterday","kind":"social"}']
 
@@ -57,11 +61,14 @@ class Demo:
             self.targets.setdefault(collapse, SEGMENTS.get(collapse, 0.7))
         segments = list(self.targets)
         self.customers = {f"cust-{i:06d}": segments[i % len(segments)] for i in range(customers)}
-        self.customer_ids = list(self.customers)
         self.by_segment: dict[str, list[str]] = {s: [] for s in segments}
         for cid, seg in self.customers.items():
             self.by_segment[seg].append(cid)
-        self.recent_tickets: deque[tuple[str, str, float]] = deque(maxlen=5000)
+        # the everyday advocates of each segment, and the customers who open tickets
+        self.advocates = {seg: ids[: max(1, int(len(ids) * ADVOCATES))] for seg, ids in self.by_segment.items()}
+        pool = {cid for ids in self.advocates.values() for cid in ids}
+        self.helped = [cid for cid in self.customers if cid not in pool] or list(self.customers)
+        self.follow_ups: list[tuple[float, str]] = []  # (time, customer): actions after a ticket
         self.sent: deque[tuple[str, bytes | None, bytes]] = deque(maxlen=1000)
         self.now = time.time()  # "now" of the history: the dip and the collapse are placed from it
 
@@ -103,26 +110,34 @@ class Demo:
         return self.span(at, 1.0)
 
     def span(self, start: float, seconds: float) -> list[tuple[str, dict[str, Any]]]:
-        """The events of ``seconds`` of event time from ``start``, in time order."""
+        """The events of ``seconds`` of event time from ``start``, in time order.
+
+        Everyday actions come from each segment's advocates, at the segment's target per
+        member and hour; tickets come from the other customers, and a helped customer
+        becomes an advocate (one action within FOLLOW_UP_HOURS) with the team's rate.
+        """
         out: list[tuple[float, tuple[str, dict[str, Any]]]] = []
-        s, rng, middle = self.settings, self.rng, start + seconds / 2
+        s, rng, middle, end = self.settings, self.rng, start + seconds / 2, start + seconds
 
         def when() -> float:
             return start + rng.random() * seconds
 
-        for _ in range(self._poisson(len(self.customers) * 0.15 * seconds / 3600)):
-            cid = rng.choice(self.customer_ids)
-            team = rng.choice(list(TEAMS))
-            at = when()
+        for _ in range(self._poisson(len(self.helped) * TICKETS_PER_CUSTOMER_HOUR * seconds / 3600)):
+            cid, team, at = rng.choice(self.helped), rng.choice(list(TEAMS)), when()
             out.append((at, (s.tickets_topic, self._event(cid, at, ticket_id=f"T-{rng.getrandbits(32)}",
                                                            team=team, channel="email"))))
-            self.recent_tickets.append((cid, team, at))
+            if rng.random() < self.team_rate(team, at):
+                heapq.heappush(self.follow_ups, (at + rng.uniform(60, FOLLOW_UP_HOURS * 3600), cid))
+        while self.follow_ups and self.follow_ups[0][0] < end:
+            at, cid = heapq.heappop(self.follow_ups)
+            at = max(at, start)
+            out.append((at, self._action(cid, at)))
         for seg in self.targets:
-            members = self.by_segment[seg]
+            members, advocates = self.by_segment[seg], self.advocates[seg]
             expected = self.target(seg, middle) * len(members) * seconds / 3600
             for _ in range(self._poisson(expected)):
                 at = when()
-                out.append((at, self._action(rng.choice(members), at)))
+                out.append((at, self._action(rng.choice(advocates), at)))
             for _ in range(self._poisson(self.targets[seg] * len(members) * seconds / 3600 * 0.4)):
                 at = when()  # reviews that are not advocacy
                 out.append((at, (s.reviews_topic, self._event(rng.choice(members), at, kind="review",
@@ -131,10 +146,6 @@ class Demo:
         return [event for _, event in out]
 
     def _action(self, cid: str, at: float) -> tuple[str, dict[str, Any]]:
-        if self.recent_tickets and self.rng.random() < 0.3:
-            tcid, team, tat = self.rng.choice(self.recent_tickets)
-            if tat <= at and self.rng.random() < self.team_rate(team, at):
-                cid = tcid
         if self.rng.random() < 0.25:
             return self.settings.referrals_topic, self._event(cid, at, channel="link")
         kind = self.rng.choice(["review", "testimonial", "case_study", "survey", "social"])

@@ -179,6 +179,10 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = N
     return False
 
 
+class _Stopped(Exception):
+    """A worker or the demo ended on its own."""
+
+
 class Stack:
     """make run's processes, started in order and stopped in reverse tiers."""
 
@@ -195,6 +199,17 @@ class Stack:
                                 preexec_fn=own_group)  # noqa: PLW1509 - the stack starts no threads
         self.tiers[tier].append(proc)
         return proc
+
+    def failures(self) -> int:
+        """1 when the worker or the demo ended with an error of its own (its log names it), else 0."""
+        status = 0
+        for name in ("worker", "demo"):
+            for proc in self.tiers[name]:
+                if proc.returncode not in (None, 0, -signal.SIGTERM):
+                    log = self.workdir / f"{name}.log"
+                    print(f"error: the {name} stopped (exit {proc.returncode}); see {log}", file=sys.stderr)
+                    status = 1
+        return status
 
     def stop(self) -> None:
         """Demo, then workers (their last batch and commit), then Prometheus and Alertmanager,
@@ -268,7 +283,6 @@ def run_stack(settings: Settings, collapse: str | None = None, *, customers: int
     # explicit: a shell may have started the stack with SIGINT ignored (a background job)
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
-    status = 0
     try:
         kafka_port, redis_port = free_port(), free_port()
         stack.tiers["state"].append(start_broker(kafka_port, workdir / "tansu.log", detached=True))
@@ -285,31 +299,30 @@ def run_stack(settings: Settings, collapse: str | None = None, *, customers: int
         demo_args = [sys.executable, "-m", "stream", "demo", "--customers", str(customers),
                      "--history-days", f"{history_days:g}"] + (["--collapse", collapse] if collapse else [])
         demo = stack.spawn("demo", demo_args, log="demo.log", env=env)
-        lines = start_observability(stack, web_port)
         print(f"\n  page:    {base}/  (live view of both rates with their bands)\n"
               f"  KPIs:    {base}/kpis\n  metrics: {base}/metrics\n  health:  {base}/health\n"
-              + "\n".join(lines) + "\n"
               f"  kafka:   {bootstrap}  (tansu)\n  redis:   {redis_url}\n  logs:    {workdir}\n\n"
-              f"  The demo backfills {history_days:g} days of events for {customers} customers (under a minute),\n"
-              "  then goes live: every window then has its own numbers.", flush=True)
+              f"demo: backfilling {history_days:g} days of events for {customers} customers (under a minute) ...",
+              flush=True)
+        # Prometheus starts once the history is in: a half-counted last hour is no alert
+        while worker.poll() is None and demo.poll() is None:
+            if "now live" in (workdir / "demo.log").read_text(errors="replace"):
+                break
+            time.sleep(0.5)
+        else:
+            raise _Stopped
+        lines = start_observability(stack, web_port)
+        print("demo: history backfilled; now live: every window has its own numbers\n\n" + "\n".join(lines),
+              flush=True)
         if collapse:
             alert = f'AdvocacyActionsRateLow{{segment="{collapse}"}}'
-            print(f"  {collapse!r} collapses to ~20%: {alert} turns pending on the rules\n"
-                  f"  page once the backfill is counted, fires {DEMO_FOR} later and reaches Alertmanager\n"
-                  "  (within about two minutes of start).", flush=True)
-        print("  Ctrl-C stops everything.\n", flush=True)
-        live = False
+            print(f"\n  {collapse!r} collapses to ~20%: {alert} turns pending on the rules page,\n"
+                  f"  fires {DEMO_FOR} later and reaches Alertmanager (within about two minutes of start).",
+                  flush=True)
+        print("\n  Ctrl-C stops everything.\n", flush=True)
         while worker.poll() is None and demo.poll() is None:
             time.sleep(0.5)
-            if not live and "now live" in (workdir / "demo.log").read_text(errors="replace"):
-                live = True
-                print("demo: history backfilled; now live", flush=True)
-        for name, proc in (("worker", worker), ("demo", demo)):
-            if proc.returncode is not None:
-                print(f"error: the {name} stopped (exit {proc.returncode}); see {workdir / (name + '.log')}",
-                      file=sys.stderr)
-                status = 1
-    except KeyboardInterrupt:
+    except (_Stopped, KeyboardInterrupt):
         pass
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the ordered stop
@@ -318,4 +331,4 @@ def run_stack(settings: Settings, collapse: str | None = None, *, customers: int
         started = time.monotonic()
         stack.stop()
         print(f"stopped in {time.monotonic() - started:.1f} s", flush=True)
-    return status
+    return stack.failures()
