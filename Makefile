@@ -8,11 +8,13 @@ APT_PACKAGES := redis-server:redis-server prometheus:prometheus promtool:prometh
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit bench soak lint deps system clean
+.PHONY: run test test-unit bench soak lint lock deps system clean
 
-$(VENV)/.installed: pyproject.toml
+# the image's locked dependencies first (same versions, hashes checked), then the dev tools
+$(VENV)/.installed: pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements.lock
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
@@ -57,6 +59,12 @@ soak: deps
 lint: deps
 	$(VENV)/bin/ruff check stream tests
 	$(VENV)/bin/mypy stream
+
+# requirements.lock: the image's exact dependencies with their hashes (uv from PyPI, any platform)
+lock: deps
+	$(PY) -m pip install -q uv
+	$(VENV)/bin/uv pip compile pyproject.toml --group build --universal --python-version 3.11 \
+	  --generate-hashes --custom-compile-command "make lock" -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -84,7 +84,7 @@ def _tune_gc() -> None:
     gc.set_threshold(200_000, 10, 10)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stream", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,8 +96,12 @@ def main(argv: list[str] | None = None) -> int:
                       help="make this segment's advocacy collapse below 60%%")
     demo.add_argument("--seconds", type=float, default=None, help="stop after this long")
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--history-days", type=float, default=14.0,
+                      help="days of past events to backfill before going live (default 14)")
     stack = sub.add_parser("stack", help="embedded broker + Redis + worker + demo (make run)")
     stack.add_argument("--collapse", default=None, metavar="SEGMENT")
+    stack.add_argument("--customers", type=int, default=2000, help="the demo's customer base (default 2000)")
+    stack.add_argument("--history-days", type=float, default=14.0, help="the demo's backfill (default 14)")
     schemas = sub.add_parser("schemas", help="write the JSON Schemas of the topics (the published contract)")
     schemas.add_argument("--out", default="schemas", help="directory (default: schemas)")
     schemas.add_argument("--check", action="store_true", help="only compare; exit 1 when out of date")
@@ -114,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="app id (consumer group + Redis namespace) to build; default: <app id>-rebuild")
     replay.add_argument("--idle-seconds", type=float, default=3.0,
                         help="stop after the end offsets are reached and nothing arrived for this long")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         settings = load_settings()
         _logging(settings)
@@ -124,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             from stream.demo import run_demo
 
             asyncio.run(run_demo(settings, customers=args.customers,
-                                 collapse=args.collapse, seconds=args.seconds, seed=args.seed))
+                                 collapse=args.collapse, seconds=args.seconds, seed=args.seed,
+                                 history_days=args.history_days))
             return 0
         if args.command == "schemas":
             from pathlib import Path
@@ -150,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from stream.embedded import run_stack
 
-        return run_stack(settings, collapse=args.collapse)
+        return run_stack(settings, collapse=args.collapse, customers=args.customers, history_days=args.history_days)
     except AdvocacyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -12,6 +13,8 @@ from stream.kpi import Window, parse_duration
 
 ENV_PREFIX = "ADVOCACY_"
 TOPIC_FIELDS = ("reviews_topic", "referrals_topic", "tickets_topic", "customers_topic", "dlq_topic")
+# secrets that may come from a file instead (docker/kubernetes secrets): X_FILE -> X
+SECRET_FILES = {"kafka_sasl_password_file": "kafka_sasl_password", "redis_url_file": "redis_url"}
 
 
 class Settings(BaseSettings):
@@ -24,10 +27,12 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_password_file: str | None = None
     kafka_ssl_cafile: str | None = None
     kafka_ssl_certfile: str | None = None
     kafka_ssl_keyfile: str | None = None
     redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
+    redis_url_file: str | None = None
     redis_ssl_ca_file: str | None = None
     web_port: int = Field(6066, ge=1, le=65535)
     web_bind: str = "0.0.0.0"
@@ -55,6 +60,28 @@ class Settings(BaseSettings):
     max_teams: int = Field(1000, ge=1, le=100_000)
     state_cache_customers: int = Field(100_000, ge=0, le=10_000_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        """``ADVOCACY_X_FILE``: the value of secret X is the content of that file."""
+        if not isinstance(data, dict):
+            return data
+        for source, target in SECRET_FILES.items():
+            path = data.get(source)
+            if not path:
+                continue
+            variable = f"{ENV_PREFIX}{source.upper()}"
+            if data.get(target) is not None:
+                raise ValueError(f"{variable}: set either it or {ENV_PREFIX}{target.upper()}, not both")
+            try:
+                value = Path(str(path)).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{variable}: cannot read {path} ({type(exc).__name__})") from None
+            if not value:
+                raise ValueError(f"{variable}: {path} is empty")
+            data = {**data, target: value}
+        return data
 
     @field_validator("windows", mode="before")
     @classmethod

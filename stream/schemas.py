@@ -16,7 +16,7 @@ from stream import events
 from stream.events import CONDITIONAL, SPECS, Field
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
-# logical topic name (CONTRACT.md section 2, the default topic names) -> kind of SPECS
+# logical topic name (docs/contract.md section 2, the default topic names) -> kind of SPECS
 TOPIC_KINDS = {"reviews": "review", "referrals": "referral", "tickets-closed": "ticket",
                "customers": "customer"}
 TITLES = {

@@ -261,7 +261,7 @@ class Webhook:
                 if all(a["labels"].get(k) == v for k, v in labels.items())]
 
 
-# --- events (CONTRACT.md section 2) -----------------------------------------------------------
+# --- events (docs/contract.md section 2) -----------------------------------------------------------
 
 
 def iso(seconds: float) -> str:

@@ -1,4 +1,4 @@
-"""Settings from ``ADVOCACY_`` environment variables (CONTRACT.md section 5)."""
+"""Settings from ``ADVOCACY_`` environment variables (docs/contract.md section 5)."""
 
 from __future__ import annotations
 

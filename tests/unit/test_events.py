@@ -1,4 +1,4 @@
-"""The wire contract (CONTRACT.md section 2): one message value -> ``Event`` or ``InvalidEvent``."""
+"""The wire contract (docs/contract.md section 2): one message value -> ``Event`` or ``InvalidEvent``."""
 
 from __future__ import annotations
 

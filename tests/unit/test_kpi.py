@@ -1,4 +1,4 @@
-"""Pure KPI math (CONTRACT.md sections 1 and 3): windows, per-customer state, attribution, totals."""
+"""Pure KPI math (docs/contract.md sections 1 and 3): windows, per-customer state, attribution, totals."""
 
 from __future__ import annotations
 
