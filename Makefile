@@ -8,7 +8,7 @@ APT_PACKAGES := redis-server:redis-server prometheus:prometheus promtool:prometh
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit bench soak lint lock deps system clean
+.PHONY: run test test-unit bench soak compat-latest lint lock deps system clean
 
 # the image's locked dependencies first (same versions, hashes checked), then the dev tools
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -55,6 +55,16 @@ soak: deps
 	  then pass=$$((pass + 1)); else fail=$$((fail + 1)); echo "round $$i FAILED: soak-logs/round-$$i.log"; fi; \
 	  echo "round $$i of $(ROUNDS): $$pass passed, $$fail failed"; \
 	done; test $$fail -eq 0
+
+# the newest faust-streaming and aiokafka releases in a scratch venv (run it on a schedule): do the
+# internals stream/compat.py checks still exist, and does the batch consumer still behave?
+compat-latest:
+	python3 -m venv .venv-latest
+	.venv-latest/bin/pip install -q --upgrade pip
+	.venv-latest/bin/pip install -q -e '.[dev]'
+	.venv-latest/bin/pip install -q --upgrade faust-streaming aiokafka
+	.venv-latest/bin/pip list 2>/dev/null | grep -iE '^(faust-streaming|aiokafka) '
+	.venv-latest/bin/python -m pytest -q -p no:cacheprovider tests/unit/test_compat.py tests/unit/test_batching.py
 
 lint: deps
 	$(VENV)/bin/ruff check stream tests

@@ -39,10 +39,12 @@ def _worker(settings: Settings) -> int:
     import faust
 
     from stream.app import create_app
+    from stream.compat import require
     from stream.errors import StateLost
     from stream.startup import Waiting, interim_health
     from stream.topics import ensure_topics, group_has_commits
 
+    require()  # the library internals stream.batching relies on are as tested
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     app = create_app(settings)

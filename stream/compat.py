@@ -1,0 +1,120 @@
+"""The private parts of faust-streaming and aiokafka this worker relies on, checked at start-up.
+
+``stream.batching`` overrides or calls members that are not part of either library's
+public API. Each one is a promise that the library still works as we assumed: the
+versions are pinned in ``pyproject.toml`` (and exactly in ``requirements.lock``), and
+``check()`` looks at every member at start-up, so that a release that renames or
+reshapes one stops the worker with one clear line instead of silently changing which
+offsets are committed. ``tests/unit/test_compat.py`` tests the check itself.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from stream.errors import AdvocacyError
+
+__all__ = ["IncompatibleLibrary", "Member", "check", "members", "require"]
+
+
+class IncompatibleLibrary(AdvocacyError):
+    """An installed faust-streaming or aiokafka lacks a member the worker relies on."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """A member of ``owner`` we override, call or read, with the parameters we pass."""
+
+    owner: Any
+    name: str
+    parameters: tuple[str, ...] | None  # None: an attribute, not a method
+    why: str
+
+    def problem(self) -> str | None:
+        """What is wrong with this member in the installed library, or None."""
+        where = f"{self.owner.__module__}.{self.owner.__qualname__}.{self.name}"
+        found = inspect.getattr_static(self.owner, self.name, None)
+        if found is None:
+            found = _instance_attribute(self.owner, self.name)
+        if found is None:
+            return f"{where} is missing"
+        if self.parameters is None:
+            return None
+        if not callable(getattr(self.owner, self.name, None)):
+            return f"{where} is no longer a method"
+        params = tuple(inspect.signature(getattr(self.owner, self.name)).parameters)
+        if params[: len(self.parameters)] != self.parameters:
+            return f"{where} takes {params}, expected {self.parameters}"
+        return None
+
+
+def _instance_attribute(owner: type, name: str) -> object | None:
+    """An attribute set in ``__init__`` (looked for in its source, no instance needed)."""
+    for cls in inspect.getmro(owner):
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            source = inspect.getsource(init)
+        except (OSError, TypeError):
+            continue
+        if f"self.{name} =" in source or f"self.{name}:" in source:
+            return name
+    return None
+
+
+def members() -> list[Member]:
+    """Every private touch point, with what it is for."""
+    import aiokafka
+    from faust import App
+    from faust.tables import TableManager
+    from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+    from mode.threads import QueueServiceThread
+
+    return [
+        Member(Consumer, "_drain_messages", ("self", "fetcher"),
+               "replaced: the fetch loop hands a fetch over as batches"),
+        Member(Consumer, "_wait_next_records", ("self", "timeout"), "called: one fetch"),
+        Member(Consumer, "_filter_tps_with_pending_acks", ("self", "topics"),
+               "replaced: the committer asks which partitions have something to commit"),
+        Member(Consumer, "_new_offset", ("self", "tp"), "replaced: the offset the committer commits"),
+        Member(Consumer, "_read_offset", None, "read and written: the last offset read per partition"),
+        Member(Consumer, "_committed_offset", None, "read: the group's commit per partition"),
+        Member(Consumer, "_buffered_partitions", None, "read: partitions paused for a full buffer"),
+        Member(Consumer, "on_partitions_assigned", ("self", "assigned", "generation_id"),
+               "extended: counts assignments"),
+        Member(Consumer, "on_partitions_revoked", ("self", "revoked"), "extended: counts revocations"),
+        Member(Consumer, "earliest_offsets", ("self",), "called: the reset policy's offset, taken explicitly"),
+        Member(Consumer, "seek_wait", ("self", "partitions"), "called: rewinds"),
+        Member(Consumer, "position", ("self", "tp"), "called: the gap check"),
+        Member(ThreadDelegateConsumer, "_new_consumer_thread", ("self",), "replaced: our consumer thread"),
+        Member(ThreadDelegateConsumer, "_thread", None, "read: the consumer thread"),
+        Member(AIOKafkaConsumerThread, "_create_worker_consumer", ("self", "transport"),
+               "extended: sets the fetch wait"),
+        Member(AIOKafkaConsumerThread, "_ensure_consumer", ("self",), "called: the thread's aiokafka consumer"),
+        Member(QueueServiceThread, "call_thread", ("self", "fun"), "called: runs a call on the consumer thread"),
+        Member(TableManager, "_update_channels", ("self",), "called by our table-manager start"),
+        Member(TableManager, "recovery", None, "started by our table-manager start"),
+        Member(App, "_new_consumer", ("self",), "replaced: builds the batch consumer"),
+        Member(aiokafka.AIOKafkaConsumer, "_fetch_max_wait_ms", None, "written: the fetch wait"),
+        Member(aiokafka.AIOKafkaConsumer, "committed", ("self", "partition"), "called: the group's commit"),
+    ]
+
+
+def check(candidates: Iterable[Member] | None = None) -> list[str]:
+    """Problems found, one line each; empty when every member is as expected."""
+    return [p for m in (members() if candidates is None else candidates) if (p := m.problem())]
+
+
+def require() -> None:
+    """Raise ``IncompatibleLibrary`` naming the first problem (the worker refuses to start)."""
+    problems = check()
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise IncompatibleLibrary(
+            f"installed faust-streaming/aiokafka differ from the tested versions: {problems[0]}{more}; "
+            "install the versions pinned in requirements.lock")

@@ -1,0 +1,68 @@
+"""The start-up check of the faust-streaming and aiokafka internals the worker relies on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from stream import compat
+from stream.compat import IncompatibleLibrary, Member
+
+
+class Library:
+    def __init__(self) -> None:
+        self.buffer: list[int] = []
+
+    def fetch(self, timeout: float) -> None: ...
+
+
+def test_the_installed_libraries_have_every_member_the_worker_relies_on() -> None:
+    assert compat.check() == []
+    assert len(compat.members()) >= 20
+
+
+def test_a_renamed_method_or_attribute_is_reported() -> None:
+    problems = compat.check([Member(Library, "_fetch", ("self", "timeout"), ""),
+                             Member(Library, "_buffer", None, "")])
+    assert [p.rsplit(".", 1)[-1] for p in problems] == ["_fetch is missing", "_buffer is missing"]
+
+
+def test_attributes_set_in_init_and_methods_with_the_expected_parameters_pass() -> None:
+    assert compat.check([Member(Library, "buffer", None, ""), Member(Library, "fetch", ("self", "timeout"), "")]) == []
+
+
+def test_a_changed_signature_is_reported() -> None:
+    problems = compat.check([Member(Library, "fetch", ("self", "timeout_ms"), "")])
+    assert len(problems) == 1 and "expected ('self', 'timeout_ms')" in problems[0]
+
+
+def test_require_names_the_first_problem_on_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compat, "members", lambda: [Member(Library, "_a", None, ""), Member(Library, "_b", None, "")])
+    with pytest.raises(IncompatibleLibrary) as caught:
+        compat.require()
+    message = str(caught.value)
+    assert "\n" not in message and "Library._a is missing" in message and "(and 1 more)" in message
+
+
+def test_every_override_in_the_batch_consumer_is_listed() -> None:
+    """A private member that stream.batching overrides must be in the check."""
+    from stream import batching
+
+    listed = {m.name for m in compat.members()}
+    overridden = {name for cls in (batching.BatchConsumer, batching.FetchTunedThread, batching.NoTableManager,
+                                   batching.BatchApp)
+                  for name in vars(cls) if name.startswith("_") and not name.startswith("__")}
+    ours = {"_rewind", "_must_drop", "_batches", "_stored_positions", "_abc_impl"}  # our own, or abc's
+    assert overridden - ours <= listed
+
+
+def test_a_worker_on_a_library_without_a_member_refuses_to_start_with_one_line() -> None:
+    code = ("import faust.transport.consumer as c; del c.Consumer._new_offset; "
+            "import sys; from stream.__main__ import main; sys.exit(main(['worker']))")
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "ADVOCACY_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Consumer._new_offset is missing" in lines[0], result.stderr
