@@ -40,9 +40,8 @@ def _worker(settings: Settings) -> int:
 
     from stream.app import create_app
     from stream.compat import require
-    from stream.errors import StateLost
     from stream.startup import Waiting, interim_health
-    from stream.topics import ensure_topics, group_has_commits
+    from stream.topics import ensure_topics
 
     require()  # the library internals stream.batching relies on are as tested
     loop = asyncio.new_event_loop()
@@ -55,11 +54,9 @@ def _worker(settings: Settings) -> int:
         async with interim_health(settings.web_bind, settings.web_port, waiting):
             await ensure_topics(settings)
             waiting.reason = "waiting for redis"
-            if not await _redis_ready(store) and await group_has_commits(settings):
-                raise StateLost(
-                    f"Redis holds no state for app {settings.app_id!r} but its consumer group has committed "
-                    "offsets: the state was lost (Redis restarted without AOF?). Reset the group's offsets "
-                    "to the earliest (docs/runbook.md) or use a new ADVOCACY_APP_ID")
+            if not await _redis_ready(store):
+                logging.getLogger("stream.worker").info(
+                    "no state for app %r in Redis: counting every topic from its earliest offset", settings.app_id)
             await store.check_rules()
 
     loop.run_until_complete(prepare())

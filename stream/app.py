@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
 
 import faust
 import redis.asyncio as aioredis
@@ -39,6 +39,7 @@ log = logging.getLogger("stream.app")
 PAGE_HEADERS = {"X-Content-Type-Options": "nosniff",
                 "Content-Security-Policy": "default-src 'self'; img-src 'self' data:"}
 TRUNCATED_BYTES = 64 * 1024
+T = TypeVar("T")
 
 
 class KafkaDeadLetters:
@@ -117,6 +118,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         await deliveries[topic].put(batch)
 
     app.deliver_batch = deliver_batch
+    app.positions = StatePositions(store)
     _add_routes(app, api)
     _add_housekeeping(app, settings, store, metrics, health)
     return app
@@ -129,8 +131,13 @@ def _add_agent(app: faust.App, settings: Settings, pipeline: Pipeline, topic_nam
 
     async def consume(stream: Any) -> None:
         async for batch in stream:
-            stopping = await _handle(pipeline, batch.records)
-            app.consumer.ack_batch(batch)
+            names = {partition_name(tp): tp for tp in batch.offsets}
+            progress = [(name, batch.starts[tp], batch.offsets[tp]) for name, tp in names.items()]
+            stopping, behind = await _handle(pipeline, batch.records, progress)
+            consumer = app.consumer
+            consumer.ack_batch(batch)
+            if behind and not stopping:
+                await consumer.resync(batch, {names[name]: at for name, at in behind.items()})
             if stopping:
                 raise asyncio.CancelledError
 
@@ -139,36 +146,57 @@ def _add_agent(app: faust.App, settings: Settings, pipeline: Pipeline, topic_nam
     return channel
 
 
-async def _handle(pipeline: Pipeline, messages: list[Any]) -> bool:
+async def _handle(pipeline: Pipeline, messages: list[Any], progress: list[tuple[str, int, int]]
+                  ) -> tuple[bool, dict[str, int | None]]:
     """Handle a batch until it succeeds. Never give up on it: Faust commits past offsets that
     were never acked once later ones are, so a skipped batch would be lost for good. A batch
     that keeps failing stalls its topic, which /health reports."""
     delay = 0.1
     while True:
         try:
-            return await _finish(pipeline.handle(messages))
+            return await _finish(pipeline.handle(messages, progress))
         except Exception:
             log.exception("batch of %d messages from %s failed; retrying it", len(messages), where(messages[0]))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
 
-async def _finish(handling: Coroutine[Any, Any, None], grace: float = 10.0) -> bool:
+async def _finish(handling: Coroutine[Any, Any, T], grace: float = 10.0) -> tuple[bool, T]:
     """Run a batch to the end even when the worker is stopping (SIGTERM), within ``grace``.
 
-    Returns True when the worker is stopping: the caller acks the finished batch (so the
-    final commit includes it) and then stops. A batch cut short is not acked: replayed.
+    Returns (stopping, result): when the worker is stopping, the caller acks the finished
+    batch (so the final commit includes it) and then stops. A batch cut short is not
+    acked: replayed.
     """
     task = asyncio.ensure_future(handling)
     try:
-        await asyncio.shield(task)
+        return False, await asyncio.shield(task)
     except asyncio.CancelledError:
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.wait_for(task, grace)
         if task.done() and not task.cancelled() and task.exception() is None:
-            return True
+            return True, task.result()
         raise
-    return False
+
+
+def partition_name(tp: Any) -> str:
+    """How the state names a partition: ``topic:partition`` (Kafka topic names have no colon)."""
+    return f"{tp.topic}:{tp.partition}"
+
+
+class StatePositions:
+    """The consumer's view of the positions the state stores (``batching.Positions``)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def read(self, tps: Sequence[Any]) -> dict[Any, int | None]:
+        names = {partition_name(tp): tp for tp in tps}
+        stored = await self.store.positions(list(names))
+        return {tp: stored.get(name) for name, tp in names.items()}
+
+    async def floor(self, offsets: Mapping[Any, int]) -> None:
+        await self.store.floor_positions({partition_name(tp): offset for tp, offset in offsets.items()})
 
 
 def _add_routes(app: faust.App, api: Api) -> None:

@@ -7,20 +7,28 @@ Faust's group membership, flow control, rebalancing and commit timer, but hands 
 fetch to the agents as one ``Batch`` per topic of aiokafka's own records, through an
 in-memory Faust channel: nothing is built or tracked per event.
 
-Offsets are tracked per batch, not per record: an agent calls ``ack_batch`` only after
-the batch's effect is stored, which moves each of its partitions' commit point to the
-batch's last offset + 1. One agent per topic handles its batches in fetch order, so the
-commit point only moves over records that are durable. A batch fetched before a
-rebalance is never acked (its generation is stale): the new owner re-reads it.
+Where to read from is the state's business, not the group's: the state stores, in the
+same atomic call as a batch's effect, each partition's position (the offset its next
+unstored record has), and moves it only over a batch that starts at or before it. On an
+assignment, after a dropped fetch, or when a commit finds the state's position behind the
+batch (the state came back without its latest writes), a partition is read again from
+the state's position; with no position (a new partition, an empty state) from the
+earliest offset, so an empty state rebuilds itself. Re-reading is harmless: each
+customer's record holds its event ids.
+
+Kafka commits are still made, for lag monitoring and tools: an agent calls ``ack_batch``
+after the batch is stored, which moves each partition's commit point to the batch's end.
+A batch fetched before a rebalance is never acked (counted by assignments, since a broker
+may report the same generation number twice).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 from faust.tables import TableManager
@@ -39,6 +47,17 @@ class Batch:
     records: list[Any] = field(default_factory=list)  # aiokafka ConsumerRecords
     offsets: dict[Any, int] = field(default_factory=dict)  # TP -> last offset + 1
     epoch: int = 0  # the consumer's assignment count when it was fetched
+    starts: dict[Any, int] = field(default_factory=dict)  # TP -> offset its fetch started from
+    seeks: dict[Any, int] = field(default_factory=dict)  # TP -> the partition's seek count then
+
+
+class Positions(Protocol):
+    """Where the state says each partition's next unstored record is (``stream.state``)."""
+
+    async def read(self, tps: Sequence[Any]) -> dict[Any, int | None]: ...
+
+    async def floor(self, offsets: Mapping[Any, int]) -> None:
+        """Raise positions that are missing or below these offsets (nothing is readable below)."""
 
 
 Deliver = Callable[[str, Batch], Awaitable[None]]
@@ -61,23 +80,17 @@ class FetchTunedThread(AIOKafkaConsumerThread):  # type: ignore[misc]
         consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
         return consumer
 
-    async def committed_offsets(self, tps: Iterable[Any]) -> dict[Any, int | None]:
-        """The group's committed offset of each partition (None where there is none)."""
-        consumer = self._ensure_consumer()
-
-        async def read() -> dict[Any, int | None]:
-            return {tp: await consumer.committed(tp) for tp in tps}
-
-        return await self.call_thread(read)  # type: ignore[no-any-return]
-
 
 class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
     """Faust's aiokafka consumer, delivering a fetch per topic instead of per record."""
 
     deliver: Deliver | None = None
+    positions: Positions | None = None  # the state's positions, set by the adapter
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._durable: dict[Any, int] = {}  # TP -> offset up to which every record is stored
+        self._next: dict[Any, int] = {}  # TP -> offset the next fetched records start from
+        self._seeks: dict[Any, int] = {}  # TP -> seeks so far (a batch from before one is stale for it)
         self._delivered: dict[Any, int] = {}  # TP -> end of the last batch handed to an agent
         self._deliveries = 0  # batches being handed over right now
         self._rewind_pending = False
@@ -86,6 +99,7 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
         # when this count moved since it was fetched.
         self.epoch = 0
         self.rewinds = 0
+        self.resyncs = 0
         super().__init__(*args, **kwargs)
 
     def _new_consumer_thread(self) -> Any:
@@ -134,45 +148,56 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
                                                for tp, fetched in records.items() if fetched)))
 
     def _batches(self, records: Mapping[Any, list[Any]], epoch: int) -> dict[str, Batch]:
-        """One batch per topic of a fetch, without records this assignment already read."""
+        """One batch per topic of a fetch; each partition's part starts where its last one ended."""
         read_offset = self._read_offset
         batches: dict[str, Batch] = {}
-        for tp, fetched in records.items():
-            if not fetched:
+        for tp, recs in records.items():
+            if not recs:
                 continue
-            last = read_offset[tp]
-            recs = fetched
-            if last is not None and fetched[0].offset < last:  # a seek back re-delivers
-                recs = [r for r in fetched if r.offset >= last]
-                if not recs:
-                    continue
             batch = batches.get(tp.topic)
             if batch is None:
                 batch = batches[tp.topic] = Batch(epoch=epoch)
             batch.records.extend(recs)
-            end = recs[-1].offset + 1
-            read_offset[tp] = recs[-1].offset
+            first, end = recs[0].offset, recs[-1].offset + 1
+            start = self._next.get(tp, first)
+            batch.starts[tp] = min(start, first)  # offsets between hold no records (markers, compaction)
             batch.offsets[tp] = end
+            batch.seeks[tp] = self._seeks.get(tp, 0)
+            self._next[tp] = end
+            read_offset[tp] = end - 1
             if end > self._delivered.get(tp, -1):
                 self._delivered[tp] = end
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
         return batches
 
-    async def _rewind(self) -> None:
-        """Seek every assigned partition to the first offset not known to be stored.
+    async def perform_seek(self) -> None:
+        """After an assignment (Faust's recovery calls this): each partition from the state's position.
 
-        That is the end of its last stored batch under this assignment, else the group's
-        commit, else the earliest offset (the reset policy, taken explicitly: a seek "to
-        the committed offset" does nothing where there is no commit). On failure (the
-        assignment changed meanwhile, the broker is away) nothing is fetched until a
-        later attempt succeeds.
+        Not from the group's commit: the state may have come back without its latest writes
+        (restored, failed over), and then it re-reads exactly what it lacks. If the state
+        cannot be read now, nothing is fetched until a rewind succeeds.
+        """
+        epoch = self.epoch
+        try:
+            targets = await self._stored_positions(self.assignment())
+            if epoch == self.epoch:
+                await self._seek_to(targets)
+        except Exception as exc:
+            log.warning("could not seek to the state's positions (%r); retrying before fetching", exc)
+            self._rewind_pending = True
+
+    async def _rewind(self) -> None:
+        """Seek every assigned partition to the state's position (its first unstored offset).
+
+        On failure (the assignment changed meanwhile, the broker or Redis is away) nothing
+        is fetched until a later attempt succeeds.
         """
         epoch = self.epoch
         try:
             targets = await self._stored_positions(self.assignment())
             if epoch != self.epoch:
                 return  # assigned again meanwhile: start over with the new assignment
-            await self.seek_wait(targets)
+            await self._seek_to(targets)
         except Exception as exc:
             log.warning("rewind after a dropped fetch failed (%r); retrying before fetching again", exc)
             await asyncio.sleep(0.5)
@@ -180,53 +205,78 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
         if epoch == self.epoch:
             self._rewind_pending = False
             self.rewinds += 1
-            log.info("dropped a fetch that spanned a rebalance or a pause; rewound %s",
-                     ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in sorted(targets.items())))
+            log.info("dropped a fetch that spanned a rebalance or a pause; rewound %s", _named(targets))
+
+    async def _seek_to(self, targets: Mapping[Any, int]) -> None:
+        await self.seek_wait(dict(targets))
+        for tp, offset in targets.items():
+            self._next[tp] = offset
+            self._seeks[tp] = self._seeks.get(tp, 0) + 1
 
     async def _stored_positions(self, tps: Iterable[Any]) -> dict[Any, int]:
-        """The first offset of each partition that is not known to be stored."""
-        targets: dict[Any, int] = {}
-        unknown = []
+        """The first offset of each partition that the state does not hold.
+
+        Where the state has no position (a new partition, an empty state) or one below the
+        earliest retained offset, the earliest offset (taken explicitly: a seek "to the
+        committed offset" does nothing where there is no commit) becomes its position.
+        """
+        assert self.positions is not None, "BatchConsumer.positions must be set before the worker starts"
+        tps = list(tps)
+        stored = await self.positions.read(tps)
+        earliest = await self.earliest_offsets(*tps) if tps else {}
+        raised: dict[Any, int] = {}
         for tp in tps:
-            if tp in self._durable:
-                targets[tp] = self._durable[tp]
-            else:
-                unknown.append(tp)
-        if unknown:
-            committed = await self._thread.committed_offsets(unknown)
-            targets.update({tp: offset for tp, offset in committed.items() if offset is not None})
-            fresh = [tp for tp in unknown if committed.get(tp) is None]
-            if fresh:
-                targets.update(await self.earliest_offsets(*fresh))
-        return targets
+            position, first = stored.get(tp), earliest.get(tp, 0)
+            if position is None or position < first:
+                raised[tp] = first
+                if position is not None:
+                    log.warning("%s[%d]: offsets %d-%d were deleted before they were stored; they are not "
+                                "counted", tp.topic, tp.partition, position, first - 1)
+        if raised:
+            await self.positions.floor(raised)
+        return {tp: raised.get(tp, stored.get(tp) or 0) for tp in tps}
+
+    async def resync(self, batch: Batch, behind: Mapping[Any, int | None]) -> None:
+        """The state's position of these partitions was behind ``batch``'s start (it lost writes):
+        read them again from there, unless a seek or a rebalance came after the batch."""
+        if batch.epoch != self.epoch:
+            return
+        tps = [tp for tp in behind if batch.seeks.get(tp) == self._seeks.get(tp, 0)]
+        if not tps:
+            return
+        targets = await self._stored_positions(tps)
+        if batch.epoch == self.epoch:
+            log.warning("the state lost stored records; reading again from %s", _named(targets))
+            await self._seek_to(targets)
+            self.resyncs += 1
 
     async def readings(self, topics: set[str]) -> dict[Any, Reading]:
-        """Stored offset and fetch position of each assigned partition of ``topics``.
+        """The state's position and the fetch position of each assigned partition of ``topics``.
 
         Empty while a rebalance or a rewind is under way: positions mean nothing then.
         """
         epoch = self.epoch
-        if not self.flow_active or self._rewind_pending:
+        if not self.flow_active or self._rewind_pending or self.positions is None:
             return {}
         tps = [tp for tp in self.assignment() if tp.topic in topics]
-        known = {tp: self._durable.get(tp, self._committed_offset.get(tp)) for tp in tps}
-        fresh = [tp for tp, offset in known.items() if offset is None]
-        earliest = await self.earliest_offsets(*fresh) if fresh else {}
+        stored = await self.positions.read(tps)
+        missing = [tp for tp in tps if stored.get(tp) is None]
+        earliest = await self.earliest_offsets(*missing) if missing else {}
         out: dict[Any, Reading] = {}
         for tp in tps:
-            stored = known[tp]
-            if stored is None:
-                stored = earliest.get(tp)
+            at = stored.get(tp)
+            if at is None:
+                at = earliest.get(tp)
             position = await asyncio.wait_for(self.position(tp), 2.0)
-            if stored is None or position is None:
+            if at is None or position is None:
                 continue
-            busy = self._deliveries > 0 or self._delivered.get(tp, -1) > stored
-            out[tp] = Reading(stored, position, busy)
+            busy = self._deliveries > 0 or self._delivered.get(tp, -1) > at
+            out[tp] = Reading(at, position, busy)
         return out if epoch == self.epoch and self.flow_active and not self._rewind_pending else {}
 
     async def reread(self, gaps: Mapping[Any, tuple[int, int]]) -> None:
         """Seek each partition back to its stored offset, to read a gap again."""
-        await self.seek_wait({tp: stored for tp, (stored, _) in gaps.items()})
+        await self._seek_to({tp: stored for tp, (stored, _) in gaps.items()})
 
     def ack_batch(self, batch: Batch) -> bool:
         """Mark ``batch`` durable: its partitions may commit up to its end. False if stale."""
@@ -250,13 +300,17 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
         self.epoch += 1
         for tp in revoked:
-            self._durable.pop(tp, None)
-            self._delivered.pop(tp, None)
+            for table in (self._durable, self._delivered, self._next):
+                table.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[Any], generation_id: int = 0) -> None:
         self.epoch += 1
         await super().on_partitions_assigned(assigned, generation_id)
+
+
+def _named(offsets: Mapping[Any, int]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in sorted(offsets.items()))
 
 
 class NoTableManager(TableManager):  # type: ignore[misc]
@@ -273,6 +327,7 @@ class BatchApp(faust.App):  # type: ignore[misc]
     """A Faust app whose consumer delivers batches (see module docstring)."""
 
     deliver_batch: Deliver | None = None  # set by the adapter before the worker starts
+    positions: Positions | None = None  # likewise
     fetch_max_wait_ms: int = 100  # set by the adapter from the settings
 
     def _new_consumer(self) -> Any:
@@ -285,4 +340,5 @@ class BatchApp(faust.App):  # type: ignore[misc]
             loop=self.loop,
         )
         consumer.deliver = self.deliver_batch
+        consumer.positions = self.positions
         return consumer

@@ -73,7 +73,6 @@ def members() -> list[Member]:
     from faust.tables import TableManager
     from faust.transport.consumer import Consumer, ThreadDelegateConsumer
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-    from mode.threads import QueueServiceThread
 
     return [
         Member(Consumer, "_drain_messages", ("self", "fetcher"),
@@ -83,7 +82,7 @@ def members() -> list[Member]:
                "replaced: the committer asks which partitions have something to commit"),
         Member(Consumer, "_new_offset", ("self", "tp"), "replaced: the offset the committer commits"),
         Member(Consumer, "_read_offset", None, "read and written: the last offset read per partition"),
-        Member(Consumer, "_committed_offset", None, "read: the group's commit per partition"),
+        Member(Consumer, "perform_seek", ("self",), "replaced: after an assignment, seek to the state's positions"),
         Member(Consumer, "_buffered_partitions", None, "read: partitions paused for a full buffer"),
         Member(Consumer, "on_partitions_assigned", ("self", "assigned", "generation_id"),
                "extended: counts assignments"),
@@ -92,16 +91,12 @@ def members() -> list[Member]:
         Member(Consumer, "seek_wait", ("self", "partitions"), "called: rewinds"),
         Member(Consumer, "position", ("self", "tp"), "called: the gap check"),
         Member(ThreadDelegateConsumer, "_new_consumer_thread", ("self",), "replaced: our consumer thread"),
-        Member(ThreadDelegateConsumer, "_thread", None, "read: the consumer thread"),
         Member(AIOKafkaConsumerThread, "_create_worker_consumer", ("self", "transport"),
                "extended: sets the fetch wait"),
-        Member(AIOKafkaConsumerThread, "_ensure_consumer", ("self",), "called: the thread's aiokafka consumer"),
-        Member(QueueServiceThread, "call_thread", ("self", "fun"), "called: runs a call on the consumer thread"),
         Member(TableManager, "_update_channels", ("self",), "called by our table-manager start"),
         Member(TableManager, "recovery", None, "started by our table-manager start"),
         Member(App, "_new_consumer", ("self",), "replaced: builds the batch consumer"),
         Member(aiokafka.AIOKafkaConsumer, "_fetch_max_wait_ms", None, "written: the fetch wait"),
-        Member(aiokafka.AIOKafkaConsumer, "committed", ("self", "partition"), "called: the group's commit"),
     ]
 
 

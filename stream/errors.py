@@ -22,10 +22,6 @@ class StateError(AdvocacyError):
     """The shared state store cannot be used as it is."""
 
 
-class StateLost(StateError):
-    """The shared state vanished (Redis restarted empty): numbers would be wrong."""
-
-
 class StateUnavailable(StateError):
     """The shared state store does not answer; the batch is retried."""
 

@@ -15,7 +15,6 @@ class Health:
     rebalancing: bool = True
     redis_ok: bool = False
     redis_error: str = ""
-    fatal: str = ""  # the state is unusable (e.g. lost); only a restart clears it
     crashed: str = ""  # agents that crashed, per the latest check
     kafka_error: str = ""  # why the latest metadata request failed
     lag: int = 0
@@ -33,7 +32,7 @@ class Health:
     def reasons(self) -> list[str]:
         """Why the worker is not ready; empty when it is."""
         out: list[str] = []
-        out.extend(reason for reason in (self.fatal, self.crashed, self.kafka_error) if reason)
+        out.extend(reason for reason in (self.crashed, self.kafka_error) if reason)
         out.extend(self.gaps)
         if not self.started:
             out.append("worker starting")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from stream.config import Settings
-from stream.errors import InvalidEvent, StateError, StateLost, StateUnavailable
+from stream.errors import InvalidEvent, StateError, StateUnavailable
 from stream.events import parse
 from stream.health import Health
 from stream.kpi import Event
@@ -75,8 +75,14 @@ class Pipeline:
                         settings.max_message_bytes)
         self._folded_logged = 0.0
 
-    async def handle(self, messages: Sequence[Record]) -> None:
-        """Process a batch of one topic; returns once every effect is durable (retries Redis)."""
+    async def handle(self, messages: Sequence[Record],
+                     progress: Sequence[tuple[str, int, int]] = ()) -> dict[str, int | None]:
+        """Process a batch of one topic; returns once every effect is durable (retries Redis).
+
+        ``progress`` (partition, start, end) moves the state's positions in the same atomic
+        call; returns the partitions whose stored position was behind the batch (see
+        ``Store.commit``), to be read again from there.
+        """
         started = time.perf_counter()
         now_ms = int(self.clock() * 1000)
         valid: list[Event] = []
@@ -95,11 +101,14 @@ class Pipeline:
             else:
                 valid.append(event)
                 stored.append(message)
-        if valid:
-            outcomes = await self._store(valid, stored[0].topic)
-            self._measure(stored, outcomes)
+        behind: dict[str, int | None] = {}
+        if valid or progress:
+            outcomes, behind = await self._store(valid, stored[0].topic if stored else "", progress)
+            if stored:
+                self._measure(stored, outcomes)
         self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.health.progress()
+        return behind
 
     async def _dead_letter(self, message: Record, exc: InvalidEvent) -> None:
         delay = 0.1
@@ -115,17 +124,14 @@ class Pipeline:
         self.metrics.dead_letters.labels(message.topic, exc.reason).inc()
         self.metrics.events.labels(message.topic, "dead_letter").inc()
 
-    async def _store(self, events: list[Event], topic: str) -> dict[str, int]:
+    async def _store(self, events: list[Event], topic: str, progress: Sequence[tuple[str, int, int]]
+                     ) -> tuple[dict[str, int], dict[str, int | None]]:
         delay = 0.05
         while True:
             try:
-                outcomes = await self.store.apply(events, int(self.clock() * 1000), topic)
+                outcomes = await self.store.commit(events, int(self.clock() * 1000), topic, progress)
             except StateUnavailable as exc:
                 self._redis_down(str(exc))
-            except StateLost as exc:
-                if self.health.fatal != str(exc):
-                    log.critical("%s: holding all commits; rebuild the state (docs/runbook.md)", exc)
-                self.health.fatal = str(exc)
             except StateError as exc:
                 log.error("state update failed, retrying: %s", exc)
             except Exception:  # a bug: keep the batch unacked, retry, and let /health say so

@@ -23,20 +23,22 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from stream.errors import StateError, StateLost, StateUnavailable
+from stream.errors import StateError, StateUnavailable
 from stream.kpi import Customer, Event, Rules, Tally, Totals, Window, expires_at_ms, step, sum_window
 from stream.labels import LabelCap
 
 _COMMIT = """
 local ns = ARGV[1]
-if redis.call('EXISTS', ns .. ':meta') == 0 then return redis.error_reply('STATE_LOST') end
+-- an empty state (Redis restarted empty) starts again: positions are missing, so every
+-- partition is read again from its earliest offset
+redis.call('HSETNX', ns .. ':meta', 'rules', ARGV[7])
 local heads = cjson.decode(ARGV[2])
 local conflicts = {}
 for i, h in ipairs(heads) do
   local cur = redis.call('GETRANGE', h[1], 0, 63)
   if (string.match(cur, '^([^|]*)|') or '') ~= h[2] then conflicts[#conflicts + 1] = i end
 end
-if #conflicts > 0 then return conflicts end
+if #conflicts > 0 then return {conflicts, {}} end
 local blobs, pos, token = ARGV[3], 1, ARGV[5]
 for _, h in ipairs(heads) do
   local stop = string.find(blobs, '\\0', pos, true)
@@ -65,7 +67,28 @@ if t[7] ~= '' then
   local cur = redis.call('HGET', ns .. ':newest', t[7])
   if not cur or tonumber(cur) < t[8] then redis.call('HSET', ns .. ':newest', t[7], t[8]) end
 end
-return conflicts
+-- positions: each partition's first unstored offset moves over a batch only if the batch
+-- starts at or before it; otherwise the state lost writes and says from where to re-read
+local behind = {}
+for _, p in ipairs(cjson.decode(ARGV[6])) do
+  local cur = redis.call('HGET', ns .. ':pos', p[1])
+  if not cur then
+    behind[#behind + 1] = {p[1], -1}
+  elseif p[2] <= tonumber(cur) then
+    if p[3] > tonumber(cur) then redis.call('HSET', ns .. ':pos', p[1], p[3]) end
+  else
+    behind[#behind + 1] = {p[1], tonumber(cur)}
+  end
+end
+return {conflicts, behind}
+"""
+
+_FLOOR = """
+for i = 1, #ARGV, 2 do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  if not cur or tonumber(cur) < tonumber(ARGV[i + 1]) then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return 0
 """
 
 _PRUNE_HASH = """
@@ -148,6 +171,7 @@ class Store:
         self.rules = rules
         self.labels = LabelCap(client, namespace, {"segment": max_segments, "team": max_teams})
         self._commit = client.register_script(_COMMIT)
+        self._floor = client.register_script(_FLOOR)
         self._prune_hash = client.register_script(_PRUNE_HASH)
         self.cache: OrderedDict[str, Customer] = OrderedDict()
         self.cache_size = cache_size
@@ -162,11 +186,16 @@ class Store:
     async def ping(self) -> None:
         await self._call(self.client.ping())
 
-    async def check_rules(self) -> None:
-        """Refuse to mix totals built under other windows or attribution window."""
+    @property
+    def fingerprint(self) -> str:
+        """The rules the totals are built under (windows, attribution, caps)."""
         fingerprint = ",".join(f"{w.name}={w.seconds}" for w in self.rules.windows)
         fingerprint += f";attribution={self.rules.attribution_ms}"
-        fingerprint += f";caps={self.labels.caps['segment']},{self.labels.caps['team']}"
+        return fingerprint + f";caps={self.labels.caps['segment']},{self.labels.caps['team']}"
+
+    async def check_rules(self) -> None:
+        """Refuse to mix totals built under other windows or attribution window."""
+        fingerprint = self.fingerprint
         key = f"{self.ns}:meta"
         await self._call(self.client.hsetnx(key, "rules", fingerprint))
         stored = await self._call(self.client.hget(key, "rules"))
@@ -181,11 +210,20 @@ class Store:
         return bool(await self._call(self.client.exists(f"{self.ns}:meta")))
 
     async def apply(self, events: Sequence[Event], now_ms: int, topic: str = "") -> dict[str, int]:
-        """Apply valid events atomically; return outcome counts.
+        """Apply valid events atomically, with no partition positions; return outcome counts."""
+        outcomes, _ = await self.commit(events, now_ms, topic)
+        return outcomes
+
+    async def commit(self, events: Sequence[Event], now_ms: int, topic: str = "",
+                     progress: Sequence[tuple[str, int, int]] = ()) -> tuple[dict[str, int], dict[str, int | None]]:
+        """Apply valid events and move partition positions atomically.
 
         One commit per batch, all or nothing: if any customer's record changed since it was
         read, nothing is written, those records are re-read and the batch is recomputed.
         ``topic`` (optional) records the newest event time seen on it, for freshness.
+        ``progress`` is (partition, start, end) per partition the batch covers; returns the
+        outcome counts and, for partitions whose stored position is behind the batch's start
+        (the state lost writes) or missing, that position (None where missing).
         """
         by_customer, newest, names = _group(events)
         olds = self._cached(by_customer)
@@ -197,16 +235,18 @@ class Store:
             await self._resolve_labels([olds[c] for c in stale], names)
             tally, writes = self._step(by_customer, olds, now_ms)
             outcomes = {**tally.outcomes, "conflicts": conflicts, "folded": self._folded(events)}
-            if not writes:
+            if not writes and not progress:
                 self._remember(olds)
-                return outcomes
+                return outcomes, {}
             payload = self._payload(writes, tally, now_ms, topic, newest)
-            missed = await self._call(self._commit(args=[self.ns, *payload]))
+            missed, behind = await self._call(self._commit(
+                args=[self.ns, *payload, orjson.dumps(progress), self.fingerprint]))
             if not missed:
                 for customer_id, _, new in writes:
                     olds[customer_id] = new
                 self._remember(olds)
-                return outcomes
+                return outcomes, {p.decode() if isinstance(p, bytes) else p: (int(at) if int(at) >= 0 else None)
+                                  for p, at in behind}
             stale = [writes[int(i) - 1][0] for i in missed]
             conflicts += len(stale)
             for customer_id in stale:
@@ -306,6 +346,19 @@ class Store:
         return sum(1 for e in events if (e.segment and is_folded("segment", e.segment))
                    or (e.team and is_folded("team", e.team)))
 
+    async def positions(self, partitions: Sequence[str]) -> dict[str, int | None]:
+        """Each partition's stored position (its first unstored offset), None where there is none."""
+        if not partitions:
+            return {}
+        values = await self._call(self.client.hmget(f"{self.ns}:pos", list(partitions)))
+        return {p: int(v) if v is not None else None for p, v in zip(partitions, values, strict=True)}
+
+    async def floor_positions(self, offsets: dict[str, int]) -> None:
+        """Raise positions that are missing or lower than ``offsets`` (nothing is readable below)."""
+        if offsets:
+            args = [x for p, offset in offsets.items() for x in (p, offset)]
+            await self._call(self._floor(keys=[f"{self.ns}:pos"], args=args))
+
     async def totals(self, now_ms: int) -> Totals:
         """Read the totals for every window, summed, in two round trips."""
         pipe = self.client.pipeline(transaction=False)
@@ -314,9 +367,7 @@ class Store:
         pipe.hgetall(f"{self.ns}:active")
         pipe.exists(f"{self.ns}:meta")
         pipe.hgetall(f"{self.ns}:newest")
-        segments_raw, teams_raw, active_raw, has_meta, newest_raw = await self._call(pipe.execute())
-        if not has_meta:
-            raise self._lost()
+        segments_raw, teams_raw, active_raw, _has_meta, newest_raw = await self._call(pipe.execute())
         segments = sorted(s.decode() for s in segments_raw)
         teams = sorted(t.decode() for t in teams_raw)
         windows = self.rules.windows
@@ -356,17 +407,12 @@ class Store:
                 self.client.zremrangebyscore(f"{self.ns}:adv:{team.decode()}", "-inf", oldest)))
         return removed
 
-    def _lost(self) -> StateLost:
-        return StateLost(f"the Redis state of app {self.ns!r} is gone (Redis restarted empty?)")
-
     async def _call(self, awaitable: Any) -> Any:
         try:
             return await awaitable
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StateUnavailable(f"redis unavailable: {type(exc).__name__}") from None
         except RedisError as exc:
-            if "STATE_LOST" in str(exc):
-                raise self._lost() from None
             raise StateError(f"redis error: {exc}") from None
 
 

@@ -52,23 +52,6 @@ async def ensure_topics(settings: Settings, attempts: int = 60) -> None:
                   "ADVOCACY_KAFKA_BOOTSTRAP_SERVERS")
 
 
-async def group_has_commits(settings: Settings) -> bool:
-    """Whether the consumer group has committed offsets on any source topic."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(**client_options(settings), group_id=settings.app_id, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        for name in topic_names(settings)[:-1]:  # not the dead-letter topic
-            for partition in consumer.partitions_for_topic(name) or set():
-                committed = await consumer.committed(TopicPartition(name, partition))
-                if committed is not None and committed > 0:
-                    return True
-        return False
-    finally:
-        await consumer.stop()
-
-
 class KafkaProbe:
     """Asks the cluster for metadata, to tell /health whether Kafka answers."""
 

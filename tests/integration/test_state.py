@@ -165,20 +165,53 @@ async def test_names_over_the_cap_fold_into_other_and_stay_there(client: aioredi
     assert await store.totals(now_ms) == totals
 
 
-async def test_state_that_vanished_is_reported_not_silently_rebuilt(client: aioredis.Redis) -> None:
-    """If the app's keys disappear (Redis restarted empty), updates and reads raise StateLost."""
-    from stream.errors import StateLost
+async def test_positions_move_only_over_batches_that_start_at_or_before_them(client: aioredis.Redis) -> None:
+    """The commit moves a partition's position with the batch's records, in the same atomic call, and
+    only over a batch that continues from it; otherwise (or where none is stored) it reports it."""
+    now_ms = int(time.time() * 1000)
+    store = await _store(client, "pos")
+    event = Event("referral", "r1", "c1", now_ms - 60_000)
+    _, behind = await store.commit([event], now_ms, "referrals", [("referrals:0", 0, 5)])
+    assert behind == {"referrals:0": None}  # no position: nothing moves, the caller re-reads from earliest
+    await store.floor_positions({"referrals:0": 0, "referrals:1": 40})
+    assert await store.positions(["referrals:0", "referrals:1", "referrals:2"]) == {
+        "referrals:0": 0, "referrals:1": 40, "referrals:2": None}
+    _, behind = await store.commit([event], now_ms, "referrals", [("referrals:0", 0, 5), ("referrals:1", 45, 50)])
+    assert behind == {"referrals:1": 40}  # offsets 40-44 are not in the state: read again from 40
+    _, behind = await store.commit([], now_ms, "referrals", [("referrals:0", 3, 9), ("referrals:1", 40, 50)])
+    assert behind == {}
+    assert await store.positions(["referrals:0", "referrals:1"]) == {"referrals:0": 9, "referrals:1": 50}
+    _, behind = await store.commit([], now_ms, "referrals", [("referrals:0", 2, 6)])  # a stale worker's batch
+    assert behind == {} and await store.positions(["referrals:0"]) == {"referrals:0": 9}
+    await store.floor_positions({"referrals:0": 4, "referrals:1": 70})  # only ever raised
+    assert await store.positions(["referrals:0", "referrals:1"]) == {"referrals:0": 9, "referrals:1": 70}
 
+
+async def test_state_that_vanished_starts_again_and_asks_for_every_partition_from_its_start(
+        client: aioredis.Redis) -> None:
+    """If the app's keys disappear (Redis restarted empty), reads answer (empty) and the next commit
+    stores its events, recreates the state's record of its rules, and reports the partition's position
+    missing: the worker re-reads every partition from its earliest offset and the numbers come back."""
     now_ms = int(time.time() * 1000)
     store = await _store(client, "lost")
-    await store.apply([Event("referral", "r1", "c1", now_ms - 60_000)], now_ms)
+    await store.floor_positions({"referrals:0": 0})
+    await store.commit([Event("referral", "r1", "c1", now_ms - 60_000)], now_ms, "referrals",
+                       [("referrals:0", 0, 1)])
     keys = [k async for k in client.scan_iter(f"{store.ns}:*")]
     await client.delete(*keys)
-    with pytest.raises(StateLost):
-        await store.apply([Event("referral", "r2", "c1", now_ms - 60_000)], now_ms)
-    with pytest.raises(StateLost):
-        await store.totals(now_ms)
     assert not await store.has_state()
+    assert (await store.totals(now_ms)).actions == {}
+    outcomes, behind = await store.commit([Event("referral", "r2", "c1", now_ms - 60_000)], now_ms, "referrals",
+                                          [("referrals:0", 1, 2)])
+    assert outcomes["applied"] == 1 and behind == {"referrals:0": None}
+    assert await store.has_state()
+    await store.check_rules()  # the recreated record carries the same rules
+    await store.floor_positions({"referrals:0": 0})
+    outcomes, behind = await store.commit([Event("referral", "r1", "c1", now_ms - 60_000),
+                                           Event("referral", "r2", "c1", now_ms - 60_000)], now_ms, "referrals",
+                                          [("referrals:0", 0, 2)])
+    assert (outcomes["applied"], outcomes["duplicate"], behind) == (1, 1, {})
+    assert (await store.totals(now_ms)).actions[("unknown", "1h")] == 2
 
 
 async def test_a_stale_cached_record_is_caught_and_re_read(stack: Stack) -> None:

@@ -19,7 +19,6 @@ from tests.conftest import Namespace
 from tests.reliability.bulk import ATTRIBUTION, WINDOWS, generate
 from tests.reliability.fast_oracle import expected
 from tests.reliability.harness import converge, env_int, metric_sum, publish
-from tests.support import get_json
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +51,7 @@ def test_partitions_of_a_worker_killed_before_its_first_commit_are_read_from_the
         workers.append(third)
         converge([first, third], lambda: expected(bulk.valid(), time.time(), WINDOWS, ATTRIBUTION), timeout=120)
         for worker in (first, third):
-            assert get_json(worker.url + "/health")["status"] == "ready"
+            worker.wait_ready(timeout=30)  # the rebalance over, nothing unstored left behind
         handled = int(metric_sum(first, "advocacy_events_processed_total"))
         print(f"{len(wire)} messages; the survivor handled {handled}; {time.monotonic() - started:.1f} s in all")
     finally:
@@ -85,7 +84,7 @@ def test_two_of_three_workers_killed_after_the_first_half_and_restarted_lose_not
         took = converge(live, lambda: expected(bulk.valid(), time.time(), WINDOWS, ATTRIBUTION), timeout=120)
         print(f"exact on the 3 live workers {took:.1f} s after the second half")
         for worker in live:
-            assert get_json(worker.url + "/health")["status"] == "ready"
+            worker.wait_ready(timeout=30)
     finally:
         for worker in workers:
             worker.stop()

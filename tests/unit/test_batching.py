@@ -75,13 +75,42 @@ class Rec:
 
 
 @dataclass
+class State:
+    """Stands in for the state's positions (``stream.app.StatePositions`` over Redis)."""
+
+    stored: dict[TP, int]
+    fail: list[Exception] = field(default_factory=list)  # raised by the next reads, one each
+
+    async def read(self, tps: Any) -> dict[TP, int | None]:
+        if self.fail:
+            raise self.fail.pop()
+        return {tp: self.stored.get(tp) for tp in tps}
+
+    async def floor(self, offsets: dict[TP, int]) -> None:
+        for tp, offset in offsets.items():
+            self.stored[tp] = max(self.stored.get(tp, offset), offset)
+
+    def store(self, batch: Batch) -> dict[TP, int | None]:
+        """What the commit script does with a batch's positions; returns those behind."""
+        behind: dict[TP, int | None] = {}
+        for tp, end in batch.offsets.items():
+            cur = self.stored.get(tp)
+            if cur is None or batch.starts[tp] > cur:
+                behind[tp] = cur
+            elif end > cur:
+                self.stored[tp] = end
+        return behind
+
+
+@dataclass
 class Fetcher:
     """Stands in for aiokafka's fetcher: a position per partition, records up to ``ends``."""
 
     consumer: BatchConsumer
     ends: dict[TP, int]
-    committed: dict[TP, int | None]
+    committed: dict[TP, int | None]  # the group's commits: aiokafka starts an assignment there
     earliest: dict[TP, int]
+    state: State = field(default_factory=lambda: State({}))
     during_fetch: list[Callable[[], None]] = field(default_factory=list)  # one per fetch, then none
     position: dict[TP, int] = field(default_factory=dict)
     fetches: int = 0
@@ -91,13 +120,12 @@ class Fetcher:
             committed = self.committed.get(tp)
             self.position[tp] = committed if committed is not None else self.earliest[tp]
         c = self.consumer
+        c.positions = self.state
         c._wait_next_records = self.wait_next_records
         c.assignment = lambda: set(self.ends)
         c.highwater = self.ends.__getitem__
         c.earliest_offsets = self.earliest_offsets
-        c._thread.committed_offsets = self.committed_offsets
         c._thread.seek_wait = self.seek_wait
-        c._thread.seek_to_committed = self.seek_to_committed  # what Faust's perform_seek uses
 
     async def wait_next_records(self, timeout: float) -> tuple[dict[TP, list[Rec]], None]:  # noqa: ASYNC109
         while not self.consumer.flow_active:  # noqa: ASYNC110 - as Faust: wait for the flow to resume first
@@ -115,15 +143,6 @@ class Fetcher:
     async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
         return {tp: self.earliest[tp] for tp in tps}
 
-    async def committed_offsets(self, tps: Any) -> dict[TP, int | None]:
-        return {tp: self.committed.get(tp) for tp in tps}
-
-    async def seek_to_committed(self) -> dict[TP, int | None]:  # as aiokafka: no seek without a commit
-        for tp, offset in self.committed.items():
-            if offset:
-                self.position[tp] = offset
-        return {tp: self.committed.get(tp) for tp in self.ends}
-
     async def seek_wait(self, targets: dict[TP, int]) -> None:  # as Faust's thread: read offsets too
         for tp, offset in targets.items():
             self.position[tp] = offset
@@ -135,12 +154,17 @@ class Fetcher:
 
 async def _drain(consumer: BatchConsumer, fetcher: Fetcher, until: Callable[[list[Batch]], bool],
                  fetches: int = 20) -> list[Batch]:
-    """Run the real fetch loop until ``until(delivered)`` or ``fetches`` fetches."""
+    """Run the real fetch loop until ``until(delivered)`` or ``fetches`` fetches; every delivered
+    batch is stored (positions as the commit script moves them) and acked, as the agent does."""
     delivered: list[Batch] = []
     stop = types.SimpleNamespace(_stopped=asyncio.Event())
 
     async def deliver(topic: str, batch: Batch) -> None:
         delivered.append(batch)
+        behind = fetcher.state.store(batch)
+        consumer.ack_batch(batch)
+        if behind:
+            await consumer.resync(batch, behind)
         if until(delivered):
             stop._stopped.set()
 
@@ -164,23 +188,24 @@ async def test_a_dropped_first_fetch_of_a_partition_with_no_commit_is_read_again
     _app, consumer = _consumer()
     uncommitted, committed = TP("reviews", 3), TP("reviews", 2)
     fetcher = Fetcher(consumer, ends={uncommitted: 10, committed: 8}, committed={committed: 5},
-                      earliest={uncommitted: 0, committed: 0})
+                      earliest={uncommitted: 0, committed: 0}, state=State({committed: 5}))
     # the assignment lands while the first fetch is in flight (the generation number may not move)
     fetcher.during_fetch.append(lambda: setattr(consumer, "epoch", consumer.epoch + 1))
     delivered = await _drain(consumer, fetcher, until=lambda got: bool(_offsets(got, uncommitted)))
     assert _offsets(delivered, uncommitted) == list(range(10))
     assert _offsets(delivered, committed) == [5, 6, 7]
     assert consumer.rewinds == 1
+    assert fetcher.state.stored == {uncommitted: 10, committed: 8}
 
 
-async def test_a_dropped_fetch_rewinds_to_what_this_assignment_stored_before_the_group_commit() -> None:
-    """A partition paused mid-fetch: the fetch is dropped and the partition re-read from the end of its
-    last stored batch, which is ahead of the group's commit, and nothing after it is skipped."""
+async def test_a_dropped_fetch_rewinds_to_what_the_state_stored_not_to_the_group_commit() -> None:
+    """A partition paused mid-fetch: the fetch is dropped and the partition re-read from the state's
+    position (the end of its last stored batch, ahead of the group's commit); nothing is skipped."""
     _app, consumer = _consumer()
     tp = TP("reviews", 0)
-    fetcher = Fetcher(consumer, ends={tp: 4}, committed={tp: 1}, earliest={tp: 0})
+    fetcher = Fetcher(consumer, ends={tp: 4}, committed={tp: 1}, earliest={tp: 0}, state=State({tp: 1}))
     first = await _drain(consumer, fetcher, until=lambda got: len(got) == 1)
-    assert _offsets(first, tp) == [1, 2, 3] and consumer.ack_batch(first[0])
+    assert _offsets(first, tp) == [1, 2, 3] and fetcher.state.stored[tp] == 4
     fetcher.ends[tp] = 9
     fetcher.during_fetch.append(lambda: consumer._rewind_pending or setattr(consumer, "flow_active", False))
     resume = asyncio.get_running_loop().call_later(0.05, lambda: setattr(consumer, "flow_active", True))
@@ -196,15 +221,48 @@ async def test_a_failed_rewind_is_retried_before_anything_is_fetched_again() -> 
     tp = TP("reviews", 1)
     fetcher = Fetcher(consumer, ends={tp: 6}, committed={}, earliest={tp: 0})
     fetcher.during_fetch.append(lambda: setattr(consumer, "epoch", consumer.epoch + 1))
-    failures = [RuntimeError("broker away")]
-    real = fetcher.earliest_offsets
-
-    async def flaky(*tps: TP) -> dict[TP, int]:
-        if failures:
-            raise failures.pop()
-        return await real(*tps)
-
-    consumer.earliest_offsets = flaky
+    fetcher.state.fail.append(RuntimeError("redis away"))
     delivered = await _drain(consumer, fetcher, until=lambda got: bool(_offsets(got, tp)))
     assert _offsets(delivered, tp) == list(range(6))
-    assert not failures and consumer.rewinds == 1
+    assert not fetcher.state.fail and consumer.rewinds == 1
+
+
+async def test_an_assignment_starts_each_partition_at_the_state_position_even_behind_the_group_commit() -> None:
+    """Redis came back from an older snapshot: the group committed offset 7, the state holds only up to 3.
+    The partition is read from 3, so the records the state lost are stored again."""
+    _app, consumer = _consumer()
+    tp, fresh = TP("reviews", 0), TP("reviews", 1)
+    fetcher = Fetcher(consumer, ends={tp: 9, fresh: 2}, committed={tp: 7}, earliest={tp: 0, fresh: 0},
+                      state=State({tp: 3}))
+    await consumer.perform_seek()  # as Faust's recovery does after an assignment
+    assert fetcher.position == {tp: 3, fresh: 0}
+    delivered = await _drain(consumer, fetcher, until=lambda got: bool(_offsets(got, tp)))
+    assert _offsets(delivered, tp) == [3, 4, 5, 6, 7, 8] and _offsets(delivered, fresh) == [0, 1]
+    assert fetcher.state.stored == {tp: 9, fresh: 2}
+
+
+async def test_a_state_that_lost_writes_mid_stream_is_caught_by_the_next_commit_and_read_again() -> None:
+    """The state's position drops (a replica promoted before it caught up) while the worker reads on:
+    the next batch's commit finds the position behind its start, and the partition is re-read from it."""
+    _app, consumer = _consumer()
+    tp = TP("reviews", 0)
+    fetcher = Fetcher(consumer, ends={tp: 5}, committed={}, earliest={tp: 0}, state=State({tp: 0}))
+    await consumer.perform_seek()
+    first = await _drain(consumer, fetcher, until=lambda got: len(got) == 1)
+    assert _offsets(first, tp) == [0, 1, 2, 3, 4] and fetcher.state.stored[tp] == 5
+    fetcher.state.stored[tp] = 2  # the writes of offsets 2-4 are lost
+    fetcher.ends[tp] = 8
+    again = await _drain(consumer, fetcher, until=lambda got: fetcher.state.stored[tp] == 8)
+    assert _offsets(again, tp) == [5, 6, 7, 2, 3, 4, 5, 6, 7]
+    assert consumer.resyncs == 1
+
+
+async def test_positions_missing_or_below_the_earliest_offset_start_at_the_earliest_offset() -> None:
+    """An empty state rebuilds from the earliest offset; a position retention has passed is raised to it."""
+    _app, consumer = _consumer()
+    empty, expired = TP("reviews", 0), TP("reviews", 1)
+    fetcher = Fetcher(consumer, ends={empty: 3, expired: 20}, committed={empty: 3, expired: 20},
+                      earliest={empty: 0, expired: 12}, state=State({expired: 5}))
+    await consumer.perform_seek()
+    assert fetcher.position == {empty: 0, expired: 12}
+    assert fetcher.state.stored == {empty: 0, expired: 12}

@@ -20,7 +20,7 @@ class Library:
 
 def test_the_installed_libraries_have_every_member_the_worker_relies_on() -> None:
     assert compat.check() == []
-    assert len(compat.members()) >= 20
+    assert len(compat.members()) >= 15
 
 
 def test_a_renamed_method_or_attribute_is_reported() -> None:
@@ -54,7 +54,7 @@ def test_every_override_in_the_batch_consumer_is_listed() -> None:
     overridden = {name for cls in (batching.BatchConsumer, batching.FetchTunedThread, batching.NoTableManager,
                                    batching.BatchApp)
                   for name in vars(cls) if name.startswith("_") and not name.startswith("__")}
-    ours = {"_rewind", "_must_drop", "_batches", "_stored_positions", "_abc_impl"}  # our own, or abc's
+    ours = {"_rewind", "_must_drop", "_batches", "_stored_positions", "_seek_to", "_abc_impl"}  # our own, or abc's
     assert overridden - ours <= listed
 
 
