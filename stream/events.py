@@ -75,6 +75,28 @@ SPECS: dict[str, tuple[Field, ...]] = {
 CONDITIONAL = {"review": "rating", "survey": "nps"}
 
 
+def largest_valid_bytes() -> int:
+    """The largest value of a valid event (no unknown fields, compact JSON) with every character of
+    every string at its longest and escaped as a surrogate pair (12 bytes): a message size limit
+    below this could dead-letter an event for lengths the contract allows."""
+    stamp = len('"0000-00-00T00:00:00.000000000+00:00"')
+    largest = 0
+    for specs in SPECS.values():
+        size = 1  # the braces, less the comma after the last field
+        for spec in specs:
+            size += len(spec.name) + 4  # "name": and a comma
+            if spec.name == "occurred_at":
+                size += stamp
+            elif spec.choices is not None:
+                size += max(len(choice) for choice in spec.choices) + 2
+            elif spec.type is int:
+                size += max(len(str(spec.min)), len(str(spec.max)))
+            else:
+                size += 12 * (spec.max or 0) + 2
+        largest = max(largest, size)
+    return largest
+
+
 def parse_timestamp_us(text: str) -> int:
     """RFC 3339 with an offset -> epoch microseconds (more fractional digits are cut)."""
     if type(text) is str:

@@ -61,7 +61,7 @@ def _spoil(category: str, kind: str, event: dict[str, Any], rng: random.Random, 
            max_bytes: int) -> bytes | None:
     fields = [f for f in event if f != "event_id"] or ["customer_id"]
     if category == "oversized":
-        event["pad"] = "x" * rng.randint(max_bytes + 1, int(max_bytes * 2.5))
+        event["pad"] = "x" * rng.randint(max_bytes + 1, max_bytes + 8192)
         return _dump(event)
     if category == "deep":
         depth = rng.randint(1100, 5000)
@@ -72,7 +72,7 @@ def _spoil(category: str, kind: str, event: dict[str, Any], rng: random.Random, 
     if category == "huge_string":  # names and ids take 128 characters, free text 2,048
         name = rng.choice(["event_id", "customer_id", "segment", *STRINGS[kind]])
         low = 257 if name in ("event_id", "customer_id", "segment", "team") else 2049
-        event[name] = rng.choice("xé🙂") * rng.randint(low, max_bytes // 5)
+        event[name] = rng.choice("xé🙂") * rng.randint(low, min(max_bytes // 5, 3 * low))
         return _dump(event)
     if category == "nan":
         literal = rng.choice(["NaN", "Infinity", "-Infinity", "1e999", "-1e999"])

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from stream import events
 from stream.config import load_settings
-from stream.errors import InvalidEvent
+from stream.errors import ConfigError, InvalidEvent
 from stream.events import CONDITIONAL, REVIEW_KINDS, SPECS, STATUSES, Field, parse, parse_timestamp_us
 from stream.kpi import Event
 from stream.producer import validate
@@ -879,3 +879,27 @@ def test_up_to_nine_fractional_digits_are_valid(text: str) -> None:
 def _time(event: Event) -> int:
     """The event time in the finest unit the Event carries."""
     return event.at_us
+
+
+def test_the_largest_valid_event_fits_the_smallest_message_limit() -> None:
+    """Every string at its longest, every character escaped as a surrogate pair, the longest timestamp: on
+    every topic the value is valid and within largest_valid_bytes(), the floor of ADVOCACY_MAX_MESSAGE_BYTES."""
+    limit = events.largest_valid_bytes()
+    sizes = []
+    for kind in BASE:
+        data: dict[str, Any] = {}
+        for spec in SPECS[kind]:
+            if spec.name == "occurred_at":
+                data[spec.name] = "2026-11-24T01:33:00.999999999+11:30"  # 14:03:00.999999999Z
+            elif spec.choices is not None:
+                data[spec.name] = "case_study" if spec.name == "kind" else max(spec.choices, key=len)
+            elif spec.type is int:
+                data[spec.name] = spec.max
+            else:
+                data[spec.name] = "\U0001f600" * (spec.max or 0)
+        raw = json.dumps(data, separators=(",", ":")).encode()  # ASCII: \ud83d\ude00 per character
+        assert _run(kind, raw, max_bytes=limit).kind == kind
+        sizes.append(len(raw))
+    assert max(sizes) <= limit < max(sizes) + 100, sizes
+    with pytest.raises(ConfigError, match="ADVOCACY_MAX_MESSAGE_BYTES"):
+        load_settings(max_message_bytes=limit - 1)
