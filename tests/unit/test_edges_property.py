@@ -198,7 +198,7 @@ def _overall(out: dict[str, list[dict[str, Any]]]) -> tuple[Any, Any]:
     return out["advocacy_actions_overall"], out["advocacy_creation_overall"]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(scenarios())
 def test_the_production_path_equals_the_oracle_at_the_edges(
         scenario: tuple[int, list[tuple[str, dict[str, Any]]], list[list[int]], Caps]) -> None:
@@ -221,7 +221,7 @@ def test_the_production_path_equals_the_oracle_at_the_edges(
         assert own == [r for r in plain[key] if r[label] in {o[label] for o in own}]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(histories(), st.randoms(use_true_random=False))
 def test_copies_and_duplicates_count_the_same_in_any_order(history: tuple[int, list[tuple[str, dict[str, Any]]]],
                                                            rng: Any) -> None:
