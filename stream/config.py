@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stream.errors import ConfigError
+from stream.events import largest_valid_bytes
 from stream.kpi import Window, parse_duration
 
 ENV_PREFIX = "ADVOCACY_"
@@ -52,7 +53,8 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(100, ge=1, le=30_000)
     session_timeout_seconds: float = Field(6.0, ge=2, le=300)
     future_tolerance_seconds: int = Field(300, ge=0, le=86400)
-    max_message_bytes: int = Field(1_000_000, ge=1024)
+    # at least the largest valid event (contract section 2: never dead-lettered for a length it allows)
+    max_message_bytes: int = Field(1_000_000, ge=largest_valid_bytes())
     janitor_interval_seconds: float = Field(60.0, gt=0)
     redis_retry_max_seconds: float = Field(5.0, gt=0)
     stall_seconds: float = Field(60.0, gt=0)

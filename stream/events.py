@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -23,6 +23,10 @@ REASONS = ("invalid_json", "invalid_encoding", "not_an_object", "missing_field",
            "invalid_timestamp", "future_timestamp", "too_old", "too_large", "unprocessable")
 REVIEW_KINDS = ("review", "testimonial", "case_study", "survey", "social")
 STATUSES = ("active", "churned")
+#: segment and team are label names: no control characters (C0, DEL, C1)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+NAME_MAX = 128  # segment and team: label names
+TEXT_MAX = 2048  # source, channel, referee_id, agent_id, ticket_id: free text (a URL in source is normal)
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)$")
 
 
@@ -36,33 +40,34 @@ class Field:
     min: int | None = None
     max: int | None = None
     choices: tuple[str, ...] | None = None
+    label: bool = False  # a label name (segment, team): no control characters
 
 
 _COMMON = (
     Field("event_id", str, True, 1, 128),
     Field("customer_id", str, True, 1, 128),
     Field("occurred_at", str, True),
-    Field("segment", str, False, 1, 128),
+    Field("segment", str, False, 1, NAME_MAX, label=True),
 )
 SPECS: dict[str, tuple[Field, ...]] = {
     "review": (*_COMMON,
         Field("kind", str, True, choices=REVIEW_KINDS),
         Field("rating", int, False, 1, 5),
         Field("nps", int, False, 0, 10),
-        Field("source", str, False, 0, 256),
+        Field("source", str, False, 0, TEXT_MAX),
     ),
     "referral": (*_COMMON,
-        Field("referee_id", str, False, 0, 128),
-        Field("channel", str, False, 0, 128),
+        Field("referee_id", str, False, 0, TEXT_MAX),
+        Field("channel", str, False, 0, TEXT_MAX),
     ),
     "ticket": (*_COMMON,
-        Field("ticket_id", str, True, 1, 128),
-        Field("team", str, True, 1, 128),
-        Field("agent_id", str, False, 0, 128),
-        Field("channel", str, False, 0, 128),
+        Field("ticket_id", str, True, 0, TEXT_MAX),
+        Field("team", str, True, 1, NAME_MAX, label=True),
+        Field("agent_id", str, False, 0, TEXT_MAX),
+        Field("channel", str, False, 0, TEXT_MAX),
     ),
     "customer": (*_COMMON[:3],
-        Field("segment", str, True, 1, 128),
+        Field("segment", str, True, 1, NAME_MAX, label=True),
         Field("status", str, True, choices=STATUSES),
     ),
 }
@@ -70,24 +75,63 @@ SPECS: dict[str, tuple[Field, ...]] = {
 CONDITIONAL = {"review": "rating", "survey": "nps"}
 
 
-def parse_timestamp_ms(text: str) -> int:
-    """RFC 3339 with an offset -> epoch milliseconds."""
+def largest_valid_bytes() -> int:
+    """The largest value of a valid event (no unknown fields, compact JSON) with every character of
+    every string at its longest and escaped as a surrogate pair (12 bytes): a message size limit
+    below this could dead-letter an event for lengths the contract allows."""
+    stamp = len('"0000-00-00T00:00:00.000000000+00:00"')
+    largest = 0
+    for specs in SPECS.values():
+        size = 1  # the braces, less the comma after the last field
+        for spec in specs:
+            size += len(spec.name) + 4  # "name": and a comma
+            if spec.name == "occurred_at":
+                size += stamp
+            elif spec.choices is not None:
+                size += max(len(choice) for choice in spec.choices) + 2
+            elif spec.type is int:
+                size += max(len(str(spec.min)), len(str(spec.max)))
+            else:
+                size += 12 * (spec.max or 0) + 2
+        largest = max(largest, size)
+    return largest
+
+
+def parse_timestamp_us(text: str) -> int:
+    """RFC 3339 with an offset -> epoch microseconds (more fractional digits are cut)."""
     if type(text) is str:
-        at_ms = _fast_timestamp_ms(text)
-        if at_ms is not None:
-            return at_ms
-    return _slow_timestamp_ms(text)
+        at_us = _fast_timestamp_us(text)
+        if at_us is not None:
+            return at_us
+    return _slow_timestamp_us(text)
 
 
-def _slow_timestamp_ms(text: str) -> int:
-    """The definition: the RFC 3339 pattern, then ``datetime.fromisoformat``. Raises for any invalid value."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _slow_timestamp_us(text: str) -> int:
+    """The definition: the RFC 3339 pattern, then ``datetime.fromisoformat``, exact integer microseconds.
+    Raises for any invalid value.
+
+    A leap second (``23:59:60`` in UTC, RFC 3339 section 5.7) is the last microsecond of that
+    minute's second 59: never before a time of that minute, never after the next minute.
+    """
     if not _RFC3339.match(text):
         raise InvalidEvent("invalid_timestamp", "occurred_at is not RFC 3339 with an offset")
+    leap = text[17:19] == "60"
+    if leap:
+        text = text[:17] + "59" + text[19:]
     try:
         value = datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
     except ValueError:
         raise InvalidEvent("invalid_timestamp", "occurred_at is not a real date and time") from None
-    return int(value.timestamp() * 1000)
+    at_us: int = (value - _EPOCH) // _MICROSECOND
+    if not leap:
+        return at_us
+    if at_us // 1_000_000 % 86_400 != 86_399:  # in UTC, a leap second is 23:59:60 (whatever the offset)
+        raise InvalidEvent("invalid_timestamp", "occurred_at is not a real date and time")
+    return at_us - value.microsecond + 999_999
 
 
 # --- the hot path -------------------------------------------------------------------------------
@@ -96,18 +140,17 @@ def _slow_timestamp_ms(text: str) -> int:
 # tests/unit/test_events.py checks it against the plain reading of the tables (same Event, or the
 # same reason and detail), so keep the two in step.
 #
-# * Timestamps: ``_fast_timestamp_ms`` reads valid ones of the usual shape from three parts, each
-#   looked up in a small table (minute, second, fraction+offset); on any doubt it returns None and
-#   ``_slow_timestamp_ms``, the definition, decides (and gives the very same error). The tables only
-#   ever hold validated parts, and are emptied when they reach _CACHE_LIMIT entries. Milliseconds
-#   are computed as ``datetime.timestamp()`` does (integer microseconds since the epoch / 10**6, a
-#   float, then * 1000, truncated), so they are the same, float rounding included.
+# * Timestamps: ``_fast_timestamp_us`` reads valid ones of the usual shape from three parts, each
+#   looked up in a small table (minute, second, fraction+offset); on any doubt (a leap second too)
+#   it returns None and ``_slow_timestamp_us``, the definition, decides (and gives the very same
+#   error). The tables only ever hold validated parts, and are emptied when they reach _CACHE_LIMIT
+#   entries. Both give exact integer microseconds.
 # * Fields: one straight-line checker per topic kind, generated from SPECS: no loop over Field
 #   objects, the same checks in the same order with the same messages.
 
 _CACHE_LIMIT = 65_536  # entries per table
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_SIXTY = {f"{n:02d}": n for n in range(60)}  # seconds 00-59: fromisoformat has no leap second
+_SIXTY = {f"{n:02d}": n for n in range(60)}  # seconds 00-59 (a leap second, 60, takes the slow path)
 # what may follow "YYYY-MM-DDTHH:MM:SS" (ASCII digits only: fromisoformat rejects other digits)
 _TAIL = re.compile(r"(?:\.([0-9]{1,9}))?(?:[Zz]|([+-])(2[0-3]|[01][0-9]):([0-5][0-9]))\Z")
 _MINUTES: dict[str, int] = {}  # valid "YYYY-MM-DD[Tt ]HH:MM" -> its epoch seconds read as UTC
@@ -156,8 +199,8 @@ def _tail_micros(tail: str) -> int | None:
     return micros
 
 
-def _fast_timestamp_ms(text: str) -> int | None:
-    """Epoch ms of a valid timestamp of the usual shape, exactly as ``_slow_timestamp_ms``; else None."""
+def _fast_timestamp_us(text: str) -> int | None:
+    """Epoch us of a valid timestamp of the usual shape, exactly as ``_slow_timestamp_us``; else None."""
     minute = _look_up(_MINUTES, text[:16], _minute_seconds)
     if minute is None:
         return None
@@ -167,12 +210,13 @@ def _fast_timestamp_ms(text: str) -> int | None:
     micros = _look_up(_TAILS, text[19:], _tail_micros)
     if micros is None:
         return None
-    return int(((minute + second) * 1_000_000 + micros) / 1_000_000 * 1000)
+    return (minute + second) * 1_000_000 + micros
 
 
 def _field_source(spec: Field, v: str) -> list[str]:
     """Source lines checking ``spec`` on local ``v``: missing (None, and required; None is absent
-    otherwise), type (exactly: bool is not an int), choices, then the length or value range."""
+    otherwise), type (exactly: bool is not an int), choices, the length or value range, then (label
+    names) control characters."""
     name = spec.name
     lines = [f"    {v} = get({name!r})"]
 
@@ -203,19 +247,22 @@ def _field_source(spec: Field, v: str) -> list[str]:
         return lines
     what = "length" if spec.type is str else "value"
     check(pad, bounds, "out_of_range", f"{name} {what} must be in {spec.min}..{spec.max}")
+    if spec.label:
+        check(pad, f"_control({v}) is not None", "out_of_range", f"{name} must not contain control characters")
     return lines
 
 
 def _checker_source(kind: str) -> str:
-    """Python source of ``check_<kind>(data, now_ms, longest_window_ms, future_tolerance_ms) -> Event``.
+    """Python source of ``check_<kind>(data, latest_us, oldest_us, oldest_ticket_us) -> Event``.
 
     The checks of the plain reading of the tables: each field of SPECS[kind] in order
-    (``_field_source``), then the timestamp, future, too old (not for customer), the field a review
+    (``_field_source``), then the timestamp, future (after ``latest_us``), too old (before
+    ``oldest_us``; a ticket before ``oldest_ticket_us``; never a customer), the field a review
     kind needs (CONDITIONAL), and the Event.
     """
     specs = SPECS[kind]
     var = {spec.name: f"v{i}" for i, spec in enumerate(specs)}
-    lines = [f"def check_{kind}(data, now_ms, longest_window_ms, future_tolerance_ms):", "    get = data.get"]
+    lines = [f"def check_{kind}(data, latest_us, oldest_us, oldest_ticket_us):", "    get = data.get"]
     for spec in specs:
         lines += _field_source(spec, var[spec.name])
 
@@ -226,12 +273,14 @@ def _checker_source(kind: str) -> str:
         lines.extend((f"    if {condition}:", f"        raise InvalidEvent({reason!r}, {detail!r})"))
 
     at = var["occurred_at"]
-    lines += [f"    at_ms = _fast_timestamp_ms({at})", "    if at_ms is None:",
-              f"        at_ms = _slow_timestamp_ms({at})"]
-    check("at_ms > now_ms + future_tolerance_ms", "future_timestamp",
-          "occurred_at is more than the allowed tolerance ahead")
-    if kind != "customer":
-        check("at_ms < now_ms - longest_window_ms", "too_old", "occurred_at is older than the longest window")
+    lines += [f"    at_us = _fast_timestamp_us({at})", "    if at_us is None:",
+              f"        at_us = _slow_timestamp_us({at})"]
+    check("at_us > latest_us", "future_timestamp", "occurred_at is more than the allowed tolerance ahead")
+    if kind == "ticket":  # a ticket still credits actions inside the longest window
+        check("at_us < oldest_ticket_us", "too_old",
+              "occurred_at is older than the longest window plus the attribution window")
+    elif kind != "customer":
+        check("at_us < oldest_us", "too_old", "occurred_at is older than the longest window")
     if kind == "review":
         for review_kind, needed in CONDITIONAL.items():
             check(f"{value('kind')} == {review_kind!r} and {value(needed)} is None", "missing_field",
@@ -239,7 +288,7 @@ def _checker_source(kind: str) -> str:
     # Event fields: kind, then what the topic carries; fields of other topics are None
     only = {"review_kind": "review", "rating": "review", "nps": "review", "team": "ticket", "status": "customer"}
     source = {"kind": repr(kind), "event_id": value("event_id"), "customer_id": value("customer_id"),
-              "at_ms": "at_ms", "segment": value("segment"), "review_kind": value("kind"),
+              "at_us": "at_us", "segment": value("segment"), "review_kind": value("kind"),
               "rating": value("rating"), "nps": value("nps"), "team": value("team"), "status": value("status")}
     args = {f.name: source[f.name] if only.get(f.name, kind) == kind else "None" for f in fields(Event)}
     lines.append(f"    return Event({', '.join(args.values())})")
@@ -251,8 +300,8 @@ Checker = Callable[[dict[str, Any], int, int, int], Event]
 
 def _checkers() -> dict[str, Checker]:
     """One generated checker per kind in SPECS (``_checker_source``)."""
-    namespace: dict[str, Any] = {"InvalidEvent": InvalidEvent, "Event": Event,
-                                 "_fast_timestamp_ms": _fast_timestamp_ms, "_slow_timestamp_ms": _slow_timestamp_ms}
+    namespace: dict[str, Any] = {"InvalidEvent": InvalidEvent, "Event": Event, "_control": _CONTROL.search,
+                                 "_fast_timestamp_us": _fast_timestamp_us, "_slow_timestamp_us": _slow_timestamp_us}
     namespace |= {spec.type.__name__: spec.type for specs in SPECS.values() for spec in specs}  # str, int
     for kind in SPECS:
         source = _checker_source(kind)
@@ -263,9 +312,13 @@ def _checkers() -> dict[str, Checker]:
 _CHECKERS = _checkers()
 
 
-def parse(kind: str, raw: bytes | None, now_ms: int, *, longest_window_ms: int,
+def parse(kind: str, raw: bytes | None, now_ms: int, *, longest_window_ms: int, attribution_ms: int,
           future_tolerance_ms: int, max_bytes: int) -> Event:
-    """Validate one message value of topic kind ``kind``; raise InvalidEvent with a reason."""
+    """Validate one message value of topic kind ``kind``; raise InvalidEvent with a reason.
+
+    Too old (contract section 2): a review or referral before ``now - longest window``, a ticket
+    before ``now - (longest window + attribution window)``; a registration never.
+    """
     if raw is None:
         raise InvalidEvent("invalid_json", "message has no value")
     if len(raw) > max_bytes:
@@ -277,4 +330,6 @@ def parse(kind: str, raw: bytes | None, now_ms: int, *, longest_window_ms: int,
         raise InvalidEvent(reason, str(exc).split(":")[0][:200]) from None
     if not isinstance(data, dict):
         raise InvalidEvent("not_an_object", f"value is a JSON {type(data).__name__}, not an object")
-    return _CHECKERS[kind](data, now_ms, longest_window_ms, future_tolerance_ms)
+    now_us = now_ms * 1000
+    oldest_us = now_us - longest_window_ms * 1000
+    return _CHECKERS[kind](data, now_us + future_tolerance_ms * 1000, oldest_us, oldest_us - attribution_ms * 1000)

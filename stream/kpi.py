@@ -4,6 +4,11 @@ No I/O here. The shared state is the sum, over customers, of what each customer'
 events *contribute* (see ``contributions``). A customer's contribution is a pure
 function of the set of their events, so the totals do not depend on arrival order;
 applying an event twice leaves the set, and so the totals, unchanged.
+
+Event times are integer microseconds since the epoch (``at_us``): every comparison
+("latest", "follows") keeps microsecond precision. Windows, buckets and the clock
+(``now_ms``) stay in milliseconds: a bucket is a whole number of milliseconds, so an
+event's bucket is the same whether read from its microseconds or its milliseconds.
 """
 
 from __future__ import annotations
@@ -36,9 +41,11 @@ class Window:
     name: str
     seconds: int
     bucket_ms: int = field(init=False, repr=False, compare=False)
+    bucket_us: int = field(init=False, repr=False, compare=False)  # the same bucket, for event times
 
     def __post_init__(self) -> None:  # computed once: it sits on the hot path
         object.__setattr__(self, "bucket_ms", max(1, self.seconds * 1000 // BUCKETS_PER_WINDOW))
+        object.__setattr__(self, "bucket_us", self.bucket_ms * 1000)
 
     def bucket(self, at_ms: int) -> int:
         return at_ms // self.bucket_ms
@@ -65,6 +72,23 @@ def ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator > 0 else None
 
 
+def band_of(numerator: int, denominator: int) -> str | None:
+    """``band(numerator / denominator)`` compared exactly, in integers (no float rounding at 60 or 80%)."""
+    if denominator <= 0:
+        return None
+    if numerator * 5 >= denominator * 4:
+        return "high"
+    return "moderate" if numerator * 5 >= denominator * 3 else "low"
+
+
+def percent(numerator: int, denominator: int) -> float | None:
+    """``rate`` x 100 rounded down to two decimals, exactly (79.996% is 79.99): a shown percent never
+    crosses a band line its rate has not crossed (contract section 3, ``percent``)."""
+    if denominator <= 0:
+        return None
+    return (numerator * 10_000 // denominator) / 100
+
+
 # --- events as the state sees them -------------------------------------------------
 
 
@@ -80,7 +104,7 @@ class Event:
     kind: str
     event_id: str
     customer_id: str
-    at_ms: int
+    at_us: int  # event time, microseconds since the epoch
     segment: str | None = None
     review_kind: str | None = None
     rating: int | None = None
@@ -104,7 +128,7 @@ def is_advocacy(event: Event) -> bool:
 
 # --- one customer's state -------------------------------------------------------------
 
-Registration = tuple[int, str, str, str]  # at_ms, event_id, segment, status
+Registration = tuple[int, str, str, str]  # at_us, event_id, segment, status
 
 
 @dataclass(slots=True)
@@ -117,14 +141,15 @@ class Customer:
 
     version: str = ""
     registration: Registration | None = None
-    actions: dict[str, tuple[int, str | None]] = field(default_factory=dict)  # key -> at, seg
-    tickets: dict[str, tuple[int, str]] = field(default_factory=dict)  # event_id -> at, team
-    advocates: dict[str, int] | None = field(default=None, compare=False)
+    actions: dict[str, tuple[int, str | None]] = field(default_factory=dict)  # key -> at_us, seg
+    tickets: dict[str, tuple[int, str]] = field(default_factory=dict)  # event_id -> at_us, team
+    advocates: dict[str, int] | None = field(default=None, compare=False)  # team -> at_us
     floor: tuple[int, int] | None = field(default=None, compare=False)  # cached ``oldest()``
     # what ``step`` added to the record it was made from, when it only added events (a
     # store may write just that); None when the registration changed or events were pruned
     added: tuple[dict[str, tuple[int, str | None]], dict[str, tuple[int, str]]] | None = \
         field(default=None, compare=False)
+    legacy: bool = field(default=False, compare=False)  # read from a record in milliseconds: write it whole
 
     def is_empty(self) -> bool:
         return self.registration is None and not self.actions and not self.tickets
@@ -142,13 +167,16 @@ _FAR = 1 << 62
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """The KPI parameters: windows and attribution window."""
+    """The KPI parameters: windows and attribution window (in ms; ``*_us`` the same in microseconds)."""
 
     windows: tuple[Window, ...]
     attribution_ms: int
     longest_ms: int = field(init=False, repr=False, compare=False)
     action_retention_ms: int = field(init=False, repr=False, compare=False)
     ticket_retention_ms: int = field(init=False, repr=False, compare=False)
+    attribution_us: int = field(init=False, repr=False, compare=False)
+    action_retention_us: int = field(init=False, repr=False, compare=False)
+    ticket_retention_us: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:  # computed once: read for every event
         longest = max(w.seconds for w in self.windows) * 1000
@@ -156,17 +184,28 @@ class Rules:
         object.__setattr__(self, "longest_ms", longest)
         object.__setattr__(self, "action_retention_ms", action)
         object.__setattr__(self, "ticket_retention_ms", action + self.attribution_ms)
+        object.__setattr__(self, "attribution_us", self.attribution_ms * 1000)
+        object.__setattr__(self, "action_retention_us", action * 1000)
+        object.__setattr__(self, "ticket_retention_us", (action + self.attribution_ms) * 1000)
 
 
 ACTION_KEY_PREFIX = {"review": "r:", "referral": "f:"}
+
+
+def copy_rank(value: tuple[int, str | None]) -> tuple[int, str]:
+    """How two differing copies of one action or ticket (same topic and event id) are ordered: by
+    event time, then segment (actions; none sorts first) or team (tickets). The greatest is kept,
+    so the copy kept does not depend on the order the copies arrive in (docs/architecture.md)."""
+    return value[0], value[1] or ""
 
 
 def apply(customer: Customer, events: Iterable[Event], now_ms: int,
           rules: Rules) -> tuple[Customer, dict[str, int]]:
     """Add events to a copy of ``customer``; return it and outcome counts.
 
-    Outcomes: ``applied``, ``duplicate`` (same event id already held on that topic),
-    ``ignored`` (valid but not an advocacy action, or an older registration).
+    Outcomes: ``applied`` (new, or a differing copy that replaces the one held: ``copy_rank``),
+    ``duplicate`` (that copy, or a greater one, already held on that topic), ``ignored`` (valid
+    but not an advocacy action, or an older registration).
     """
     new = Customer(customer.version, customer.registration, dict(customer.actions), dict(customer.tickets))
     outcomes = {"applied": 0, "duplicate": 0, "ignored": 0}
@@ -179,33 +218,35 @@ def apply(customer: Customer, events: Iterable[Event], now_ms: int,
 def _apply_one(customer: Customer, event: Event) -> str:
     if event.kind == "customer":
         assert event.segment is not None and event.status is not None
-        record = (event.at_ms, event.event_id, event.segment, event.status)
+        record = (event.at_us, event.event_id, event.segment, event.status)
         current = customer.registration
-        if current is not None and record[:2] == current[:2]:
-            return "duplicate"
-        if current is not None and record[:2] < current[:2]:
-            return "ignored"
+        if current is not None and record <= current:  # the whole record decides between differing copies
+            return "duplicate" if record[:2] == current[:2] else "ignored"
         customer.registration = record
         return "applied"
     if event.kind == "ticket":
-        if event.event_id in customer.tickets:
-            return "duplicate"
         assert event.team is not None
-        customer.tickets[event.event_id] = (event.at_ms, event.team)
+        value = (event.at_us, event.team)
+        held = customer.tickets.get(event.event_id)
+        if held is not None and copy_rank(value) <= copy_rank(held):
+            return "duplicate"
+        customer.tickets[event.event_id] = value
         return "applied"
     if not is_advocacy(event):
         return "ignored"
     key = ACTION_KEY_PREFIX[event.kind] + event.event_id
-    if key in customer.actions:
+    action = (event.at_us, event.segment)
+    held_action = customer.actions.get(key)
+    if held_action is not None and copy_rank(action) <= copy_rank(held_action):
         return "duplicate"
-    customer.actions[key] = (event.at_ms, event.segment)
+    customer.actions[key] = action
     return "applied"
 
 
 def prune(customer: Customer, now_ms: int, rules: Rules) -> None:
     """Forget events that can no longer count in any window."""
-    oldest_action = now_ms - rules.action_retention_ms
-    oldest_ticket = now_ms - rules.ticket_retention_ms
+    oldest_action = now_ms * 1000 - rules.action_retention_us
+    oldest_ticket = now_ms * 1000 - rules.ticket_retention_us
     if any(at < oldest_action for at, _ in customer.actions.values()):
         customer.actions = {k: v for k, v in customer.actions.items() if v[0] >= oldest_action}
     if any(at < oldest_ticket for at, _ in customer.tickets.values()):
@@ -213,12 +254,13 @@ def prune(customer: Customer, now_ms: int, rules: Rules) -> None:
 
 
 def expires_at_ms(customer: Customer, rules: Rules) -> int | None:
-    """When the whole record may be dropped; ``None`` while it holds a registration."""
+    """When the whole record may be dropped (a whole ms after its last event is pruned); ``None``
+    while it holds a registration."""
     if customer.registration is not None:
         return None
     last_action = max((at for at, _ in customer.actions.values()), default=0)
     last_ticket = max((at for at, _ in customer.tickets.values()), default=0)
-    return max(last_action + rules.action_retention_ms, last_ticket + rules.ticket_retention_ms)
+    return max(last_action + rules.action_retention_us, last_ticket + rules.ticket_retention_us) // 1000 + 1
 
 
 def segment_of(customer: Customer, own_segment: str | None) -> str:
@@ -228,13 +270,21 @@ def segment_of(customer: Customer, own_segment: str | None) -> str:
     return customer.registration[2] if customer.registration else UNKNOWN_SEGMENT
 
 
-def credited_team(tickets: list[tuple[int, str, str]], at_ms: int, attribution_ms: int) -> str | None:
-    """Team of the latest ticket with t0 <= t <= t0 + attribution; tickets sorted by (t0, id)."""
-    index = bisect_right(tickets, (at_ms, "\U0010ffff")) - 1
+def credited_team(tickets: list[tuple[int, str, str]], at_us: int, attribution_us: int) -> str | None:
+    """Team of the latest ticket with t0 <= t <= t0 + attribution; tickets sorted by (t0, id).
+
+    The search compares times only, so the last ticket at or before ``at_us`` is found (the
+    greatest id among tickets at the same instant) whatever characters the ids hold.
+    """
+    index = bisect_right(tickets, at_us, key=_time) - 1
     if index < 0:
         return None
     t0, _, team = tickets[index]
-    return team if at_ms <= t0 + attribution_ms else None
+    return team if at_us <= t0 + attribution_us else None
+
+
+def _time(ticket: tuple[int, str, str]) -> int:
+    return ticket[0]
 
 
 # --- contributions: what one customer adds to the shared totals ------------------------
@@ -248,7 +298,7 @@ class Contribution:
 
     counts: Mapping[CountKey, int]
     active_segment: str | None  # counted as an active customer of this segment
-    advocate_of: Mapping[str, int]  # team -> latest credited action time (ms)
+    advocate_of: Mapping[str, int]  # team (its own name, not folded) -> latest credited action time (us)
     segments: frozenset[str]
     teams: frozenset[str]
 
@@ -261,36 +311,53 @@ def same_label(kind: str, name: str) -> str:
     return name
 
 
+def advocate_entry(customer_id: str, team: str, label: Labeler) -> tuple[str, str]:
+    """Where a customer's credit to ``team`` is kept: the team's label, and the member in that label's
+    set of advocates. A member is one (customer, team): under a team's own name the customer id;
+    under ``_other``, which several teams share, the team, a NUL and the customer id (a team name
+    holds no control character), so a customer credited to two folded teams counts twice there, as
+    under the two names (contract section 3, "Label caps")."""
+    name = label("team", team)
+    return (name, customer_id) if name != OVERFLOW_LABEL else (name, f"{team}\x00{customer_id}")
+
+
+def advocate_score(at_us: int) -> int:
+    """An advocate's score in the store: the credited action's millisecond. A window starts on a whole
+    millisecond (a bucket edge), so ``at_us >= start_ms * 1000`` exactly when ``score >= start_ms``."""
+    return at_us // 1000
+
+
 def _count(customer: Customer, actions: Mapping[str, tuple[int, str | None]],
            tickets: Mapping[str, tuple[int, str]], rules: Rules, label: Labeler, sign: int,
            counts: dict[CountKey, int], segments: set[str], teams: set[str]) -> None:
     """Add ``sign`` per bucket and window for each action (segment as ``customer`` resolves it)
     and each ticket."""
     get = counts.get
-    sizes = [(w.name, w.bucket_ms) for w in rules.windows]
-    for at_ms, own in actions.values():
+    sizes = [(w.name, w.bucket_us) for w in rules.windows]
+    for at_us, own in actions.values():
         segment = label("segment", segment_of(customer, own))
         segments.add(segment)
         for name, size in sizes:
-            key = ("a", segment, name, at_ms // size)
+            key = ("a", segment, name, at_us // size)
             counts[key] = get(key, 0) + sign
-    for at_ms, raw_team in tickets.values():
+    for at_us, raw_team in tickets.values():
         team = label("team", raw_team)
         teams.add(team)
         for name, size in sizes:
-            key = ("t", team, name, at_ms // size)
+            key = ("t", team, name, at_us // size)
             counts[key] = get(key, 0) + sign
 
 
-def _advocates(customer: Customer, rules: Rules, label: Labeler) -> dict[str, int]:
-    """Team -> latest action time credited to it (attribution, contract section 3)."""
+def _advocates(customer: Customer, rules: Rules) -> dict[str, int]:
+    """Team (its own name) -> latest action time credited to it (attribution, contract section 3).
+    Names are folded only where the credit is stored (``advocate_entry``)."""
     advocate_of: dict[str, int] = {}
     if customer.tickets:
-        ordered = sorted((at, eid, label("team", team)) for eid, (at, team) in customer.tickets.items())
-        for at_ms, _ in customer.actions.values():
-            credited = credited_team(ordered, at_ms, rules.attribution_ms)
-            if credited is not None and at_ms > advocate_of.get(credited, -1):
-                advocate_of[credited] = at_ms
+        ordered = sorted((at, eid, team) for eid, (at, team) in customer.tickets.items())
+        for at_us, _ in customer.actions.values():
+            credited = credited_team(ordered, at_us, rules.attribution_us)
+            if credited is not None and at_us > advocate_of.get(credited, -1):
+                advocate_of[credited] = at_us
     return advocate_of
 
 
@@ -300,7 +367,7 @@ def contribution(customer: Customer, rules: Rules, label: Labeler = same_label) 
     segments: set[str] = set()
     teams: set[str] = set()
     _count(customer, customer.actions, customer.tickets, rules, label, 1, counts, segments, teams)
-    advocate_of = _advocates(customer, rules, label)
+    advocate_of = _advocates(customer, rules)
     active = None
     if customer.registration is not None:
         registered = label("segment", customer.registration[2])
@@ -354,26 +421,27 @@ class Tally:
     per batch (``counts``), so the cost per event is an append, not a dict update per window.
     """
 
-    plus: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # ("a"|"t", name) -> times
+    plus: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # ("a"|"t", name) -> times (us)
     minus: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     active: dict[str, int] = field(default_factory=dict)  # segment -> active customers
-    advocates_set: list[tuple[str, int, str]] = field(default_factory=list)  # team, score, customer
-    advocates_removed: list[tuple[str, str]] = field(default_factory=list)  # team, customer
+    # team label, score (``advocate_score``), member (``advocate_entry``)
+    advocates_set: list[tuple[str, int, str]] = field(default_factory=list)
+    advocates_removed: list[tuple[str, str]] = field(default_factory=list)  # team label, member
     segments: set[str] = field(default_factory=set)
     teams: set[str] = field(default_factory=set)
     outcomes: dict[str, int] = field(default_factory=lambda: {"applied": 0, "duplicate": 0, "ignored": 0})
 
-    def add(self, sign: int, kind: str, name: str, at_ms: int) -> None:
-        """Count an event at ``at_ms`` once more (sign 1) or once less (-1) for segment or team
+    def add(self, sign: int, kind: str, name: str, at_us: int) -> None:
+        """Count an event at ``at_us`` once more (sign 1) or once less (-1) for segment or team
         ``name`` (kind "a" or "t"); names counted once more are the batch's names seen."""
         side = self.plus if sign > 0 else self.minus
         times = side.get((kind, name))
         if times is None:
-            side[(kind, name)] = [at_ms]
+            side[(kind, name)] = [at_us]
             if sign > 0:
                 (self.segments if kind == "a" else self.teams).add(name)
         else:
-            times.append(at_ms)
+            times.append(at_us)
 
     def counts(self, rules: Rules, now_ms: int) -> dict[CountKey, int]:
         """Per (kind, name, window, bucket) change, leaving out buckets no reader looks at."""
@@ -381,7 +449,7 @@ class Tally:
         for side, sign in ((self.plus, 1), (self.minus, -1)):
             for (kind, name), times in side.items():
                 for window in rules.windows:
-                    size, first = window.bucket_ms, window.first_bucket(now_ms) - 1
+                    size, first = window.bucket_us, window.first_bucket(now_ms) - 1
                     for bucket, n in Counter([t // size for t in times]).items():
                         if bucket >= first:
                             key = (kind, name, window.name, bucket)
@@ -389,19 +457,19 @@ class Tally:
         return {k: n for k, n in counts.items() if n}
 
 
-def _credit(tickets: Mapping[str, tuple[int, str]], at_ms: int, attribution_ms: int) -> str | None:
-    """``credited_team`` by one scan of the tickets (a customer holds few), unlabelled."""
+def _credit(tickets: Mapping[str, tuple[int, str]], at_us: int, attribution_us: int) -> str | None:
+    """``credited_team`` by one scan of the tickets (a customer holds few)."""
     best: tuple[int, str, str] | None = None
     for event_id, (t0, team) in tickets.items():
-        if t0 <= at_ms and (best is None or (t0, event_id) > (best[0], best[1])):
+        if t0 <= at_us and (best is None or (t0, event_id) > (best[0], best[1])):
             best = (t0, event_id, team)
-    return best[2] if best is not None and at_ms <= best[0] + attribution_ms else None
+    return best[2] if best is not None and at_us <= best[0] + attribution_us else None
 
 
-def advocates_of(customer: Customer, rules: Rules, label: Labeler) -> dict[str, int]:
-    """``_advocates``, cached on the customer (labels are stable once resolved)."""
+def advocates_of(customer: Customer, rules: Rules) -> dict[str, int]:
+    """``_advocates``, cached on the customer."""
     if customer.advocates is None:
-        customer.advocates = _advocates(customer, rules, label) if customer.tickets else {}
+        customer.advocates = _advocates(customer, rules) if customer.tickets else {}
     return customer.advocates
 
 
@@ -416,6 +484,7 @@ class _Change:
     added_tickets: dict[str, tuple[int, str]] = field(default_factory=dict)
     pruned_actions: list[tuple[int, str | None]] = field(default_factory=list)
     pruned_tickets: list[tuple[int, str]] = field(default_factory=list)
+    replaced: bool = False  # a held copy gave way to a greater one (``copy_rank``)
 
 
 def step(customer_id: str, old: Customer, events: Iterable[Event], now_ms: int, rules: Rules,
@@ -443,50 +512,64 @@ def _add_events(old: Customer, change: _Change, events: Iterable[Event], outcome
     for event in events:
         kind = event.kind
         if kind == "customer":
-            record = (event.at_ms, event.event_id, event.segment or UNKNOWN_SEGMENT, event.status or "")
+            record = (event.at_us, event.event_id, event.segment or UNKNOWN_SEGMENT, event.status or "")
             current = change.registration
-            if current is not None and record[:2] <= current[:2]:
+            if current is not None and record <= current:
                 outcomes["duplicate" if record[:2] == current[:2] else "ignored"] += 1
                 continue
             change.registration = record
         elif kind == "ticket":
-            if event.event_id in change.tickets:
+            ticket = (event.at_us, event.team or "")
+            held = change.tickets.get(event.event_id)
+            if held is not None and copy_rank(ticket) <= copy_rank(held):
                 outcomes["duplicate"] += 1
                 continue
             if change.tickets is old.tickets:  # copy on first write: ``old`` stays as it was
                 change.tickets = dict(old.tickets)
-            change.tickets[event.event_id] = (event.at_ms, event.team or "")
-            change.added_tickets[event.event_id] = change.tickets[event.event_id]
+            if held is not None and event.event_id not in change.added_tickets:
+                change.pruned_tickets.append(held)  # the stored copy gives way
+                change.replaced = True
+            change.tickets[event.event_id] = ticket
+            change.added_tickets[event.event_id] = ticket
         else:
             if not is_advocacy(event):
                 outcomes["ignored"] += 1
                 continue
             key = ACTION_KEY_PREFIX[kind] + event.event_id
-            if key in change.actions:
+            action = (event.at_us, event.segment)
+            held_action = change.actions.get(key)
+            if held_action is not None and copy_rank(action) <= copy_rank(held_action):
                 outcomes["duplicate"] += 1
                 continue
             if change.actions is old.actions:
                 change.actions = dict(old.actions)
-            change.actions[key] = (event.at_ms, event.segment)
-            change.added_actions[key] = change.actions[key]
+            if held_action is not None and key not in change.added_actions:
+                change.pruned_actions.append(held_action)
+                change.replaced = True
+            change.actions[key] = action
+            change.added_actions[key] = action
         outcomes["applied"] += 1
 
 
 def _prune_change(old: Customer, change: _Change, now_ms: int, rules: Rules) -> tuple[int, int]:
     """``prune`` for a change: O(1) unless the oldest kept event expires. Returns the new floor."""
-    oldest_action, oldest_ticket = old.floor or old.oldest()
-    for at_ms, _ in change.added_actions.values():
-        oldest_action = min(oldest_action, at_ms)
-    for at_ms, _ in change.added_tickets.values():
-        oldest_ticket = min(oldest_ticket, at_ms)
-    cut = now_ms - rules.action_retention_ms
+    if change.replaced:  # the copy given way may have been the oldest (rare: count again)
+        oldest_action = min((v[0] for v in change.actions.values()), default=_FAR)
+        oldest_ticket = min((v[0] for v in change.tickets.values()), default=_FAR)
+    else:
+        oldest_action, oldest_ticket = old.floor or old.oldest()
+        for at_us, _ in change.added_actions.values():
+            oldest_action = min(oldest_action, at_us)
+        for at_us, _ in change.added_tickets.values():
+            oldest_ticket = min(oldest_ticket, at_us)
+    cut = now_ms * 1000 - rules.action_retention_us
     if oldest_action < cut:
-        change.pruned_actions = [v for v in change.actions.values() if v[0] < cut]
+        change.pruned_actions += [v for v in change.actions.values() if v[0] < cut]
         change.actions = {k: v for k, v in change.actions.items() if v[0] >= cut}
         oldest_action = min((v[0] for v in change.actions.values()), default=_FAR)
-    cut = now_ms - rules.ticket_retention_ms
+    cut = now_ms * 1000 - rules.ticket_retention_us
     if oldest_ticket < cut:
-        change.pruned_tickets = [v for v in change.tickets.values() if v[0] < cut]
+        change.pruned_tickets += [v for v in change.tickets.values() if v[0] < cut]
         change.tickets = {k: v for k, v in change.tickets.items() if v[0] >= cut}
         oldest_ticket = min((v[0] for v in change.tickets.values()), default=_FAR)
     return oldest_action, oldest_ticket
@@ -498,16 +581,16 @@ def _tally_counts(old: Customer, change: _Change, tally: Tally, label: Labeler) 
     add = tally.add
     old_segment = label("segment", registration_segment(old.registration))
     new_segment = label("segment", registration_segment(change.registration))
-    for at_ms, own in change.pruned_actions:
-        add(-1, "a", label("segment", own) if own else old_segment, at_ms)
-    for at_ms, own in change.added_actions.values():
-        add(1, "a", label("segment", own) if own else new_segment, at_ms)
+    for at_us, own in change.pruned_actions:
+        add(-1, "a", label("segment", own) if own else old_segment, at_us)
+    for at_us, own in change.added_actions.values():
+        add(1, "a", label("segment", own) if own else new_segment, at_us)
     if old_segment != new_segment:
         _move_unsegmented(old, change, tally, old_segment, new_segment)
-    for at_ms, team in change.pruned_tickets:
-        add(-1, "t", label("team", team), at_ms)
-    for at_ms, team in change.added_tickets.values():
-        add(1, "t", label("team", team), at_ms)
+    for at_us, team in change.pruned_tickets:
+        add(-1, "t", label("team", team), at_us)
+    for at_us, team in change.added_tickets.values():
+        add(1, "t", label("team", team), at_us)
     if change.registration is not old.registration:
         _tally_active(old.registration, change.registration, tally, old_segment, new_segment)
 
@@ -527,38 +610,39 @@ def _tally_active(old: Registration | None, new: Registration | None, tally: Tal
 
 
 def _move_unsegmented(old: Customer, change: _Change, tally: Tally, old_segment: str, new_segment: str) -> None:
-    """Kept actions without their own segment follow the registration to its new segment."""
-    for key, (at_ms, own) in change.actions.items():
-        if not own and key in old.actions:
-            tally.add(-1, "a", old_segment, at_ms)
-            tally.add(1, "a", new_segment, at_ms)
+    """Kept actions without their own segment follow the registration to its new segment (those
+    added by this change were counted under the new segment already)."""
+    added = change.added_actions
+    for key, (at_us, own) in change.actions.items():
+        if not own and key in old.actions and key not in added:
+            tally.add(-1, "a", old_segment, at_us)
+            tally.add(1, "a", new_segment, at_us)
 
 
 def _tally_advocates(customer_id: str, old: Customer, new: Customer, change: _Change, tally: Tally,
                      rules: Rules, label: Labeler) -> None:
     """New tickets or pruning can re-credit every action; new actions only add credits."""
-    before = advocates_of(old, rules, label) if (old.tickets or old.advocates) else {}
+    before = advocates_of(old, rules) if (old.tickets or old.advocates) else {}
     if not new.tickets:
         after: dict[str, int] = {}
     elif change.added_tickets or change.pruned_actions or change.pruned_tickets:
-        after = _advocates(new, rules, label)
+        after = _advocates(new, rules)
     elif change.added_actions:
         after = dict(before)
-        for at_ms, _ in change.added_actions.values():
-            raw = _credit(new.tickets, at_ms, rules.attribution_ms)
-            if raw is not None:
-                team = label("team", raw)
-                if at_ms > after.get(team, -1):
-                    after[team] = at_ms
+        for at_us, _ in change.added_actions.values():
+            team = _credit(new.tickets, at_us, rules.attribution_us)
+            if team is not None and at_us > after.get(team, -1):
+                after[team] = at_us
     else:
         after = before
     new.advocates = after
-    for team, at_ms in after.items():
-        if before.get(team) != at_ms:
-            tally.advocates_set.append((team, at_ms, customer_id))
+    for team, at_us in after.items():
+        if before.get(team) != at_us:
+            name, member = advocate_entry(customer_id, team, label)
+            tally.advocates_set.append((name, advocate_score(at_us), member))
     for team in before:
         if team not in after:
-            tally.advocates_removed.append((team, customer_id))
+            tally.advocates_removed.append(advocate_entry(customer_id, team, label))
 
 
 def registration_segment(registration: Registration | None) -> str:
@@ -619,13 +703,11 @@ def report(totals: Totals, windows: Iterable[Window]) -> dict[str, list[dict[str
 
 
 def _action_row(label: dict[str, object], window: str, actions: int, customers: int) -> dict[str, object]:
-    rate = ratio(actions, customers)
     return {**label, "window": window, "actions": actions, "customers": customers,
-            "rate": rate, "band": band(rate)}
+            "rate": ratio(actions, customers), "band": band_of(actions, customers)}
 
 
 def _creation_row(label: dict[str, object], window: str, advocates: int, interactions: int) -> dict[str, object]:
-    rate = ratio(advocates, interactions)
     return {**label, "window": window, "advocates_created": advocates,
-            "support_interactions": interactions, "rate": rate,
-            "percent": None if rate is None else rate * 100, "band": band(rate)}
+            "support_interactions": interactions, "rate": ratio(advocates, interactions),
+            "percent": percent(advocates, interactions), "band": band_of(advocates, interactions)}

@@ -71,8 +71,8 @@ class Pipeline:
         self.health = health
         self.clock = clock
         self.kinds = topic_kinds(settings)
-        self._limits = (settings.longest_window_seconds * 1000, settings.future_tolerance_seconds * 1000,
-                        settings.max_message_bytes)
+        self._limits = (settings.longest_window_seconds * 1000, settings.attribution_window * 1000,
+                        settings.future_tolerance_seconds * 1000, settings.max_message_bytes)
         self._folded_logged = 0.0
 
     async def handle(self, messages: Sequence[Record],
@@ -87,11 +87,11 @@ class Pipeline:
         now_ms = int(self.clock() * 1000)
         valid: list[Event] = []
         stored: list[Record] = []
-        longest, tolerance, max_bytes = self._limits
+        longest, attribution, tolerance, max_bytes = self._limits
         kind = self.kinds[messages[0].topic] if messages else ""
         for message in messages:
             try:
-                event = parse(kind, message.value, now_ms, longest_window_ms=longest,
+                event = parse(kind, message.value, now_ms, longest_window_ms=longest, attribution_ms=attribution,
                               future_tolerance_ms=tolerance, max_bytes=max_bytes)
             except InvalidEvent as exc:
                 await self._dead_letter(message, exc)

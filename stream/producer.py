@@ -40,10 +40,11 @@ _TOPIC_SETTING = {"review": "reviews_topic", "referral": "referrals_topic", "tic
 
 
 def rfc3339(value: datetime) -> str:
-    """An aware datetime -> RFC 3339 in UTC with milliseconds, e.g. 2026-11-23T14:03:00.000Z."""
+    """An aware datetime -> RFC 3339 in UTC with microseconds (all a datetime holds, and the precision
+    the service compares at), e.g. 2026-11-23T14:03:00.000250Z."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidEvent("invalid_timestamp", "occurred_at datetime has no timezone")
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def topic_name(settings: Settings, topic: str) -> str:
@@ -60,6 +61,7 @@ def validate(settings: Settings, topic: str, value: bytes, now: float | None = N
     now_ms = int((time.time() if now is None else now) * 1000)
     return parse(TOPIC_KINDS[topic], value, now_ms,
                  longest_window_ms=settings.longest_window_seconds * 1000,
+                 attribution_ms=settings.attribution_window * 1000,
                  future_tolerance_ms=settings.future_tolerance_seconds * 1000,
                  max_bytes=settings.max_message_bytes)
 

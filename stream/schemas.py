@@ -56,6 +56,8 @@ def _property(kind: str, spec: Field) -> dict[str, Any]:
         # the very check parse makes first, with ASCII digits as every regex dialect reads them;
         # no "format": date-time, whose validators reject the space separator parse accepts
         out["pattern"] = events._RFC3339.pattern.replace(r"\d", "[0-9]")
+    if spec.label:  # a label name: no control character (C0, DEL, C1), the check parse makes
+        out["pattern"] = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
     low, high = ("minLength", "maxLength") if spec.type is str else ("minimum", "maximum")
     if spec.min is not None:
         out[low] = spec.min

@@ -107,9 +107,15 @@ MAX_ATTEMPTS = 50
 _SET, _APPEND, _DELETE = 0, 1, 2  # how the commit writes a record
 
 
+# Event times in a record are microseconds, marked by a fourth element of the head; a head of three
+# elements is a record written before microseconds (times in milliseconds): it is read as the same
+# times x 1000, and rewritten whole (never appended to) the first time it changes.
+MICROS = "us"
+
+
 def encode(customer: Customer) -> bytes:
-    """The whole record: ``version|[registration, actions, tickets]``."""
-    body = orjson.dumps([customer.registration, customer.actions, customer.tickets])
+    """The whole record: ``version|[registration, actions, tickets, "us"]``."""
+    body = orjson.dumps([customer.registration, customer.actions, customer.tickets, MICROS])
     return customer.version.encode() + b"|" + body
 
 
@@ -124,16 +130,31 @@ def decode(blob: bytes | None) -> Customer:
         return Customer()
     head, _, body = blob.partition(b"|")
     parts = orjson.loads(b"[" + body.replace(b"\n", b",") + b"]")
-    registration, actions, tickets = parts[0]
+    registration, actions, tickets, *unit = parts[0]
     for added_actions, added_tickets in parts[1:]:
         actions.update(added_actions)
         tickets.update(added_tickets)
+    if unit != [MICROS]:
+        return _from_milliseconds(head.decode(), registration, actions, tickets)
     return Customer(
         version=head.decode(),
         registration=(registration[0], registration[1], registration[2], registration[3]) if registration else None,
         # JSON arrays unpack like the (time, name) tuples they were: no per-event copy
         actions=actions,
         tickets=tickets,
+    )
+
+
+def _from_milliseconds(version: str, registration: list[Any] | None, actions: dict[str, list[Any]],
+                       tickets: dict[str, list[Any]]) -> Customer:
+    """A record written before microseconds, its times x 1000; marked to be rewritten whole."""
+    return Customer(
+        version=version,
+        registration=(registration[0] * 1000, registration[1], registration[2], registration[3])
+        if registration else None,
+        actions={k: (at * 1000, seg) for k, (at, seg) in actions.items()},
+        tickets={k: (at * 1000, team) for k, (at, team) in tickets.items()},
+        legacy=True,
     )
 
 
@@ -301,7 +322,7 @@ class Store:
             expires = expires_at_ms(new, self.rules)
             if new.is_empty() or (expires is not None and expires <= now_ms):
                 new.version, mode, chunk = "", _DELETE, b""
-            elif new.added is not None and len(old.version) == Tokens.WIDTH:
+            elif new.added is not None and len(old.version) == Tokens.WIDTH and not old.legacy:
                 new.version, mode, chunk = token, _APPEND, encode_added(new.added)
             else:
                 new.version = token
@@ -432,7 +453,7 @@ def _group(events: Sequence[Event]) -> tuple[dict[str, list[Event]], int, dict[s
             by_customer[event.customer_id] = [event]
         else:
             group.append(event)
-        newest = max(newest, event.at_ms)
+        newest = max(newest, event.at_us // 1000)
         if event.segment is not None:
             segments.add(event.segment)
         if event.team is not None:

@@ -22,6 +22,18 @@ def topic_names(settings: Settings) -> list[str]:
             settings.customers_topic, settings.dlq_topic]
 
 
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Configs of the topics the service creates (contract section 2): ``customers`` compacted; the
+    event topics keep their events as long as they can matter (longest window + attribution window
+    + 1 day; a broker's default is often 7 days), so that a replay rebuilds every window."""
+    keep_ms = (settings.longest_window_seconds + settings.attribution_window + 86_400) * 1000
+    configs = {name: {"retention.ms": str(keep_ms)}
+               for name in (settings.reviews_topic, settings.referrals_topic, settings.tickets_topic)}
+    configs[settings.customers_topic] = {"cleanup.policy": "compact"}
+    configs[settings.dlq_topic] = {}
+    return configs
+
+
 async def ensure_topics(settings: Settings, attempts: int = 60) -> None:
     """Create missing topics; waits for the broker, logging each failed attempt."""
     delay = 0.5
@@ -32,8 +44,7 @@ async def ensure_topics(settings: Settings, attempts: int = 60) -> None:
             existing = set(await admin.list_topics())
             missing = [name for name in topic_names(settings) if name not in existing]
             if missing:
-                configs = {name: {"cleanup.policy": "compact"} if name == settings.customers_topic else {}
-                           for name in missing}
+                configs = topic_configs(settings)
                 new = [NewTopic(name, settings.topic_partitions, settings.topic_replication,
                                 topic_configs=configs[name]) for name in missing]
                 with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first

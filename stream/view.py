@@ -1,6 +1,8 @@
 """``python -m stream kpis``: a worker's ``GET /kpis`` as terminal tables, bands in colour.
 
-High is green, moderate yellow, low red; a rate without a denominator shows as a dash.
+High is green, moderate yellow, low red; a rate without a denominator shows as a dash. A rate
+shows as its percent rounded down to two decimals (79.996% is 79.99%), computed from the row's
+counts, so a shown value is never on the other side of a band line from its band.
 ``--watch`` redraws every 2 s until Ctrl-C and keeps going through a worker restart.
 """
 
@@ -54,8 +56,12 @@ def _band(band: str | None) -> Text:
     return Text(band, style=BAND_STYLES.get(band, ""))
 
 
-def _percent(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate * 100:.1f}%"
+def _percent(numerator: object, denominator: object) -> str:
+    """numerator / denominator x 100, rounded down to two decimals, in integers (no float rounding)."""
+    if not isinstance(numerator, int) or not isinstance(denominator, int) or denominator <= 0:
+        return "-"
+    hundredths = numerator * 10_000 // denominator
+    return f"{hundredths // 100}.{hundredths % 100:02d}%"
 
 
 def _windows(body: dict[str, Any]) -> list[str]:
@@ -80,12 +86,13 @@ def _table(body: dict[str, Any], title: str, label: str, key: str,
     for i, window in enumerate(windows):
         rows = [r for r in body.get(key, []) if r["window"] == window]
         overall = [r for r in body.get(f"{key}_overall", []) if r["window"] == window]
+        (_, numerator), (_, denominator) = columns
         for row in rows:
             table.add_row(str(row[label]), window, *(str(row[f]) for _, f in columns),
-                          _percent(row["rate"]), _band(row["band"]))
+                          _percent(row[numerator], row[denominator]), _band(row["band"]))
         for row in overall:
             table.add_row(Text(OVERALL, style="bold"), window, *(str(row[f]) for _, f in columns),
-                          _percent(row["rate"]), _band(row["band"]), style="bold")
+                          _percent(row[numerator], row[denominator]), _band(row["band"]), style="bold")
         if i < len(windows) - 1:
             table.add_section()
     return table

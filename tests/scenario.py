@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 SEGMENTS = ["enterprise", "smb", "startup"]
@@ -19,6 +19,17 @@ ATTRIBUTION = 7 * 86400
 
 def iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def stamp(at_us: int, offset_minutes: int = 0, extra_digits: str = "") -> str:
+    """Epoch microseconds as RFC 3339 with all six fractional digits (and ``extra_digits``), in an offset."""
+    zone = timezone(timedelta(minutes=offset_minutes))
+    local = (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=at_us)).astimezone(zone)
+    text = local.strftime("%Y-%m-%dT%H:%M:%S") + f".{local.microsecond:06d}{extra_digits}"
+    if not offset_minutes:
+        return text + "Z"
+    sign, minutes = ("+" if offset_minutes > 0 else "-"), abs(offset_minutes)
+    return text + f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 @dataclass
@@ -114,6 +125,7 @@ def build(now: float, topics: dict[str, str], seed: int, customers: int = 40, pr
                 sc.add("review", cid, sc.at(), kind="survey", nps=rng.randint(0, 10), **own)
             else:
                 sc.add("review", cid, sc.at(), kind=kind, source="g2", **own)
+    edges(sc, prefix)
     # duplicates: the same event re-sent, once or twice
     for kind, event in rng.sample(sc.valid, k=len(sc.valid) // 10):
         sc.valid.append((kind, dict(event)))
@@ -136,5 +148,64 @@ def build(now: float, topics: dict[str, str], seed: int, customers: int = 40, pr
          "future_timestamp"),
         ("ticket", json.dumps({"event_id": "b6", "customer_id": "c1", "occurred_at": ancient,
                                "ticket_id": "T9", "team": "billing"}).encode(), "too_old"),
+        # a ticket an hour past the longest window plus the attribution window (97 d)
+        ("ticket", json.dumps({"event_id": "b7", "customer_id": "c1", "occurred_at": iso(now - 97 * 86400 - 3600),
+                               "ticket_id": "T9", "team": "billing"}).encode(), "too_old"),
+        ("referral", json.dumps({"event_id": "b8", "customer_id": "c1", "occurred_at": fresh,
+                                 "segment": "smb\n"}).encode(), "out_of_range"),  # a control character
+        ("review", json.dumps({"event_id": "b9", "customer_id": "c1", "occurred_at": fresh, "kind": "social",
+                               "source": "s" * 2049}).encode(), "out_of_range"),
     ]
     return sc
+
+
+EDGE_TEAMS = ["t" * 128, "tech-\U0010ffff", "ops 🛠"]  # names of 128 characters and odd but legal ones
+EDGE_SEGMENT = "Großkunden-" + "s" * 117  # 128 characters
+
+
+def edges(sc: Scenario, prefix: str) -> None:
+    """Issue 11's edge cases, valid and published with the rest (ages well inside or outside each window)."""
+    now_us = int(sc.now * 1_000_000)
+    day, hour = 86_400_000_000, 3_600_000_000
+
+    def add(topic: str, customer: str, at_us: int, /, event_id: str | None = None, **fields: Any) -> None:
+        event = {"event_id": event_id or sc.eid(), "customer_id": customer, "occurred_at": stamp(at_us), **fields}
+        sc.valid.append((topic, event))
+
+    # tickets older than the longest window still credit actions inside it (case 3); one near the 97 d limit
+    add("ticket", f"{prefix}edge-1", now_us - 95 * day, ticket_id="T-95", team="billing")
+    add("referral", f"{prefix}edge-1", now_us - 88 * day, channel="email")
+    add("ticket", f"{prefix}edge-1", now_us - 97 * day + hour, ticket_id="T-97", team="onboarding")
+    # two registrations 0.1 ms apart, the later with the smaller event id; a review then follows (case 5)
+    t0 = now_us - 30 * 60_000_000
+    later, earlier = sc.eid(), sc.eid()
+    sc.valid.append(("customer", {"event_id": later, "customer_id": f"{prefix}edge-2",
+                                  "occurred_at": stamp(t0 - day + 200, 330, "999"), "segment": "startup",
+                                  "status": "active"}))
+    sc.valid.append(("customer", {"event_id": earlier, "customer_id": f"{prefix}edge-2",
+                                  "occurred_at": stamp(t0 - day + 100, -480), "segment": "enterprise",
+                                  "status": "active"}))
+    add("review", f"{prefix}edge-2", t0, kind="testimonial")
+    # an action 0.8 ms before a ticket is not credited to it; one two hours later is (case 5)
+    add("referral", f"{prefix}edge-3", t0 - 2 * hour + 100)
+    add("ticket", f"{prefix}edge-3", t0 - 2 * hour + 900, ticket_id="T-sub-ms", team="technical")
+    add("review", f"{prefix}edge-3", t0, kind="social")
+    # a ticket id sorting after every character, at the very microsecond of the action (case 6)
+    add("ticket", f"{prefix}edge-4", t0 - 3 * hour, event_id="\U0010ffff\U0010ffff" + sc.eid(), ticket_id="\U0010ffff",
+        team="onboarding")
+    add("review", f"{prefix}edge-4", t0 - 3 * hour, kind="case_study")
+    # long free text and names (case 2)
+    add("review", f"{prefix}edge-5", t0 - 4 * hour, kind="testimonial",
+        source="https://reviews.example.com/" + "p" * 260, segment=EDGE_SEGMENT)
+    add("ticket", f"{prefix}edge-5", t0 - 5 * hour, ticket_id="T" * 2048, channel="c" * 2048, agent_id="a" * 300,
+        team=EDGE_TEAMS[0])
+    # a customer credited to two teams in turn (case 1), both new names: folded under a cap
+    add("ticket", f"{prefix}edge-6", now_us - 5 * day, ticket_id="T-a", team=EDGE_TEAMS[1])
+    add("referral", f"{prefix}edge-6", now_us - 4 * day)
+    add("ticket", f"{prefix}edge-6", now_us - 3 * day, ticket_id="T-b", team=EDGE_TEAMS[2])
+    add("referral", f"{prefix}edge-6", now_us - 2 * day)
+    # a ticket re-sent with another team (a producer bug): the greater (time, team) copy counts
+    copy = {"event_id": sc.eid(), "customer_id": f"{prefix}edge-7", "occurred_at": stamp(now_us - 3 * hour),
+            "ticket_id": "T-copy", "team": "billing"}
+    sc.valid += [("ticket", copy), ("ticket", {**copy, "team": "technical"})]
+    add("review", f"{prefix}edge-7", now_us - 2 * hour, kind="testimonial")

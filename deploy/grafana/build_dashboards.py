@@ -6,6 +6,13 @@ test suite fails when the JSON and this file disagree. Standard library only.
 Every query reads the recording rules of deploy/prometheus/rules where one exists, so a
 dashboard and an alert always show the same number. The datasource uid is fixed to the
 one provisioned in provisioning/datasources/prometheus.yml.
+
+A rate is shown as /kpis shows ``percent``: rate x 100 rounded DOWN to two decimals, so a
+shown value is never on the other side of a band line (60%, 80%) from its band. Grafana
+only rounds to nearest (79.996% would show as 80.00%), so each rate query is
+``floor(10000 * numerator / denominator) / 10000`` over the recorded numerator and
+denominator, divided as the recording rule divides them (``shown_rate``: an integer
+quotient floored, exact), and every rate panel shows exactly two decimals.
 """
 
 from __future__ import annotations
@@ -53,6 +60,41 @@ class Layout:
                 "panels": []}
 
 
+# recorded rate -> (numerator, denominator, how they are matched): the division of the recording rule
+PER_SEGMENT = "ignoring (window) group_left ()"  # active customers have no window label
+RATES = {
+    "segment_window:advocacy_actions_rate:ratio": (
+        "segment_window:advocacy_actions:max", "segment:advocacy_customers_active:max", PER_SEGMENT),
+    "window:advocacy_actions_rate:ratio": (
+        "window:advocacy_actions:sum", "overall:advocacy_customers_active:sum", PER_SEGMENT),
+    "team_window:advocacy_creation_rate:ratio": (
+        "team_window:advocacy_advocates_created:max", "team_window:advocacy_support_interactions:max", ""),
+    "window:advocacy_creation_rate:ratio": (
+        "window:advocacy_advocates_created:sum", "window:advocacy_support_interactions:sum", ""),
+}
+
+
+def shown_rate(rate: str, matchers: str = "") -> str:
+    """The recorded ``rate``{matchers} as shown: rate x 100 rounded down to two decimals (a fraction of 1).
+
+    ``floor(10000 * n / d)`` of integer counts is exact (the quotient is correctly rounded and never
+    closer than 1/d to an integer it has not reached), which ``floor(10000 * rate)`` is not (0.29 x
+    10000 is 2899.9999999999995). Matchers on ``window`` are dropped from a denominator without it.
+    """
+    numerator, denominator, join = RATES[rate]
+    label_names = {"segment_window": ("segment", "window"), "window": ("window",), "team_window": ("team", "window"),
+                   "segment": ("segment",), "overall": ()}
+    kept = [m.strip() for m in matchers.split(",") if m.strip()]
+
+    def select(series: str) -> str:
+        names = label_names[series.split(":", maxsplit=1)[0]]
+        own = [m for m in kept if m.split("=")[0].strip() in names]
+        return f"{series}{{{', '.join(own)}}}" if own else series
+
+    division = f"{select(numerator)} / {join + ' ' if join else ''}({select(denominator)} > 0)"
+    return f"floor(10000 * {division}) / 10000"
+
+
 def target(expr: str, legend: str = "", ref: str = "A", *, instant: bool = False,
            table: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"refId": ref, "datasource": DATASOURCE, "expr": expr,
@@ -75,6 +117,8 @@ def panel(layout: Layout, kind: str, title: str, targets: list[dict[str, Any]], 
     if bands or thresholds:
         defaults["thresholds"] = thresholds or BANDS
         defaults["color"] = {"mode": "thresholds"}
+    if bands:  # a rate: two decimals, of a value already rounded down to them (``shown_rate``)
+        defaults["decimals"] = 2
     if kind == "timeseries":
         defaults["color"] = {"mode": "palette-classic"}
         defaults["custom"] = {"drawStyle": "line", "lineWidth": 2, "fillOpacity": 0, "spanNulls": True,
@@ -140,11 +184,11 @@ def kpi_overview() -> dict[str, Any]:
     w = 'window="$window"'
     panels = [
         lay.row("Overall ($window)"),
-        panel(lay, "stat", "Advocacy Actions rate", [target(f"window:advocacy_actions_rate:ratio{{{w}}}",
+        panel(lay, "stat", "Advocacy Actions rate", [target(shown_rate("window:advocacy_actions_rate:ratio", w),
               "overall")], width=6, height=5, unit="percentunit", bands=True,
               description="All advocacy actions in the window / all active customers (sums, divided once)."),
         panel(lay, "stat", "Customer Advocacy Creation", [target(
-              f"window:advocacy_creation_rate:ratio{{{w}}}", "overall")], width=6, height=5,
+              shown_rate("window:advocacy_creation_rate:ratio", w), "overall")], width=6, height=5,
               unit="percentunit", bands=True,
               description="All advocates created in the window / all support interactions."),
         panel(lay, "stat", "Active customers", [target("overall:advocacy_customers_active:sum", "customers")],
@@ -154,23 +198,23 @@ def kpi_overview() -> dict[str, Any]:
         panel(lay, "stat", "Support interactions", [target(
               f"window:advocacy_support_interactions:sum{{{w}}}", "interactions")], width=4, height=5),
         panel(lay, "timeseries", "Overall rates", [
-            target(f"window:advocacy_actions_rate:ratio{{{w}}}", "Advocacy Actions rate"),
-            target(f"window:advocacy_creation_rate:ratio{{{w}}}", "Customer Advocacy Creation", "B"),
+            target(shown_rate("window:advocacy_actions_rate:ratio", w), "Advocacy Actions rate"),
+            target(shown_rate("window:advocacy_creation_rate:ratio", w), "Customer Advocacy Creation", "B"),
         ], width=24, unit="percentunit", bands=True, minimum=0,
             description="Bands: red below 60% (low), orange 60-80% (moderate), green from 80% (high)."),
         lay.row("Advocacy Actions rate per segment ($window)"),
         panel(lay, "timeseries", "Advocacy Actions rate per segment", [target(
-              f"segment_window:advocacy_actions_rate:ratio{{{w}}}", "{{segment}}")], width=16,
+              shown_rate("segment_window:advocacy_actions_rate:ratio", w), "{{segment}}")], width=16,
               unit="percentunit", bands=True, minimum=0),
         panel(lay, "bargauge", "Now, per segment", [target(
-              f"segment_window:advocacy_actions_rate:ratio{{{w}}}", "{{segment}}", instant=True)],
+              shown_rate("segment_window:advocacy_actions_rate:ratio", w), "{{segment}}", instant=True)],
               width=8, unit="percentunit", bands=True, minimum=0, maximum=1),
         lay.row("Customer Advocacy Creation per team ($window)"),
         panel(lay, "timeseries", "Customer Advocacy Creation per team", [target(
-              f"team_window:advocacy_creation_rate:ratio{{{w}}}", "{{team}}")], width=16,
+              shown_rate("team_window:advocacy_creation_rate:ratio", w), "{{team}}")], width=16,
               unit="percentunit", bands=True, minimum=0),
         panel(lay, "bargauge", "Now, per team", [target(
-              f"team_window:advocacy_creation_rate:ratio{{{w}}}", "{{team}}", instant=True)],
+              shown_rate("team_window:advocacy_creation_rate:ratio", w), "{{team}}", instant=True)],
               width=8, unit="percentunit", bands=True, minimum=0, maximum=1),
         lay.row("Alerts"),
         panel(lay, "table", "Firing KPI alerts", [target(
@@ -192,14 +236,14 @@ def drilldown() -> dict[str, Any]:
     panels = [
         lay.row("Segment $segment"),
         panel(lay, "stat", "Advocacy Actions rate ($window)", [target(
-              f"segment_window:advocacy_actions_rate:ratio{{{seg}, {w}}}", "$segment")], width=8, height=5,
+              shown_rate("segment_window:advocacy_actions_rate:ratio", f"{seg}, {w}"), "$segment")], width=8, height=5,
               unit="percentunit", bands=True),
         panel(lay, "stat", "Advocacy actions ($window)", [target(
               f"segment_window:advocacy_actions:max{{{seg}, {w}}}", "actions")], width=8, height=5),
         panel(lay, "stat", "Active customers", [target(
               f"segment:advocacy_customers_active:max{{{seg}}}", "customers")], width=8, height=5),
         panel(lay, "timeseries", "Advocacy Actions rate of $segment, every window", [target(
-              f"segment_window:advocacy_actions_rate:ratio{{{seg}}}", "{{window}}")], unit="percentunit",
+              shown_rate("segment_window:advocacy_actions_rate:ratio", seg), "{{window}}")], unit="percentunit",
               bands=True, minimum=0),
         panel(lay, "timeseries", "Numerator and denominator of $segment", [
             target(f"segment_window:advocacy_actions:max{{{seg}, {w}}}", "actions ({{window}})"),
@@ -207,7 +251,7 @@ def drilldown() -> dict[str, Any]:
         ], minimum=0),
         lay.row("Team $team"),
         panel(lay, "stat", "Customer Advocacy Creation ($window)", [target(
-              f"team_window:advocacy_creation_rate:ratio{{{team}, {w}}}", "$team")], width=8, height=5,
+              shown_rate("team_window:advocacy_creation_rate:ratio", f"{team}, {w}"), "$team")], width=8, height=5,
               unit="percentunit", bands=True),
         panel(lay, "stat", "Advocates created ($window)", [target(
               f"team_window:advocacy_advocates_created:max{{{team}, {w}}}", "advocates")], width=8, height=5),
@@ -215,7 +259,7 @@ def drilldown() -> dict[str, Any]:
               f"team_window:advocacy_support_interactions:max{{{team}, {w}}}", "interactions")],
               width=8, height=5),
         panel(lay, "timeseries", "Customer Advocacy Creation of $team, every window", [target(
-              f"team_window:advocacy_creation_rate:ratio{{{team}}}", "{{window}}")], unit="percentunit",
+              shown_rate("team_window:advocacy_creation_rate:ratio", team), "{{window}}")], unit="percentunit",
               bands=True, minimum=0),
         panel(lay, "timeseries", "Numerator and denominator of $team", [
             target(f"team_window:advocacy_advocates_created:max{{{team}, {w}}}", "advocates created"),

@@ -25,7 +25,7 @@
   var state = {
     window: new URLSearchParams(location.search).get("window") || "1h",
     windows: null,          // the windows the worker reports, once known
-    history: new Map(),     // "section|window|label" -> [rate or null], oldest first
+    history: new Map(),     // "section|window|label" -> [hundredths of a percent or null], oldest first
     last: null,             // the last good /kpis body
     timer: null,
     seq: 0                  // guards against a slow answer for a window no longer selected
@@ -50,14 +50,33 @@
 
   function isNumber(v) { return typeof v === "number" && isFinite(v); }
 
-  function percent(rate) { return isNumber(rate) ? (rate * 100).toFixed(1) + "%" : "no data"; }
+  // A rate is shown as its percent rounded DOWN to two decimals (79.996% is 79.99%), so a shown value is
+  // never on the other side of a band line (60%, 80%) from its band. It is computed in integers from the
+  // row's counts: floor(numerator * 10000 / denominator) hundredths of a percent, no float rounding.
+  function hundredths(row, section) {
+    var n = row[section.numerator], d = row[section.denominator];
+    if (Number.isSafeInteger(n) && Number.isSafeInteger(d) && d > 0 && n >= 0 && Number.isSafeInteger(n * 10000)) {
+      var h = Math.floor(n * 10000 / d);
+      while (h * d > n * 10000) { h -= 1; }
+      while ((h + 1) * d <= n * 10000) { h += 1; }
+      return h;
+    }
+    if (isNumber(row.percent)) { return Math.round(row.percent * 100); }  // already rounded down by the worker
+    return null;
+  }
+
+  function percent(h) {
+    if (!isNumber(h)) { return "no data"; }
+    var cents = h % 100;
+    return Math.floor(h / 100) + "." + (cents < 10 ? "0" : "") + cents + "%";
+  }
 
   function count(n) { return isNumber(n) ? n.toLocaleString("en-US") : "\u2013"; }
 
-  function bandOf(row) {
+  function bandOf(row, h) {  // the worker's band; without one, the band of the shown percent
     if (row.band === "high" || row.band === "moderate" || row.band === "low") { return row.band; }
-    if (!isNumber(row.rate)) { return null; }
-    return row.rate >= HIGH ? "high" : row.rate >= MODERATE ? "moderate" : "low";
+    if (!isNumber(h)) { return null; }
+    return h >= HIGH * 10000 ? "high" : h >= MODERATE * 10000 ? "moderate" : "low";
   }
 
   // --- fetching ------------------------------------------------------------------------------
@@ -164,7 +183,7 @@
         var k = key(section, item.row.window, item.label);
         var points = state.history.get(k);
         if (!points) { points = []; state.history.set(k, points); }
-        points.push(isNumber(item.row.rate) ? item.row.rate : null);
+        points.push(hundredths(item.row, section));
         if (points.length > HISTORY_POINTS) { points.splice(0, points.length - HISTORY_POINTS); }
       });
     });
@@ -218,19 +237,18 @@
 
   function renderRow(section, item) {
     var row = item.row;
-    var band = bandOf(row);
+    var h = hundredths(row, section);
+    var band = bandOf(row, h);
     var name = item.overall ? section.overallLabel : item.label;
-    var rate = row.rate;
-    if (section.id === "creation" && isNumber(row.percent)) { rate = row.percent / 100; }
     var tr = el("tr", {"class": "band-" + (band || "none") + (item.overall ? " overall" : ""),
                        "data-band": band || "none"});
     if (!item.overall) { tr.setAttribute("data-" + section.label, item.label); }
     tr.appendChild(el("th", {scope: "row", "class": "label", title: name}, name));
     tr.appendChild(el("td", {"class": "num numerator"}, count(row[section.numerator])));
     tr.appendChild(el("td", {"class": "num denominator"}, count(row[section.denominator])));
-    tr.appendChild(el("td", {"class": "num rate"}, percent(rate)));
+    tr.appendChild(el("td", {"class": "num rate"}, percent(h)));
     var barCell = el("td", {"class": "bar-cell"});
-    barCell.appendChild(bar(rate, band, name));
+    barCell.appendChild(bar(h, band, name));
     tr.appendChild(barCell);
     var bandCell = el("td", {"class": "band"});
     bandCell.appendChild(el("span", {"class": "badge"}, band || "no data"));
@@ -241,8 +259,9 @@
     return tr;
   }
 
-  function bar(rate, band, name) {
-    var label = isNumber(rate) ? name + ": " + percent(rate) + ", " + band + " band (band lines at 60% and 80%)"
+  function bar(h, band, name) {
+    var rate = isNumber(h) ? h / 10000 : null;
+    var label = isNumber(rate) ? name + ": " + percent(h) + ", " + band + " band (band lines at 60% and 80%)"
                                : name + ": no data";
     var node = el("div", {"class": "bar", role: "img", "aria-label": label, title: label});
     var fill = el("div", {"class": "fill"});
@@ -254,9 +273,9 @@
     return node;
   }
 
-  function sparkline(points, name) {
+  function sparkline(points, name) {  // points: hundredths of a percent (or null)
     var defined = points.filter(isNumber);
-    var top = Math.max(1, Math.max.apply(null, defined.concat([0])));
+    var top = Math.max(10000, Math.max.apply(null, defined.concat([0])));
     var n = points.length;
     var slots = Math.min(HISTORY_POINTS, Math.max(SPARK_MIN_SLOTS, n));
     var step = (SPARK_W - 2 * SPARK_PAD) / (slots - 1);
@@ -275,7 +294,7 @@
     node.appendChild(title);
     [MODERATE, HIGH].forEach(function (level) {
       node.appendChild(svg("line", {"class": "guide", x1: SPARK_PAD, x2: SPARK_W - SPARK_PAD,
-                                    y1: y(level), y2: y(level)}));
+                                    y1: y(level * 10000), y2: y(level * 10000)}));
     });
     var run = [];
     function flush() {

@@ -26,7 +26,8 @@ def one_pass(values: list[tuple[str, bytes]], now_ms: int) -> tuple[float, int]:
     started = time.perf_counter()
     for kind, raw in values:
         try:
-            parse(kind, raw, now_ms, longest_window_ms=LONGEST_MS, future_tolerance_ms=TOLERANCE_MS,
+            parse(kind, raw, now_ms, longest_window_ms=LONGEST_MS, attribution_ms=7 * 86_400_000,
+                  future_tolerance_ms=TOLERANCE_MS,
                   max_bytes=MAX_BYTES)
         except InvalidEvent:
             invalid += 1

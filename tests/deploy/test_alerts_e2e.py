@@ -43,7 +43,7 @@ def test_a_segment_below_60_percent_pages_its_owners_and_resolves_when_it_recove
     assert {k: labels[k] for k in ("severity", "category", "kpi", "segment", "window")} == {
         "severity": "critical", "category": "kpi", "kpi": "advocacy_actions",
         "segment": "smb", "window": "1h"}
-    assert alert["annotations"]["summary"] == "Advocacy Actions rate of segment smb is low: 25% over 1h"
+    assert alert["annotations"]["summary"] == "Advocacy Actions rate of segment smb is low: 25.00% over 1h"
     assert alert["annotations"]["runbook_url"] == "docs/runbook.md#advocacyactionsratelow"
     # the KPI owners are paged, not the on-call engineer
     assert not [n for n in hook.received() if n.receiver == "oncall"

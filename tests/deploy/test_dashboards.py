@@ -112,21 +112,46 @@ def test_provisioning_points_grafana_at_prometheus_and_the_dashboard_folder() ->
     assert entry["options"]["path"] == "/etc/grafana/dashboards"
 
 
+_RATE_SERIES = re.compile(r"(advocacy_actions|advocacy_customers_active|advocacy_advocates_created|_rate:ratio)")
+_SHOWN = re.compile(r"^floor\(10000 \* [a-z_:]+(\{[^}]*\})? / (ignoring \(window\) group_left \(\) )?"
+                    r"\([a-z_:]+(\{[^}]*\})? > 0\)\) / 10000$")
+
+
+def _rate_panels() -> list[tuple[str, dict[str, Any]]]:
+    """(file, panel) of every panel showing a KPI rate (unit percentunit, reading KPI series)."""
+    return [(path.name, panel) for path in DASHBOARD_FILES for panel in _panels(_load(path))
+            if panel["fieldConfig"]["defaults"]["unit"] == "percentunit"
+            and any(_RATE_SERIES.search(t["expr"]) for t in panel["targets"])]
+
+
 def test_rate_panels_show_the_60_and_80_percent_bands() -> None:
-    """Every panel of a rate (unit percentunit reading a *_rate:ratio series) has steps at 0.6 and 0.8."""
+    """Every panel of a rate (unit percentunit) has steps at 0.6 and 0.8."""
     checked = 0
-    for path in DASHBOARD_FILES:
-        for panel in _panels(_load(path)):
-            if not any("_rate:ratio" in t["expr"] for t in panel["targets"]):
-                continue
-            defaults = panel["fieldConfig"]["defaults"]
-            assert defaults["unit"] == "percentunit", panel["title"]
-            steps = [s["value"] for s in defaults["thresholds"]["steps"]]
-            assert steps == [None, 0.6, 0.8], f"{path.name}: {panel['title']}: {steps}"
-            if panel["type"] == "timeseries":
-                assert defaults["custom"]["thresholdsStyle"]["mode"] != "off"
-            checked += 1
+    for name, panel in _rate_panels():
+        defaults = panel["fieldConfig"]["defaults"]
+        steps = [s["value"] for s in defaults["thresholds"]["steps"]]
+        assert steps == [None, 0.6, 0.8], f"{name}: {panel['title']}: {steps}"
+        if panel["type"] == "timeseries":
+            assert defaults["custom"]["thresholdsStyle"]["mode"] != "off"
+        checked += 1
     assert checked >= 10
+
+
+def test_rate_panels_show_the_rate_rounded_down_to_two_decimals_of_a_percent() -> None:
+    """Issue 11 case 4: every rate panel shows floor(10000 x numerator / denominator) / 10000 with two
+    decimals, so 79.996% shows as 79.99%, never 80.00%; no panel shows an unrounded rate."""
+    checked = 0
+    for name, panel in _rate_panels():
+        assert panel["fieldConfig"]["defaults"].get("decimals") == 2, f"{name}: {panel['title']}"
+        for target in panel["targets"]:
+            assert _SHOWN.match(target["expr"]), f"{name}: {panel['title']}: {target['expr']}"
+            checked += 1
+    for path in DASHBOARD_FILES:  # a rate shown anywhere else would be rounded to nearest
+        for panel in _panels(_load(path)):
+            if panel["fieldConfig"]["defaults"]["unit"] != "percentunit":
+                assert not any(_RATE_SERIES.search(t["expr"]) and "/" in t["expr"] for t in panel["targets"]), \
+                    f"{path.name}: {panel['title']}"
+    assert checked >= 12
 
 
 def test_kpi_overview_annotates_firing_kpi_alerts_and_drill_down_has_segment_and_team_variables() -> None:
@@ -216,3 +241,13 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(observed: Obs
                 failures.append(f"{path.name} {where}: {query}: no data")
     assert not failures, "\n".join(failures)
     assert evaluated >= 40
+
+    # what a rate panel shows is the worker's percent: billing has 5 advocates / 21 interactions
+    # (23.8095...%), shown as 23.80%; its recorded ratio would round to 23.81%
+    overview = _load(GRAFANA / "dashboards" / "advocacy-kpi-overview.json")
+    [panel] = [p for p in _panels(overview) if p["title"] == "Now, per team"]
+    query = _substitute(panel["targets"][0]["expr"], _resolve_variables(prom, overview))
+    shown = {s["metric"]["team"]: float(s["value"][1]) for s in prom.query(query)}
+    [row] = [r for r in observed.worker.kpis("1h")["advocacy_creation"] if r["team"] == "billing"]
+    assert (row["advocates_created"], row["support_interactions"], row["percent"]) == (5, 21, 23.8)
+    assert round(shown["billing"] * 10_000) == round(row["percent"] * 100) == 2380

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import Namespace
 from tests.oracle import expected_kpis
-from tests.scenario import ATTRIBUTION, WINDOWS, build
+from tests.scenario import ATTRIBUTION, EDGE_TEAMS, WINDOWS, build
 from tests.support import consume_all, diff, produce, rows, strip, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -135,4 +135,58 @@ def test_sigkilled_worker_restarted_mid_stream_counts_each_event_once(
     finally:
         kills_done.set()
         publisher.join()
+        worker.stop()
+
+
+def test_label_caps_below_the_names_fold_into_other_and_never_change_an_overall_row(
+        namespace: Namespace, tmp_path: Path) -> None:
+    """Issue 11: with ADVOCACY_MAX_SEGMENTS=2 and ADVOCACY_MAX_TEAMS=2 (the scenario has 5 segments and 6 teams,
+    windows up to 90d), /kpis equals the oracle with the names the service admitted kept and the others under
+    _other; every overall row equals the uncapped oracle's, so a customer credited to two folded teams (the
+    scenario's edge-6) counts twice there."""
+    import redis
+
+    scenario = build(time.time(), namespace.topics, seed=29)
+    worker = namespace.worker(tmp_path, ADVOCACY_MAX_SEGMENTS="2", ADVOCACY_MAX_TEAMS="2").start().wait_ready()
+    client = redis.Redis.from_url(namespace.stack.redis_url)
+
+    def admitted() -> dict[str, set[str]]:
+        return {kind: {m.decode() for m in client.smembers(f"{namespace.app_id}:admitted:{kind}")}
+                for kind in ("segment", "team")}
+
+    try:
+        # the first names in: two teams and two segments of the scenario, so that the edge names fold
+        first = [next(m for m in scenario.messages() if m[0] == namespace.topics["ticket"] and team in m[2])
+                 for team in (b'"billing"', b'"onboarding"')]
+        first += [next(m for m in scenario.messages() if m[0] == namespace.topics["customer"] and seg in m[2])
+                  for seg in (b'"smb"', b'"enterprise"')]
+        produce(namespace.stack.bootstrap, first)
+        wait_for(lambda: admitted() == {"segment": {"smb", "enterprise"}, "team": {"billing", "onboarding"}}, 60,
+                 what="the first names to be admitted")
+        produce(namespace.stack.bootstrap, scenario.messages())
+        last: dict[str, Any] = {}
+
+        def check() -> bool:
+            last["kpis"] = strip(worker.kpis())
+            last["expected"] = expected_kpis(scenario.all_valid(), time.time(), WINDOWS, ATTRIBUTION, admitted())
+            return bool(last["kpis"] == last["expected"])
+
+        try:
+            wait_for(check, 90, interval=0.5, what="/kpis to equal the oracle's folded KPIs")
+        except AssertionError:
+            raise AssertionError(f"/kpis never matched:\n{diff(last['kpis'], last['expected'])}") from None
+        got = last["kpis"]
+        plain = expected_kpis(scenario.all_valid(), time.time(), WINDOWS, ATTRIBUTION)
+        for key in ("advocacy_actions_overall", "advocacy_creation_overall"):
+            assert got[key] == plain[key]
+        assert admitted() == {"segment": {"smb", "enterprise"}, "team": {"billing", "onboarding"}}
+        other = rows(got, "advocacy_creation", "team")[("_other", "7d")]
+        unfolded = [r for r in plain["advocacy_creation"] if r["window"] == "7d"
+                    and r["team"] not in ("billing", "onboarding")]
+        # edge-6 is an advocate of both folded teams in 7d, and counts for each in _other
+        assert {EDGE_TEAMS[1], EDGE_TEAMS[2]} <= {r["team"] for r in unfolded if r["advocates_created"]}
+        assert other["advocates_created"] == sum(r["advocates_created"] for r in unfolded)
+        assert {r["segment"] for r in got["advocacy_actions"]} <= {"smb", "enterprise", "unknown", "_other"}
+    finally:
+        client.close()
         worker.stop()

@@ -37,7 +37,7 @@ def _events(seed: int, now: float) -> tuple[list[tuple[str, dict]], list[Event]]
     import orjson
 
     events = [parse(kind, orjson.dumps(e), int(now * 1000), longest_window_ms=90 * 86400 * 1000,
-                    future_tolerance_ms=300_000, max_bytes=10**6) for kind, e in valid]
+                    attribution_ms=7 * 86400 * 1000, future_tolerance_ms=300_000, max_bytes=10**6) for kind, e in valid]
     return valid, events
 
 
@@ -101,10 +101,10 @@ async def test_a_registration_arriving_last_moves_counted_actions_out_of_unknown
     now = time.time()
     now_ms = int(now * 1000)
     store = await _store(client, "late")
-    action = Event("referral", "r1", "c1", now_ms - 600_000)
+    action = Event("referral", "r1", "c1", (now_ms - 600_000) * 1000)
     await store.apply([action], now_ms)
     assert (await store.totals(now_ms)).actions[("unknown", "1h")] == 1
-    await store.apply([Event("customer", "g1", "c1", now_ms - 86_400_000, segment="smb",
+    await store.apply([Event("customer", "g1", "c1", (now_ms - 86_400_000) * 1000, segment="smb",
                              status="active")], now_ms)
     totals = await store.totals(now_ms)
     assert totals.actions[("unknown", "1h")] == 0
@@ -128,7 +128,7 @@ async def test_an_unreachable_redis_raises_state_unavailable() -> None:
     c = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
     try:
         with pytest.raises(StateUnavailable):
-            await Store(c, "x", RULES).apply([Event("referral", "r1", "c1", int(time.time() * 1000))],
+            await Store(c, "x", RULES).apply([Event("referral", "r1", "c1", int(time.time() * 1_000_000))],
                                              int(time.time() * 1000))
     finally:
         await c.aclose()
@@ -149,8 +149,8 @@ async def test_names_over_the_cap_fold_into_other_and_stay_there(client: aioredi
     """With a cap of 3 segments, later names count under '_other', whatever the order of batches."""
     now_ms = int(time.time() * 1000)
     store = await _store(client, "cap", max_segments=3, max_teams=2)
-    actions = [Event("referral", f"r{i}", f"c{i}", now_ms - 60_000, segment=f"s{i}") for i in range(6)]
-    tickets = [Event("ticket", f"t{i}", f"c{i}", now_ms - 120_000, team=f"team{i}") for i in range(4)]
+    actions = [Event("referral", f"r{i}", f"c{i}", (now_ms - 60_000) * 1000, segment=f"s{i}") for i in range(6)]
+    tickets = [Event("ticket", f"t{i}", f"c{i}", (now_ms - 120_000) * 1000, team=f"team{i}") for i in range(4)]
     first = await store.apply(actions[:2] + tickets[:1], now_ms)
     assert first["folded"] == 0
     out = await store.apply(actions[2:] + tickets[1:], now_ms)
@@ -170,7 +170,7 @@ async def test_positions_move_only_over_batches_that_start_at_or_before_them(cli
     only over a batch that continues from it; otherwise (or where none is stored) it reports it."""
     now_ms = int(time.time() * 1000)
     store = await _store(client, "pos")
-    event = Event("referral", "r1", "c1", now_ms - 60_000)
+    event = Event("referral", "r1", "c1", (now_ms - 60_000) * 1000)
     _, behind = await store.commit([event], now_ms, "referrals", [("referrals:0", 0, 5)])
     assert behind == {"referrals:0": None}  # no position: nothing moves, the caller re-reads from earliest
     await store.floor_positions({"referrals:0": 0, "referrals:1": 40})
@@ -195,21 +195,21 @@ async def test_state_that_vanished_starts_again_and_asks_for_every_partition_fro
     now_ms = int(time.time() * 1000)
     store = await _store(client, "lost")
     await store.floor_positions({"referrals:0": 0})
-    await store.commit([Event("referral", "r1", "c1", now_ms - 60_000)], now_ms, "referrals",
+    await store.commit([Event("referral", "r1", "c1", (now_ms - 60_000) * 1000)], now_ms, "referrals",
                        [("referrals:0", 0, 1)])
     keys = [k async for k in client.scan_iter(f"{store.ns}:*")]
     await client.delete(*keys)
     assert not await store.has_state()
     assert (await store.totals(now_ms)).actions == {}
-    outcomes, behind = await store.commit([Event("referral", "r2", "c1", now_ms - 60_000)], now_ms, "referrals",
+    at_us = (now_ms - 60_000) * 1000
+    outcomes, behind = await store.commit([Event("referral", "r2", "c1", at_us)], now_ms, "referrals",
                                           [("referrals:0", 1, 2)])
     assert outcomes["applied"] == 1 and behind == {"referrals:0": None}
     assert await store.has_state()
     await store.check_rules()  # the recreated record carries the same rules
     await store.floor_positions({"referrals:0": 0})
-    outcomes, behind = await store.commit([Event("referral", "r1", "c1", now_ms - 60_000),
-                                           Event("referral", "r2", "c1", now_ms - 60_000)], now_ms, "referrals",
-                                          [("referrals:0", 0, 2)])
+    outcomes, behind = await store.commit([Event("referral", "r1", "c1", at_us), Event("referral", "r2", "c1", at_us)],
+                                          now_ms, "referrals", [("referrals:0", 0, 2)])
     assert (outcomes["applied"], outcomes["duplicate"], behind) == (1, 1, {})
     assert (await store.totals(now_ms)).actions[("unknown", "1h")] == 2
 
@@ -223,10 +223,11 @@ async def test_a_stale_cached_record_is_caught_and_re_read(stack: Stack) -> None
     a, b = (Store(c, ns, RULES) for c in clients)
     await a.check_rules()
     try:
-        await a.apply([Event("customer", "g1", "c1", now_ms - 86_400_000, segment="smb", status="active")], now_ms)
-        await b.apply([Event("referral", "f1", "c1", now_ms - 60_000)], now_ms)
-        out = await a.apply([Event("referral", "f2", "c1", now_ms - 60_000),
-                             Event("referral", "f1", "c1", now_ms - 60_000)], now_ms)
+        await a.apply([Event("customer", "g1", "c1", (now_ms - 86_400_000) * 1000, segment="smb",
+                             status="active")], now_ms)
+        await b.apply([Event("referral", "f1", "c1", (now_ms - 60_000) * 1000)], now_ms)
+        out = await a.apply([Event("referral", "f2", "c1", (now_ms - 60_000) * 1000),
+                             Event("referral", "f1", "c1", (now_ms - 60_000) * 1000)], now_ms)
         assert out["conflicts"] == 1
         assert (out["applied"], out["duplicate"]) == (1, 1)  # f1 was B's: seen after the re-read
         assert (await a.totals(now_ms)).actions[("smb", "1h")] == 2
@@ -246,11 +247,11 @@ async def test_a_record_deleted_and_written_again_is_not_mistaken_for_the_cached
     a, b = (Store(c, ns, RULES) for c in clients)
     await a.check_rules()
     try:
-        await a.apply([Event("referral", "f1", "c1", now_ms - 60_000, segment="smb")], now_ms)
+        await a.apply([Event("referral", "f1", "c1", (now_ms - 60_000) * 1000, segment="smb")], now_ms)
         await clients[0].delete(a.customer_key("c1"))  # as if its TTL ran out
-        await b.apply([Event("referral", "f2", "c1", now_ms - 60_000, segment="smb")], now_ms)
-        out = await a.apply([Event("referral", "f1", "c1", now_ms - 60_000, segment="smb"),
-                             Event("referral", "f3", "c1", now_ms - 60_000, segment="smb")], now_ms)
+        await b.apply([Event("referral", "f2", "c1", (now_ms - 60_000) * 1000, segment="smb")], now_ms)
+        out = await a.apply([Event("referral", "f1", "c1", (now_ms - 60_000) * 1000, segment="smb"),
+                             Event("referral", "f3", "c1", (now_ms - 60_000) * 1000, segment="smb")], now_ms)
         assert out["conflicts"] == 1
         assert out["applied"] == 2  # f1's record was gone: it is counted again, as Redis says
         stored = await clients[0].get(a.customer_key("c1"))
@@ -266,7 +267,7 @@ async def test_the_cache_is_bounded(client: aioredis.Redis) -> None:
     store = Store(client, f"lru-{random.getrandbits(32)}", RULES, cache_size=10)
     await store.check_rules()
     for i in range(30):
-        await store.apply([Event("referral", f"f{i}", f"c{i}", now_ms - 60_000)], now_ms)
+        await store.apply([Event("referral", f"f{i}", f"c{i}", (now_ms - 60_000) * 1000)], now_ms)
     assert len(store.cache) == 10 and set(store.cache) == {f"c{i}" for i in range(20, 30)}
     assert (await store.totals(now_ms)).actions[("unknown", "1h")] == 30
 
@@ -287,18 +288,20 @@ async def test_records_grow_by_appending_and_read_back_whole(client: aioredis.Re
     now_ms = int(time.time() * 1000)
     writer = await _store(client, "append")
     key = writer.customer_key("c1")
-    await writer.apply([Event("customer", "g1", "c1", now_ms - 86_400_000, segment="smb", status="active")], now_ms)
+    await writer.apply([Event("customer", "g1", "c1", (now_ms - 86_400_000) * 1000, segment="smb",
+                              status="active")], now_ms)
     for i in range(3):
-        await writer.apply([Event("referral", f"f{i}", "c1", now_ms - 60_000),
-                            Event("ticket", f"t{i}", "c1", now_ms - 120_000, team="billing")], now_ms)
+        await writer.apply([Event("referral", f"f{i}", "c1", (now_ms - 60_000) * 1000),
+                            Event("ticket", f"t{i}", "c1", (now_ms - 120_000) * 1000, team="billing")], now_ms)
     stored = await client.get(key)
     assert stored is not None and stored.count(b"\n") == 3  # one snapshot, three appended batches
     assert same(stored, writer.cache["c1"])
     reader = Store(client, writer.ns, RULES, cache_size=0)
-    again = await reader.apply([Event("referral", "f1", "c1", now_ms - 60_000),
-                                Event("ticket", "t2", "c1", now_ms - 120_000, team="billing")], now_ms)
+    again = await reader.apply([Event("referral", "f1", "c1", (now_ms - 60_000) * 1000),
+                                Event("ticket", "t2", "c1", (now_ms - 120_000) * 1000, team="billing")], now_ms)
     assert (again["applied"], again["duplicate"]) == (0, 2)
-    await writer.apply([Event("customer", "g2", "c1", now_ms - 3_600_000, segment="ent", status="active")], now_ms)
+    await writer.apply([Event("customer", "g2", "c1", (now_ms - 3_600_000) * 1000, segment="ent",
+                              status="active")], now_ms)
     stored = await client.get(key)
     assert stored is not None and b"\n" not in stored and same(stored, writer.cache["c1"])
     totals = await writer.totals(now_ms)
@@ -306,9 +309,94 @@ async def test_records_grow_by_appending_and_read_back_whole(client: aioredis.Re
     assert {s: n for s, n in totals.active.items() if n} == {"ent": 1}
     legacy = b'7|[null,{"f:f9":[%d,null]},{}]' % (now_ms - 60_000)
     await client.set(writer.customer_key("c2"), legacy)
-    out = await reader.apply([Event("referral", "f9", "c2", now_ms - 60_000),
-                              Event("referral", "f10", "c2", now_ms - 60_000)], now_ms)
+    out = await reader.apply([Event("referral", "f9", "c2", (now_ms - 60_000) * 1000),
+                              Event("referral", "f10", "c2", (now_ms - 60_000) * 1000)], now_ms)
     assert (out["applied"], out["duplicate"]) == (1, 1)
     stored = await client.get(writer.customer_key("c2"))
     assert stored is not None and b"\n" not in stored and not stored.startswith(b"7|")
     assert set(decode(stored).actions) == {"f:f9", "f:f10"}
+
+
+# --- the numbers at their edges (issue 11) ------------------------------------------------------
+
+DAY_MS = 86_400_000
+
+
+def _overall_creation(out: dict, window: str) -> tuple[int, int]:
+    [row] = [r for r in out["advocacy_creation_overall"] if r["window"] == window]
+    return row["advocates_created"], row["support_interactions"]
+
+
+@pytest.mark.parametrize("one_by_one", [False, True])
+async def test_a_customer_credited_to_two_folded_teams_counts_twice_in_other(client: aioredis.Redis,
+                                                                            one_by_one: bool) -> None:
+    """Issue 11 case 1 in Redis: with the team cap taken by 'aaa', tech and ops fold into _other; a customer
+    credited to both counts twice there, so the overall 7d row is 2 advocates / 3 interactions, as uncapped."""
+    now_ms = int(time.time() * 1000)
+    capped = await _store(client, "fold", max_teams=1)
+    plain = await _store(client, "nofold")
+    first = [Event("ticket", "t0", "c0", (now_ms - 6 * DAY_MS) * 1000, team="aaa")]
+    events = [Event("ticket", "t1", "c1", (now_ms - 5 * DAY_MS) * 1000, team="tech"),
+              Event("referral", "f1", "c1", (now_ms - 4 * DAY_MS) * 1000),
+              Event("ticket", "t2", "c1", (now_ms - 3 * DAY_MS) * 1000, team="ops"),
+              Event("referral", "f2", "c1", (now_ms - 2 * DAY_MS) * 1000)]
+    for store in (capped, plain):
+        await store.apply(first, now_ms)
+        for batch in ([[e] for e in events] if one_by_one else [events]):
+            await store.apply(batch, now_ms)
+    folded = report(await capped.totals(now_ms), RULES.windows)
+    assert _overall_creation(folded, "7d") == _overall_creation(report(await plain.totals(now_ms), RULES.windows),
+                                                               "7d") == (2, 3)
+    assert {(r["team"], r["advocates_created"]) for r in folded["advocacy_creation"] if r["window"] == "7d"} == {
+        ("aaa", 0), ("_other", 2)}
+    assert await client.zcard(f"{capped.ns}:adv:_other") == 2  # one member per (customer, team)
+    # a later ticket of tech re-credits the second referral to tech: ops' credit goes, tech's stays
+    await capped.apply([Event("ticket", "t3", "c1", (now_ms - 2 * DAY_MS - 60_000) * 1000, team="tech")], now_ms)
+    assert _overall_creation(report(await capped.totals(now_ms), RULES.windows), "7d") == (1, 4)
+
+
+async def test_a_record_written_in_milliseconds_is_read_and_rewritten_in_microseconds(
+        client: aioredis.Redis) -> None:
+    """A record stored before microseconds (times in ms, a three-element head, appended batches) is read
+    with its times x 1000, recognises its events' copies, and is rewritten whole when it changes."""
+    import orjson
+
+    from stream.state import Tokens
+
+    now_ms = int(time.time() * 1000)
+    store = await _store(client, "legacy")
+    key = store.customer_key("c1")
+    version = Tokens().next()
+    old_head = [[now_ms - DAY_MS, "g1", "smb", "active"], {"f:f1": [now_ms - 60_000, None]},
+                {"t1": [now_ms - 120_000, "billing"]}]
+    await client.set(key, version.encode() + b"|" + orjson.dumps(old_head)
+                     + b"\n" + orjson.dumps([{"r:r1": [now_ms - 30_000, "vip"]}, {}]))
+    out = await store.apply([Event("referral", "f1", "c1", (now_ms - 60_000) * 1000),
+                             Event("review", "r1", "c1", (now_ms - 30_000) * 1000, segment="vip",
+                                   review_kind="social"),
+                             Event("referral", "f2", "c1", (now_ms - 10_000) * 1000)], now_ms)
+    assert (out["applied"], out["duplicate"]) == (1, 2)
+    stored = await client.get(key)
+    assert stored is not None and b"\n" not in stored and stored.endswith(b',"us"]')  # written whole, in us
+    record = store.cache["c1"]
+    assert record.registration == ((now_ms - DAY_MS) * 1000, "g1", "smb", "active")
+    assert dict(record.actions) == {"f:f1": ((now_ms - 60_000) * 1000, None), "r:r1": ((now_ms - 30_000) * 1000, "vip"),
+                                    "f:f2": ((now_ms - 10_000) * 1000, None)}
+    assert dict(record.tickets) == {"t1": ((now_ms - 120_000) * 1000, "billing")}
+
+
+async def test_differing_copies_of_a_ticket_end_the_same_in_any_order(client: aioredis.Redis) -> None:
+    """A ticket re-sent with the same event_id and another team: the greater (time, team) copy is kept,
+    whichever copy the store saw first, and the totals agree."""
+    now_ms = int(time.time() * 1000)
+    copies = [Event("ticket", "t1", "c1", (now_ms - 120_000) * 1000, team="billing"),
+              Event("ticket", "t1", "c1", (now_ms - 120_000) * 1000, team="shipping")]
+    results = []
+    for order in (copies, copies[::-1]):
+        store = await _store(client, "copies")
+        for event in order:
+            await store.apply([event], now_ms)
+        totals = await store.totals(now_ms)
+        results.append(({k: n for k, n in totals.interactions.items() if n}, dict(store.cache["c1"].tickets)))
+    assert results[0] == results[1]
+    assert results[0][0] == {(team, w): 1 for team in ["shipping"] for w in WINDOWS}

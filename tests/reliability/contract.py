@@ -6,7 +6,9 @@ shares no code with ``stream.events``: it decodes with the standard library's st
 UTF-8 and ``json``, checks timestamps with its own ASCII pattern and calendar
 arithmetic, and collects *every* violation, since the service reports the first it finds.
 
-Limits not stated in CONTRACT.md are those published in ``schemas/*.schema.json``.
+Limits not stated in CONTRACT.md are those published in ``schemas/*.schema.json``. Event times
+are exact integer microseconds (fractional digits past the sixth are cut), a leap second
+(23:59:60 UTC) being the last microsecond of its second 59.
 """
 
 from __future__ import annotations
@@ -27,19 +29,19 @@ VALID = "valid"
 Rule = tuple[type, bool, int | None, int | None, tuple[str, ...] | None]
 _IDS: dict[str, Rule] = {"event_id": (str, True, 1, 128, None), "customer_id": (str, True, 1, 128, None),
                          "occurred_at": (str, True, None, None, None)}
+NAME: Rule = (str, False, 1, 128, None)  # segment, team: labels, no control characters
+TEXT: Rule = (str, False, 0, 2048, None)  # free text: source, channel, referee_id, agent_id, ticket_id
 RULES: dict[str, dict[str, Rule]] = {
-    "review": {**_IDS, "segment": (str, False, 1, 128, None),
+    "review": {**_IDS, "segment": NAME,
                "kind": (str, True, None, None, ("review", "testimonial", "case_study", "survey", "social")),
-               "rating": (int, False, 1, 5, None), "nps": (int, False, 0, 10, None),
-               "source": (str, False, 0, 256, None)},
-    "referral": {**_IDS, "segment": (str, False, 1, 128, None), "referee_id": (str, False, 0, 128, None),
-                 "channel": (str, False, 0, 128, None)},
-    "ticket": {**_IDS, "segment": (str, False, 1, 128, None), "ticket_id": (str, True, 1, 128, None),
-               "team": (str, True, 1, 128, None), "agent_id": (str, False, 0, 128, None),
-               "channel": (str, False, 0, 128, None)},
+               "rating": (int, False, 1, 5, None), "nps": (int, False, 0, 10, None), "source": TEXT},
+    "referral": {**_IDS, "segment": NAME, "referee_id": TEXT, "channel": TEXT},
+    "ticket": {**_IDS, "segment": NAME, "ticket_id": (str, True, 0, 2048, None), "team": (str, True, 1, 128, None),
+               "agent_id": TEXT, "channel": TEXT},
     "customer": {**_IDS, "segment": (str, True, 1, 128, None),
                  "status": (str, True, None, None, ("active", "churned"))},
 }
+LABELS = frozenset({"segment", "team"})
 _STAMP = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
                     r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))")
 I64_MIN, U64_MAX = -(2**63), 2**64 - 1
@@ -60,22 +62,22 @@ class Verdict:
 
     allowed: set[str]  # dead-letter reasons, and/or VALID
     fields: dict[str, Any] = field(default_factory=dict)  # when VALID: the decoded object
-    at_ms: int | None = None  # when VALID: the exact event time
+    at_us: int | None = None  # when VALID: the exact event time (microseconds)
 
     @property
     def must_accept(self) -> bool:
         return self.allowed == {VALID}
 
 
-def timestamp_ms(text: str) -> int | None:
-    """RFC 3339 with an offset -> exact epoch milliseconds; None when not a real date-time."""
+def timestamp_us(text: str) -> int | None:
+    """RFC 3339 with an offset -> exact epoch microseconds; None when not a real date-time."""
     match = _STAMP.fullmatch(text)
     if match is None:
         return None
     year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
     if not (year >= 1 and 1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
         return None
-    if hour > 23 or minute > 59 or second > 59:  # a leap second (60) is refused: it has no epoch time
+    if hour > 23 or minute > 59 or second > 60:
         return None
     offset = 0
     if match.group(9):
@@ -83,9 +85,11 @@ def timestamp_ms(text: str) -> int | None:
         if oh > 23 or om > 59:
             return None
         offset = (oh * 3600 + om * 60) * (1 if match.group(9) == "+" else -1)
-    fraction = (match.group(7) or "").ljust(3, "0")[:3]
-    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) - offset
-    return seconds * 1000 + int(fraction)
+    fraction = (match.group(7) or "").ljust(6, "0")[:6]
+    seconds = calendar.timegm((year, month, day, hour, minute, min(second, 59), 0, 0, 0)) - offset
+    if second == 60:  # a leap second: 23:59:60 in UTC only, the last microsecond of 23:59:59
+        return seconds * 1_000_000 + 999_999 if seconds % 86_400 == 86_399 else None
+    return seconds * 1_000_000 + int(fraction)
 
 
 def _walk(value: Any) -> tuple[bool, bool, int]:
@@ -117,8 +121,8 @@ def _walk(value: Any) -> tuple[bool, bool, int]:
     return surrogate, infinite, deepest
 
 
-def judge(topic: str, raw: bytes | None, now_ms: int, *, longest_window_ms: int, future_tolerance_ms: int,
-          max_bytes: int) -> Verdict:
+def judge(topic: str, raw: bytes | None, now_ms: int, *, longest_window_ms: int, attribution_ms: int,
+          future_tolerance_ms: int, max_bytes: int) -> Verdict:
     """The acceptable outcomes for value ``raw`` on logical topic ``topic``."""
     if raw is None:
         return Verdict({"invalid_json"})  # a tombstone has no event
@@ -157,22 +161,21 @@ def judge(topic: str, raw: bytes | None, now_ms: int, *, longest_window_ms: int,
         size = len(value) if kind is str else value
         if (low is not None and size < low) or (high is not None and size > high):
             found.add("out_of_range")
-    at_ms = None
+        if name in LABELS and any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value):
+            found.add("out_of_range")  # a control character in a label name
+    at_us = None
     stamp = data.get("occurred_at")
-    edge = False
     if type(stamp) is str:
-        at_ms = timestamp_ms(stamp)
-        if at_ms is None:
+        at_us = timestamp_us(stamp)
+        if at_us is None:
             found.add("invalid_timestamp")
         else:
-            future = at_ms - (now_ms + future_tolerance_ms)
-            if future > 0:
+            if at_us > (now_ms + future_tolerance_ms) * 1000:
                 found.add("future_timestamp")
-            old = (now_ms - longest_window_ms) - at_ms
-            if topic != "customer" and old > 0:
+            # too old: older than the longest window; a ticket, older than that plus the attribution window
+            matters = longest_window_ms + (attribution_ms if topic == "ticket" else 0)
+            if topic != "customer" and at_us < (now_ms - matters) * 1000:
                 found.add("too_old")
-            # the service may round an event time by a millisecond
-            edge = abs(future) <= 1 or (topic != "customer" and abs(old) <= 1)
     if topic == "review":
         kind_value = data.get("kind")
         needs = {"review": "rating", "survey": "nps"}.get(kind_value) if type(kind_value) is str else None
@@ -181,10 +184,7 @@ def judge(topic: str, raw: bytes | None, now_ms: int, *, longest_window_ms: int,
     if depth > MAX_DEPTH:
         found.add("invalid_json")  # RFC 8259 section 9: a parser may limit the nesting depth
     if not found:
-        return Verdict({VALID}, data, at_ms)
+        return Verdict({VALID}, data, at_us)
     if depth > MAX_DEPTH and found == {"invalid_json"}:
-        return Verdict({VALID, "invalid_json"}, data, at_ms)
-    if edge and found <= {"future_timestamp", "too_old"}:
-        found.add(VALID)
-        return Verdict(found, data, at_ms)
+        return Verdict({VALID, "invalid_json"}, data, at_us)
     return Verdict(found)

@@ -16,6 +16,7 @@ from tests.reliability.bulk import DAY, HOUR, iso
 from tests.reliability.contract import VALID, judge
 
 LONGEST_MS = 90 * DAY * 1000
+ATTRIBUTION_MS = 7 * DAY * 1000
 TOLERANCE_MS = 300_000
 ODD_SEGMENTS = ["Ünïcödé", "seg:colon", "seg|pipe", "seg with spaces", "🙂 emoji", "s" * 128, "quote\"seg"]
 ODD_TEAMS = ["team:ü", "🛠 support", "back\\slash", "t" * 128]
@@ -60,7 +61,7 @@ def _spoil(category: str, kind: str, event: dict[str, Any], rng: random.Random, 
            max_bytes: int) -> bytes | None:
     fields = [f for f in event if f != "event_id"] or ["customer_id"]
     if category == "oversized":
-        event["pad"] = "x" * rng.randint(max_bytes + 1, int(max_bytes * 2.5))
+        event["pad"] = "x" * rng.randint(max_bytes + 1, max_bytes + 8192)
         return _dump(event)
     if category == "deep":
         depth = rng.randint(1100, 5000)
@@ -68,9 +69,10 @@ def _spoil(category: str, kind: str, event: dict[str, Any], rng: random.Random, 
             return b"[" * depth + b"]" * depth
         event[rng.choice(fields)] = json.loads("[" * 200 + "]" * 200)  # a structure where a scalar belongs
         return _dump(event)
-    if category == "huge_string":
+    if category == "huge_string":  # names and ids take 128 characters, free text 2,048
         name = rng.choice(["event_id", "customer_id", "segment", *STRINGS[kind]])
-        event[name] = rng.choice("xé🙂") * rng.randint(257, max_bytes // 5)
+        low = 257 if name in ("event_id", "customer_id", "segment", "team") else 2049
+        event[name] = rng.choice("xé🙂") * rng.randint(low, min(max_bytes // 5, 3 * low))
         return _dump(event)
     if category == "nan":
         literal = rng.choice(["NaN", "Infinity", "-Infinity", "1e999", "-1e999"])
@@ -106,11 +108,13 @@ def _spoil(category: str, kind: str, event: dict[str, Any], rng: random.Random, 
             event[name] = None
         return _dump(event)
     if category == "out_of_range":
-        choice = rng.choice(["empty_id", "long_id", "value"])
+        choice = rng.choice(["empty_id", "long_id", "value", "control"])
         if choice == "empty_id":
             event[rng.choice(["event_id", "customer_id"])] = ""
         elif choice == "long_id":
             event["customer_id"] = "c" * 129
+        elif choice == "control":  # a label name with a control character
+            event["team" if kind == "ticket" else "segment"] = rng.choice(["a\nb", "\x00", "tab\t", "\x9b", "\x7f"])
         elif kind == "review":
             event.update(rng.choice([{"rating": 0}, {"rating": 6}, {"kind": "survey", "nps": 11},
                                      {"kind": "survey", "nps": -1}, {"kind": "tweet"}]))
@@ -130,7 +134,8 @@ def _spoil(category: str, kind: str, event: dict[str, Any], rng: random.Random, 
         if kind == "customer" or rng.random() < 0.5:
             event["occurred_at"] = iso(now + rng.uniform(1 * HOUR, 400 * DAY))  # future
         else:
-            event["occurred_at"] = iso(now - rng.uniform(92 * DAY, 5 * 365 * DAY))  # older than 90 d
+            oldest = 97 if kind == "ticket" else 90  # a ticket matters for 90 d + the 7 d attribution window
+            event["occurred_at"] = iso(now - rng.uniform((oldest + 2) * DAY, 5 * 365 * DAY))
         return _dump(event)
     if category == "tombstone":
         return None
@@ -151,7 +156,7 @@ def hostile(kinds: list[str], per_kind: int, seed: int, now: float, max_bytes: i
             n += 1
             category = rng.choices(names, weights)[0]
             raw = _spoil(category, kind, _base(kind, rng, now, n), rng, now, max_bytes)
-            verdict = judge(kind, raw, int(now * 1000), longest_window_ms=LONGEST_MS,
+            verdict = judge(kind, raw, int(now * 1000), longest_window_ms=LONGEST_MS, attribution_ms=ATTRIBUTION_MS,
                             future_tolerance_ms=TOLERANCE_MS, max_bytes=max_bytes)
             assert VALID not in verdict.allowed, (category, kind, raw[:200] if raw else raw)
             out.append(Hostile(kind, category, raw, frozenset(verdict.allowed)))
@@ -170,11 +175,12 @@ def odd_but_valid(seed: int, now: float, count: int, max_bytes: int) -> list[tup
                                  "customer_id": customer, "occurred_at": _odd_time(now - age, rng)}
         if kind == "review":
             event.update(kind=rng.choice(["testimonial", "social", "case_study"]), rating=None,
-                         source=rng.choice(["", "g2", "ü" * 256]))
+                         source=rng.choice(["", "g2", "ü" * 256, "https://x.example/" + "ü" * 2030]))
         elif kind == "referral":
-            event.update(referee_id="", channel=None)
+            event.update(referee_id="", channel=rng.choice([None, "c" * 2048]))
         elif kind == "ticket":
-            event.update(ticket_id="T" * 128, team=rng.choice(ODD_TEAMS), agent_id=None)
+            event.update(ticket_id=rng.choice(["T" * 128, "T" * 2048, "", "\U0010ffff" * 3]),
+                         team=rng.choice(ODD_TEAMS), agent_id=None)
         else:
             event.update(segment=rng.choice(ODD_SEGMENTS), status=rng.choice(["active", "churned"]))
             event["occurred_at"] = _odd_time(now - rng.uniform(40 * DAY, 300 * DAY), rng)
@@ -184,8 +190,8 @@ def odd_but_valid(seed: int, now: float, count: int, max_bytes: int) -> list[tup
         items = list(event.items())
         rng.shuffle(items)
         raw = json.dumps(dict(items), ensure_ascii=rng.random() < 0.5, indent=rng.choice([None, 2])).encode()
-        verdict = judge(kind, raw, int(now * 1000), longest_window_ms=LONGEST_MS, future_tolerance_ms=TOLERANCE_MS,
-                        max_bytes=max_bytes)
+        verdict = judge(kind, raw, int(now * 1000), longest_window_ms=LONGEST_MS, attribution_ms=ATTRIBUTION_MS,
+                        future_tolerance_ms=TOLERANCE_MS, max_bytes=max_bytes)
         assert verdict.must_accept, (verdict.allowed, raw[:300])
         out.append((kind, event, raw))
     return out

@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 
 from stream.errors import InvalidEvent
 from stream.events import parse
-from tests.reliability.contract import REASONS, RULES, VALID, judge, timestamp_ms
+from tests.reliability.contract import REASONS, RULES, VALID, judge, timestamp_us
 
 NOW_MS = 1_795_442_700_000  # 2026-11-23T14:05:00Z
 LONGEST_MS = 90 * 86_400_000
+ATTRIBUTION_MS = 7 * 86_400_000
 TOLERANCE_MS = 300_000
 MAX_BYTES = 4096
 EXAMPLES = int(os.environ.get("RELIABILITY_PARSE_EXAMPLES", "10000"))
@@ -27,10 +28,12 @@ DROP = object()
 
 # --- occurred_at ------------------------------------------------------------------------------
 
-# the future limit is now + tolerance, the too-old limit now - longest window: probe both sides
+# the future limit is now + tolerance, the too-old limits now - longest window (reviews, referrals) and
+# now - longest - attribution window (tickets): probe both sides of each
 _STEPS = [0, 1, 2, 1000, 60_000, 3_600_000, 86_400_000]
 _EDGES = [0, -1, *(TOLERANCE_MS + d for d in _STEPS), *(TOLERANCE_MS - d for d in _STEPS),
-          *(-LONGEST_MS + d for d in _STEPS), *(-LONGEST_MS - d for d in _STEPS)]
+          *(-LONGEST_MS + d for d in _STEPS), *(-LONGEST_MS - d for d in _STEPS),
+          *(-LONGEST_MS - ATTRIBUTION_MS + d for d in _STEPS), *(-LONGEST_MS - ATTRIBUTION_MS - d for d in _STEPS)]
 
 
 def _format(instant_ms: int, offset_minutes: int, digits: str, sep: str, zulu: str) -> str:
@@ -58,7 +61,8 @@ def instants(draw: st.DrawFn, deltas: st.SearchStrategy[int] = ANY_DELTA) -> str
     offset = draw(st.sampled_from([0, 0, 0, 60, -300, 330, 23 * 60 + 59, -(23 * 60 + 59)]))
     instant = NOW_MS + delta
     ms = instant % 1000
-    digits = draw(st.sampled_from(["", f"{ms:03d}", f"{ms:03d}456", f"{ms:03d}456789", f"{ms // 100}"]))
+    digits = draw(st.sampled_from(["", f"{ms:03d}", f"{ms:03d}456", f"{ms:03d}456789", f"{ms // 100}",
+                                   f"{ms:03d}000001", f"{ms:03d}999999999"]))
     if digits == "":
         instant -= ms
     elif len(digits) == 1:
@@ -73,6 +77,9 @@ def shaped(draw: st.DrawFn) -> str:
     h, mi, s = draw(st.integers(0, 25)), draw(st.integers(0, 61)), draw(st.integers(0, 61))
     tail = draw(st.sampled_from(["Z", "+00:00", "-24:00", "+23:60", "+05:30", "", "+0530", "Z\n", " Z"]))
     frac = draw(st.sampled_from(["", ".5", ".1234567890", "."]))
+    if draw(st.integers(0, 9)) == 0:  # a leap second, valid only at 23:59:60 UTC
+        h, mi, s = draw(st.sampled_from([(23, 59, 60), (0, 59, 60), (22, 59, 60), (23, 58, 60)]))
+        tail = draw(st.sampled_from(["Z", "+01:00", "-01:00", "+00:00"]))
     return f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}{frac}{tail}"
 
 
@@ -91,7 +98,7 @@ hostile_values = st.one_of(
     json_values,
     st.sampled_from([4.0, 5.0, True, False, "5", "", [], {}, [5], {"value": 5}, 10**19, -(2**63) - 1, 10**400,
                      float("nan"), float("inf"), -float("inf"), 2**64, -0.0, *SURROGATES]),
-    st.builds(lambda n, c: c * n, st.integers(120, 3000), st.sampled_from(["x", "é", "\U0001f600", "\x00"])),
+    st.builds(lambda n, c: c * n, st.integers(120, 3000), st.sampled_from(["x", "é", "\U0001f600", "\x00", "\x85"])),
 )
 
 
@@ -106,7 +113,7 @@ def valid_value(name: str) -> st.SearchStrategy[Any]:
         return st.integers(low - 2, high + 2)
     assert high is not None
     edge = st.builds(lambda n, c: c * n, st.sampled_from([max(0, (low or 0) - 1), low or 0, 1, high, high + 1]),
-                     st.sampled_from(["a", "é", "\U0001f600", "\x00", "|", ":"]))
+                     st.sampled_from(["a", "é", "\U0001f600", "\x00", "|", ":", "\n", "\x9f", "\U0010ffff"]))
     return st.one_of(st.text(min_size=low or 0, max_size=24), edge)
 
 
@@ -207,11 +214,11 @@ def mutate(draw: st.DrawFn, raw: bytes) -> bytes | None:
 
 def _check(topic: str, raw: bytes | None) -> str:
     """Run one case; return its outcome (a reason, or VALID)."""
-    verdict = judge(topic, raw, NOW_MS, longest_window_ms=LONGEST_MS, future_tolerance_ms=TOLERANCE_MS,
-                    max_bytes=MAX_BYTES)
+    verdict = judge(topic, raw, NOW_MS, longest_window_ms=LONGEST_MS, attribution_ms=ATTRIBUTION_MS,
+                    future_tolerance_ms=TOLERANCE_MS, max_bytes=MAX_BYTES)
     try:
-        event = parse(topic, raw, NOW_MS, longest_window_ms=LONGEST_MS, future_tolerance_ms=TOLERANCE_MS,
-                      max_bytes=MAX_BYTES)
+        event = parse(topic, raw, NOW_MS, longest_window_ms=LONGEST_MS, attribution_ms=ATTRIBUTION_MS,
+                      future_tolerance_ms=TOLERANCE_MS, max_bytes=MAX_BYTES)
     except InvalidEvent as exc:
         assert exc.reason in REASONS, exc.reason
         assert exc.reason in verdict.allowed, f"reason {exc.reason!r} ({exc.detail}); allowed {verdict.allowed}"
@@ -220,7 +227,7 @@ def _check(topic: str, raw: bytes | None) -> str:
     data = verdict.fields
     assert event.kind == topic
     assert (event.event_id, event.customer_id) == (data["event_id"], data["customer_id"])
-    assert verdict.at_ms is not None and abs(event.at_ms - verdict.at_ms) <= 1, (event.at_ms, verdict.at_ms)
+    assert event.at_us == verdict.at_us, (event.at_us, verdict.at_us)  # exact, to the microsecond
     assert event.segment == data.get("segment")
     assert event.review_kind == (data["kind"] if topic == "review" else None)
     assert event.rating == (data.get("rating") if topic == "review" else None)
@@ -258,17 +265,20 @@ def test_parse_accepts_valid_events_and_rejects_the_rest_with_a_documented_reaso
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("2026-11-23T14:03:00Z", 1_795_442_580_000),
-    ("2026-11-23t14:03:00.5+01:00", 1_795_442_580_500 - 3_600_000),
-    ("2026-11-23 14:03:00.123456789-00:30", 1_795_442_580_123 + 1_800_000),
-    ("2024-02-29T00:00:00Z", 1_709_164_800_000),
+    ("2026-11-23T14:03:00Z", 1_795_442_580_000_000),
+    ("2026-11-23t14:03:00.5+01:00", 1_795_442_580_500_000 - 3_600_000_000),
+    ("2026-11-23 14:03:00.123456789-00:30", 1_795_442_580_123_456 + 1_800_000_000),
+    ("2026-11-23T14:03:00.0001Z", 1_795_442_580_000_100),
+    ("2024-02-29T00:00:00Z", 1_709_164_800_000_000),
+    ("2016-12-31T23:59:60Z", 1_483_228_799_999_999), ("2016-12-31T23:59:60.5Z", 1_483_228_799_999_999),
+    ("2017-01-01T00:59:60+01:00", 1_483_228_799_999_999), ("2016-12-31T22:59:60Z", None),
     ("2026-02-29T00:00:00Z", None), ("2026-11-23T24:00:00Z", None), ("2026-11-23T14:03:60Z", None),
     ("0000-01-01T00:00:00Z", None), ("2026-11-23T14:03:00+24:00", None), ("2026-11-23T14:03:00", None),
     ("\u0662\u0660\u0662\u0666-11-23T14:03:00Z", None),
 ])
 def test_reference_timestamps_match_hand_computed_values(text: str, expected: int | None) -> None:
     """The property's own timestamp reading is right on hand-checked cases (date -u -d @...)."""
-    assert timestamp_ms(text) == expected
+    assert timestamp_us(text) == expected
 
 
 @pytest.mark.parametrize(("topic", "raw", "allowed"), [
@@ -280,6 +290,14 @@ def test_reference_timestamps_match_hand_computed_values(text: str, expected: in
                b'"ticket_id":"T","agent_id":null}', {VALID}),
     ("referral", b'{"event_id":"a","customer_id":"c","occurred_at":"2026-11-23T14:20:00Z"}', {"future_timestamp"}),
     ("referral", b'{"event_id":"a","customer_id":"c","occurred_at":"2026-01-23T14:20:00Z"}', {"too_old"}),
+    ("ticket", b'{"event_id":"a","customer_id":"c","occurred_at":"2026-08-21T14:03:00Z","team":"b",'
+               b'"ticket_id":""}', {VALID}),  # 94 days old: within 90 d + 7 d
+    ("ticket", b'{"event_id":"a","customer_id":"c","occurred_at":"2026-08-17T14:03:00Z","team":"b",'
+               b'"ticket_id":"T"}', {"too_old"}),
+    ("review", b'{"event_id":"a","customer_id":"c","occurred_at":"2026-11-23T14:03:00Z","kind":"social",'
+               b'"source":"' + b"s" * 2048 + b'"}', {VALID}),
+    ("review", b'{"event_id":"a","customer_id":"c","occurred_at":"2026-11-23T14:03:00Z","kind":"social",'
+               b'"segment":"a\\u0085b"}', {"out_of_range"}),
     ("customer", b'{"event_id":"a","customer_id":"c","occurred_at":"2006-01-23T14:20:00Z","segment":"s",'
                  b'"status":"active"}', {VALID}),
     ("customer", b'{"rating": NaN}', {"invalid_json"}),
@@ -290,5 +308,6 @@ def test_reference_timestamps_match_hand_computed_values(text: str, expected: in
 ])
 def test_reference_judge_on_hand_picked_cases(topic: str, raw: bytes | None, allowed: set[str]) -> None:
     """The property's reference verdicts are right on cases read off CONTRACT.md section 2."""
-    assert judge(topic, raw, NOW_MS, longest_window_ms=LONGEST_MS, future_tolerance_ms=TOLERANCE_MS,
+    assert judge(topic, raw, NOW_MS, longest_window_ms=LONGEST_MS, attribution_ms=ATTRIBUTION_MS,
+                 future_tolerance_ms=TOLERANCE_MS,
                  max_bytes=MAX_BYTES).allowed == allowed

@@ -20,7 +20,7 @@ import pytest
 from stream.config import Settings, load_settings
 from stream.embedded import free_port
 from stream.errors import BrokerUnavailable, InvalidEvent
-from stream.events import parse_timestamp_ms
+from stream.events import parse_timestamp_us
 from stream.producer import Producer
 from stream.publish import LARGE_FILE_BYTES
 from tests.conftest import Namespace
@@ -43,7 +43,7 @@ def _cli(args: list[str], env: dict[str, str], stdin: bytes | None = None) -> su
 
 
 def _iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return at.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _line(**fields: Any) -> bytes:
@@ -57,7 +57,7 @@ def _line(**fields: Any) -> bytes:
 
 def test_helper_publishes_each_kind_keyed_by_customer_with_generated_ids_and_times(settings: Settings) -> None:
     """publish_* send to the configured topics, keyed by customer_id, with a uuid4 id and now by default."""
-    at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    at = datetime.now(UTC).replace(microsecond=250_001) - timedelta(hours=1)  # kept to the us
 
     async def run() -> list[Any]:
         async with Producer(settings.kafka_bootstrap_servers, settings=settings) as producer:
@@ -84,7 +84,7 @@ def test_helper_publishes_each_kind_keyed_by_customer_with_generated_ids_and_tim
     assert uuid.UUID(review["event_id"]).version == 4
     assert "nps" not in review and "segment" not in review  # absent stays absent, never null
     assert review["occurred_at"].endswith("Z")
-    assert started - 1 <= parse_timestamp_ms(review["occurred_at"]) / 1000 <= time.time() + 1
+    assert started - 1 <= parse_timestamp_us(review["occurred_at"]) / 1e6 <= time.time() + 1
     assert reviews["fixed-1"] == ("c-2", {"event_id": "fixed-1", "customer_id": "c-2", "occurred_at": _iso(at),
                                           "segment": "smb", "kind": "survey", "nps": 10})
     [(key, referral)] = _read(settings, settings.referrals_topic, 1)

@@ -33,7 +33,8 @@ def _validator(topic: str) -> Draft202012Validator:
 def _parse_verdict(kind: str, raw: bytes) -> str | None:
     """None when parse accepts the value, else the dead-letter reason."""
     try:
-        parse(kind, raw, NOW, longest_window_ms=LONGEST, future_tolerance_ms=TOLERANCE, max_bytes=MAX_BYTES)
+        parse(kind, raw, NOW, longest_window_ms=LONGEST, attribution_ms=7 * 86_400_000, future_tolerance_ms=TOLERANCE,
+              max_bytes=MAX_BYTES)
     except InvalidEvent as exc:
         return exc.reason
     return None

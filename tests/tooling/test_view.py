@@ -92,13 +92,13 @@ def test_kpis_view_shows_a_live_workers_segments_teams_and_bands(
         assert plain.returncode == 0, plain
         out = plain.stdout
         assert "\x1b[" not in out  # not a terminal: no colour codes
-        assert re.search(r"enterprise\s.*1h\s.*\b4\b.*\b5\b.*80\.0%.*high", _line(out, "enterprise"))
-        assert re.search(r"60\.0%.*moderate", _line(out, "mid_market"))
-        assert re.search(r"20\.0%.*low", _line(out, "smb"))
-        assert re.search(r"billing\s.*\b1\b.*\b1\b.*100\.0%.*high", _line(out, "billing"))
-        assert re.search(r"0\.0%.*low", _line(out, "onboarding"))
+        assert re.search(r"enterprise\s.*1h\s.*\b4\b.*\b5\b.*80\.00%.*high", _line(out, "enterprise"))
+        assert re.search(r"60\.00%.*moderate", _line(out, "mid_market"))
+        assert re.search(r"20\.00%.*low", _line(out, "smb"))
+        assert re.search(r"billing\s.*\b1\b.*\b1\b.*100\.00%.*high", _line(out, "billing"))
+        assert re.search(r"\b0\.00%.*low", _line(out, "onboarding"))
         overall = [row for row in out.splitlines() if "(overall)" in row]
-        assert len(overall) == 2 and "53.3%" in overall[0] and "50.0%" in overall[1], out
+        assert len(overall) == 2 and "53.33%" in overall[0] and "50.00%" in overall[1], out
         assert "7d" not in out  # --window narrows every table
 
         coloured = _kpis("--window", "1h", "--url", worker.url,
@@ -171,7 +171,29 @@ def test_render_shows_undefined_rates_as_a_dash_and_colours_each_band() -> None:
     console.print(render(body, "http://w:6066"))
     text = console.export_text(clear=False)
     assert re.search(r"unknown\s.*7d\s.*\b3\b.*\b0\b\s.*-\s.*-", _line(text, "unknown")), text
-    assert "120.0%" in text  # overall can exceed 100%: more actions than customers
+    assert "120.00%" in text  # overall can exceed 100%: more actions than customers
     styled = console.export_text(styles=True)
     assert re.search(GREEN + "high", styled) and re.search(YELLOW + "moderate", styled)
     assert re.search(RED + "low", styled)
+
+
+def test_render_rounds_percents_down_so_none_crosses_a_band_line() -> None:
+    """Issue 11 case 4: 79,996 of 100,000 is moderate and shows as 79.99%, never 80.0%; 59,999 of 100,000
+    shows 59.99% (low); percents are the counts' rate x 100 rounded down to two decimals."""
+    console = Console(file=io.StringIO(), record=True, width=160, force_terminal=True, color_system="standard")
+    body = _body(advocacy_actions=[
+        {"segment": "mid", "window": "7d", "actions": 79_996, "customers": 100_000, "rate": 0.79996,
+         "band": "moderate"},
+        {"segment": "smb", "window": "7d", "actions": 59_999, "customers": 100_000, "rate": 0.59999, "band": "low"},
+        {"segment": "ent", "window": "7d", "actions": 2, "customers": 3, "rate": 2 / 3, "band": "moderate"}])
+    body["advocacy_creation"] = [
+        {"team": "billing", "window": "7d", "advocates_created": 7_999, "support_interactions": 10_000,
+         "rate": 0.7999, "percent": 79.99, "band": "moderate"},
+        {"team": "tier-2", "window": "7d", "advocates_created": 29, "support_interactions": 100,
+         "rate": 0.29, "percent": 29.0, "band": "low"}]
+    console.print(render(body, "http://w:6066"))
+    text = console.export_text(clear=False)
+    assert "79.99%" in _line(text, "mid") and "80" not in _line(text, "mid").split("100000")[-1]
+    assert "59.99%" in _line(text, "smb") and "66.66%" in _line(text, "ent")
+    assert "79.99%" in _line(text, "billing") and "29.00%" in _line(text, "tier-2")
+    assert "120.00%" in text  # the overall row (12 actions / 10 customers) is not capped at 100%

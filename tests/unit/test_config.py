@@ -98,6 +98,7 @@ def test_windows_are_parsed_and_sorted(monkeypatch: pytest.MonkeyPatch, value: s
     ("ADVOCACY_SESSION_TIMEOUT_SECONDS", "1"),
     ("ADVOCACY_FUTURE_TOLERANCE_SECONDS", "-1"),
     ("ADVOCACY_MAX_MESSAGE_BYTES", "10"),
+    ("ADVOCACY_MAX_MESSAGE_BYTES", "80020"),
     ("ADVOCACY_JANITOR_INTERVAL_SECONDS", "0"),
     ("ADVOCACY_REDIS_RETRY_MAX_SECONDS", "0"),
     ("ADVOCACY_STALL_SECONDS", "-1"),

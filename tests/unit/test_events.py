@@ -15,15 +15,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream import events
-from stream.errors import InvalidEvent
-from stream.events import CONDITIONAL, REVIEW_KINDS, SPECS, STATUSES, Field, parse, parse_timestamp_ms
+from stream.config import load_settings
+from stream.errors import ConfigError, InvalidEvent
+from stream.events import CONDITIONAL, REVIEW_KINDS, SPECS, STATUSES, Field, parse, parse_timestamp_us
 from stream.kpi import Event
+from stream.producer import validate
 
 # 2026-11-23T14:03:00Z, computed by hand (date -u -d @1795442580).
 T_1403 = 1_795_442_580_000
+T_1403_US = T_1403 * 1000
 NOW = T_1403 + 120_000  # 2026-11-23T14:05:00Z
 DAY = 86_400_000
 LONGEST = 90 * DAY  # default longest window (90d)
+ATTRIBUTION = 7 * DAY  # default attribution window: tickets may be 97d old
 TOLERANCE = 300_000  # 5 minutes
 MAX_BYTES = 1_000_000
 
@@ -46,7 +50,8 @@ DELETE = object()
 
 
 def _run(kind: str, raw: bytes | None, *, max_bytes: int = MAX_BYTES) -> Event:
-    return parse(kind, raw, NOW, longest_window_ms=LONGEST, future_tolerance_ms=TOLERANCE, max_bytes=max_bytes)
+    return parse(kind, raw, NOW, longest_window_ms=LONGEST, attribution_ms=ATTRIBUTION,
+                 future_tolerance_ms=TOLERANCE, max_bytes=max_bytes)
 
 
 def _with(topic: str, /, **changes: Any) -> bytes:
@@ -194,7 +199,10 @@ def test_wrong_types(kind: str, changes: dict[str, Any]) -> None:
     ("review", {"segment": ""}),
     ("referral", {"event_id": ""}),
     ("ticket", {"team": ""}),
-    ("ticket", {"ticket_id": ""}),
+    ("ticket", {"team": "t" * 129}),
+    ("ticket", {"ticket_id": "T" * 2049}),
+    ("review", {"segment": "s" * 129}),
+    ("review", {"segment": "a\x1fb"}),
     ("customer", {"status": "gone"}),
     ("customer", {"status": "ACTIVE"}),
     ("customer", {"segment": ""}),
@@ -213,6 +221,9 @@ def test_out_of_range(kind: str, changes: dict[str, Any]) -> None:
     {"event_id": "é" * 128},  # 128 characters, 256 bytes
     {"customer_id": "c"},
     {"source": ""},
+    {"source": "s" * 2048},
+    {"segment": "s"},
+    {"segment": "\U0001f600" * 128},
 ])
 def test_range_boundaries_are_valid(changes: dict[str, Any]) -> None:
     """The inclusive ends of every range (rating 1/5, nps 0/10, ids of 1 and 128 chars) are accepted."""
@@ -256,28 +267,43 @@ def test_offset_minutes_out_of_range_is_invalid(text: str) -> None:
     assert _reason("review", _with("review", occurred_at=text)) == "invalid_timestamp"
 
 
-@pytest.mark.parametrize(("text", "at_ms"), [
-    ("2026-11-23T14:03:00Z", T_1403),
-    ("2026-11-23T15:03:00+01:00", T_1403),
-    ("2026-11-23T09:03:00-05:00", T_1403),
-    ("2026-11-23T19:33:00+05:30", T_1403),
-    ("2026-11-23T14:03:00+00:00", T_1403),
-    ("2026-11-23T14:03:00-00:00", T_1403),
-    ("2026-11-23t14:03:00z", T_1403),
-    ("2026-11-23 14:03:00Z", T_1403),
-    ("2026-11-23T14:03:00.250Z", T_1403 + 250),
-    ("2026-11-23T14:03:00.5Z", T_1403 + 500),
-    ("2026-11-23T14:03:00.001Z", T_1403 + 1),
-    ("2026-11-23T14:03:00.999Z", T_1403 + 999),
-    ("2026-11-23T14:03:00.123456Z", T_1403 + 123),
-    ("2026-11-23T14:03:00.123456789Z", T_1403 + 123),
-    ("2026-11-23T15:03:00.250+01:00", T_1403 + 250),
-    ("2026-11-23T14:02:00Z", T_1403 - 60_000),
-    ("2026-11-22T14:03:00Z", T_1403 - DAY),
+@pytest.mark.parametrize(("text", "at_us"), [
+    ("2026-11-23T14:03:00Z", T_1403_US),
+    ("2026-11-23T15:03:00+01:00", T_1403_US),
+    ("2026-11-23T09:03:00-05:00", T_1403_US),
+    ("2026-11-23T19:33:00+05:30", T_1403_US),
+    ("2026-11-23T14:03:00+00:00", T_1403_US),
+    ("2026-11-23T14:03:00-00:00", T_1403_US),
+    ("2026-11-23t14:03:00z", T_1403_US),
+    ("2026-11-23 14:03:00Z", T_1403_US),
+    ("2026-11-23T14:03:00.250Z", T_1403_US + 250_000),
+    ("2026-11-23T14:03:00.5Z", T_1403_US + 500_000),
+    ("2026-11-23T14:03:00.001Z", T_1403_US + 1_000),
+    ("2026-11-23T14:03:00.999Z", T_1403_US + 999_000),
+    ("2026-11-23T14:03:00.0001Z", T_1403_US + 100),
+    ("2026-11-23T14:03:00.000001Z", T_1403_US + 1),
+    ("2026-11-23T14:03:00.123456Z", T_1403_US + 123_456),
+    ("2026-11-23T14:03:00.123456789Z", T_1403_US + 123_456),
+    ("2026-11-23T15:03:00.250+01:00", T_1403_US + 250_000),
+    ("2026-11-23T14:02:00Z", T_1403_US - 60_000_000),
+    ("2026-11-22T14:03:00Z", T_1403_US - DAY * 1000),
+    ("2016-12-31T23:59:60Z", 1_483_228_799_999_999),  # a leap second: the last microsecond of 23:59:59
+    ("2016-12-31T23:59:60.123456789Z", 1_483_228_799_999_999),
+    ("2017-01-01T05:29:60+05:30", 1_483_228_799_999_999),
 ])
-def test_timestamp_to_epoch_ms(text: str, at_ms: int) -> None:
-    """Offsets and fractional seconds convert to the right epoch milliseconds."""
-    assert _run("referral", _with("referral", occurred_at=text)).at_ms == at_ms
+def test_timestamp_to_epoch_us(text: str, at_us: int) -> None:
+    """Offsets and fractional seconds convert to the right epoch microseconds (further digits cut)."""
+    now = max(NOW, at_us // 1000 + DAY)
+    event = parse("customer", _with("customer", occurred_at=text), now, longest_window_ms=LONGEST,
+                  attribution_ms=ATTRIBUTION, future_tolerance_ms=TOLERANCE, max_bytes=MAX_BYTES)
+    assert event.at_us == at_us
+
+
+@pytest.mark.parametrize("text", ["2026-11-23T14:03:60Z", "2016-12-31T23:58:60Z", "2016-12-31T23:59:60+01:00",
+                                  "2016-12-31T22:59:60+01:00", "2016-12-31T23:59:61Z"])
+def test_a_second_60_outside_a_utc_leap_second_is_invalid(text: str) -> None:
+    """Second 60 is a leap second only at 23:59:60 UTC (in any offset); elsewhere -> invalid_timestamp."""
+    assert _reason("customer", _with("customer", occurred_at=text)) == "invalid_timestamp"
 
 
 @pytest.mark.parametrize("kind", list(BASE))
@@ -290,28 +316,41 @@ def test_future_timestamp(kind: str) -> None:
 @pytest.mark.parametrize("kind", list(BASE))
 def test_exactly_five_minutes_ahead_is_accepted(kind: str) -> None:
     """now + 5 minutes exactly is within the tolerance."""
-    assert _run(kind, _with(kind, occurred_at="2026-11-23T14:10:00Z")).at_ms == NOW + TOLERANCE
+    assert _run(kind, _with(kind, occurred_at="2026-11-23T14:10:00Z")).at_us == (NOW + TOLERANCE) * 1000
 
 
-@pytest.mark.parametrize("kind", ["review", "referral", "ticket"])
-def test_older_than_longest_window_is_too_old(kind: str) -> None:
-    """Reviews, referrals and tickets older than the longest window (90d) -> too_old."""
-    raw = _with(kind, occurred_at="2026-08-25T14:04:59Z")  # now - 90 d - 1 s
-    assert _reason(kind, raw) == "too_old"
+@pytest.mark.parametrize("kind", list(BASE))
+def test_a_microsecond_past_the_tolerance_is_future(kind: str) -> None:
+    """The future limit is kept to the microsecond: now + 5 min + 1 us -> future_timestamp."""
+    assert _reason(kind, _with(kind, occurred_at="2026-11-23T14:10:00.000001Z")) == "future_timestamp"
 
 
-@pytest.mark.parametrize("kind", ["review", "referral", "ticket"])
-def test_exactly_longest_window_old_is_accepted(kind: str) -> None:
-    """An event exactly one longest window old is still accepted."""
-    assert _run(kind, _with(kind, occurred_at="2026-08-25T14:05:00Z")).at_ms == NOW - LONGEST
+@pytest.mark.parametrize(("kind", "text"), [
+    ("review", "2026-08-25T14:04:59Z"), ("referral", "2026-08-25T14:04:59Z"),  # now - 90 d - 1 s
+    ("review", "2026-08-25T14:04:59.999999Z"), ("referral", "2026-08-25T14:04:59.999999Z"),
+    ("ticket", "2026-08-18T14:04:59Z"), ("ticket", "2026-08-18T14:04:59.999999Z"),  # now - 97 d - 1 s (1 us)
+])
+def test_older_than_it_can_matter_is_too_old(kind: str, text: str) -> None:
+    """Reviews and referrals older than the longest window (90d), tickets older than the longest window
+    plus the attribution window (97d) -> too_old."""
+    assert _reason(kind, _with(kind, occurred_at=text)) == "too_old"
 
 
-@pytest.mark.parametrize("text", ["2026-08-25T14:04:59Z", "2020-01-01T00:00:00Z"])
+@pytest.mark.parametrize(("kind", "text", "age"), [
+    ("review", "2026-08-25T14:05:00Z", LONGEST), ("referral", "2026-08-25T14:05:00Z", LONGEST),
+    ("ticket", "2026-08-25T14:04:59Z", LONGEST + 1000), ("ticket", "2026-08-18T14:05:00Z", LONGEST + ATTRIBUTION),
+])
+def test_exactly_as_old_as_it_can_matter_is_accepted(kind: str, text: str, age: int) -> None:
+    """An action exactly one longest window old, a ticket up to longest + attribution old, is accepted."""
+    assert _run(kind, _with(kind, occurred_at=text)).at_us == (NOW - age) * 1000
+
+
+@pytest.mark.parametrize("text", ["2026-08-18T14:04:59Z", "2020-01-01T00:00:00Z"])
 def test_old_customer_records_are_accepted(text: str) -> None:
     """A `customers` record older than the longest window is NOT too_old (registrations last)."""
     event = _run("customer", _with("customer", occurred_at=text))
     assert event.kind == "customer"
-    assert event.at_ms < NOW - LONGEST
+    assert event.at_us < (NOW - LONGEST - ATTRIBUTION) * 1000
 
 
 # --- size -------------------------------------------------------------------------------------
@@ -338,25 +377,25 @@ def test_too_large_is_checked_before_json() -> None:
 
 @pytest.mark.parametrize(("kind", "changes", "expected"), [
     ("review", {"kind": "review", "rating": 4, "segment": "smb", "source": "g2"},
-     Event("review", "r-1", "c-1", T_1403, "smb", "review", 4, None, None, None)),
+     Event("review", "r-1", "c-1", T_1403_US, "smb", "review", 4, None, None, None)),
     ("review", {"kind": "survey", "nps": 9},
-     Event("review", "r-1", "c-1", T_1403, None, "survey", None, 9, None, None)),
+     Event("review", "r-1", "c-1", T_1403_US, None, "survey", None, 9, None, None)),
     ("review", {"kind": "case_study", "rating": 2},
-     Event("review", "r-1", "c-1", T_1403, None, "case_study", 2, None, None, None)),
+     Event("review", "r-1", "c-1", T_1403_US, None, "case_study", 2, None, None, None)),
     ("review", {"kind": "social"},
-     Event("review", "r-1", "c-1", T_1403, None, "social", None, None, None, None)),
+     Event("review", "r-1", "c-1", T_1403_US, None, "social", None, None, None, None)),
     ("referral", {"referee_id": "c-9", "channel": "email", "segment": "enterprise"},
-     Event("referral", "f-1", "c-1", T_1403, "enterprise", None, None, None, None, None)),
+     Event("referral", "f-1", "c-1", T_1403_US, "enterprise", None, None, None, None, None)),
     ("ticket", {"agent_id": "a-7", "channel": "chat"},
-     Event("ticket", "t-1", "c-1", T_1403, None, None, None, None, "billing", None)),
+     Event("ticket", "t-1", "c-1", T_1403_US, None, None, None, None, "billing", None)),
     ("ticket", {"segment": "smb"},
-     Event("ticket", "t-1", "c-1", T_1403, "smb", None, None, None, "billing", None)),
+     Event("ticket", "t-1", "c-1", T_1403_US, "smb", None, None, None, "billing", None)),
     ("customer", {"status": "churned"},
-     Event("customer", "u-1", "c-1", T_1403, "enterprise", None, None, None, None, "churned")),
+     Event("customer", "u-1", "c-1", T_1403_US, "enterprise", None, None, None, None, "churned")),
     ("customer", {},
-     Event("customer", "u-1", "c-1", T_1403, "enterprise", None, None, None, None, "active")),
+     Event("customer", "u-1", "c-1", T_1403_US, "enterprise", None, None, None, None, "active")),
     ("referral", {"unknown_extra_field": [1, 2]},
-     Event("referral", "f-1", "c-1", T_1403)),
+     Event("referral", "f-1", "c-1", T_1403_US)),
 ])
 def test_valid_events(kind: str, changes: dict[str, Any], expected: Event) -> None:
     """Valid events of every topic become the right Event (fields of other topics stay None)."""
@@ -379,14 +418,22 @@ def test_non_ascii_strings_survive() -> None:
 _REF_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)$")
 
 
-def _ref_timestamp_ms(text: str) -> int:
+_REF_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _ref_timestamp_us(text: str) -> int:
     if not _REF_RFC3339.match(text):
         raise InvalidEvent("invalid_timestamp", "occurred_at is not RFC 3339 with an offset")
+    leap = text[17:19] == "60"  # a leap second: 23:59:60 in UTC, read as 23:59:59.999999
     try:
-        value = datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
+        value = datetime.fromisoformat((text[:17] + "59" + text[19:] if leap else text).replace("z", "Z")
+                                       .replace("t", "T"))
     except ValueError:
         raise InvalidEvent("invalid_timestamp", "occurred_at is not a real date and time") from None
-    return int(value.timestamp() * 1000)
+    seconds, micros = divmod((value - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1), 1_000_000)
+    if leap and seconds % 86_400 != 23 * 3600 + 59 * 60 + 59:  # 23:59:59 in UTC
+        raise InvalidEvent("invalid_timestamp", "occurred_at is not a real date and time")
+    return seconds * 1_000_000 + (999_999 if leap else micros)
 
 
 def _ref_check(spec: Field, value: Any) -> None:
@@ -405,9 +452,11 @@ def _ref_check(spec: Field, value: Any) -> None:
     if (spec.min is not None and size < spec.min) or (spec.max is not None and size > spec.max):
         what = "length" if spec.type is str else "value"
         raise InvalidEvent("out_of_range", f"{spec.name} {what} must be in {spec.min}..{spec.max}")
+    if spec.label and _REF_CONTROL.search(value):
+        raise InvalidEvent("out_of_range", f"{spec.name} must not contain control characters")
 
 
-def _ref_parse(kind: str, raw: bytes | None, now_ms: int, *, longest_window_ms: int,
+def _ref_parse(kind: str, raw: bytes | None, now_ms: int, *, longest_window_ms: int, attribution_ms: int,
                future_tolerance_ms: int, max_bytes: int) -> Event:
     if raw is None:
         raise InvalidEvent("invalid_json", "message has no value")
@@ -425,10 +474,12 @@ def _ref_parse(kind: str, raw: bytes | None, now_ms: int, *, longest_window_ms: 
         if value is None and spec.required:
             raise InvalidEvent("missing_field", f"{spec.name} is required")
         _ref_check(spec, value)
-    at_ms = _ref_timestamp_ms(data["occurred_at"])
-    if at_ms > now_ms + future_tolerance_ms:
+    at_us = _ref_timestamp_us(data["occurred_at"])
+    if at_us > (now_ms + future_tolerance_ms) * 1000:
         raise InvalidEvent("future_timestamp", "occurred_at is more than the allowed tolerance ahead")
-    if kind != "customer" and at_ms < now_ms - longest_window_ms:
+    if kind == "ticket" and at_us < (now_ms - longest_window_ms - attribution_ms) * 1000:
+        raise InvalidEvent("too_old", "occurred_at is older than the longest window plus the attribution window")
+    if kind not in ("customer", "ticket") and at_us < (now_ms - longest_window_ms) * 1000:
         raise InvalidEvent("too_old", "occurred_at is older than the longest window")
     review_kind = data.get("kind") if kind == "review" else None
     needed = CONDITIONAL.get(review_kind or "")
@@ -438,7 +489,7 @@ def _ref_parse(kind: str, raw: bytes | None, now_ms: int, *, longest_window_ms: 
         kind=kind,
         event_id=data["event_id"],
         customer_id=data["customer_id"],
-        at_ms=at_ms,
+        at_us=at_us,
         segment=data.get("segment"),
         review_kind=review_kind,
         rating=data.get("rating") if kind == "review" else None,
@@ -465,8 +516,9 @@ _PARSE_CHECKERS = (events._CHECKERS,)
 
 
 def _same(kind: str, raw: bytes | None, now_ms: int = NOW, *, longest: int = LONGEST, tolerance: int = TOLERANCE,
-          max_bytes: int = MAX_BYTES) -> None:
-    limits = {"longest_window_ms": longest, "future_tolerance_ms": tolerance, "max_bytes": max_bytes}
+          max_bytes: int = MAX_BYTES, attribution: int = ATTRIBUTION) -> None:
+    limits = {"longest_window_ms": longest, "attribution_ms": attribution, "future_tolerance_ms": tolerance,
+              "max_bytes": max_bytes}
     expected = _outcome(_ref_parse, kind, raw, now_ms, **limits)
     for checkers in _PARSE_CHECKERS:
         with pytest.MonkeyPatch.context() as patch:
@@ -476,9 +528,9 @@ def _same(kind: str, raw: bytes | None, now_ms: int = NOW, *, longest: int = LON
 
 
 def _same_timestamp(text: Any) -> None:
-    expected = _outcome(_ref_timestamp_ms, text)
+    expected = _outcome(_ref_timestamp_us, text)
     for _ in range(2):
-        assert _outcome(parse_timestamp_ms, text) == expected, text
+        assert _outcome(parse_timestamp_us, text) == expected, text
 
 
 TRICKY_STAMPS = [
@@ -504,20 +556,24 @@ TRICKY_STAMPS = [
     "2026-11-23T14:03:+1Z", "2026-11-23T14:03:00.+1Z", "2026-11-23T14:03:00.1_2Z", "2026-11-23T14:03:00.-1Z",
     "2026-11-23T14:03:00\udc00Z", "2026-11-23T14:03:00Z\x00", "2026-11-23T14:03:00\U0001f600",
     "2026-11-23T14:03:00.123Z" * 2,
+    "2016-12-31T23:59:60Z", "2016-12-31T23:59:60.5Z", "2016-12-31T23:59:60.999999999Z", "2016-12-31t23:59:60z",
+    "2017-01-01T00:59:60+01:00", "2016-12-31T18:59:60-05:00", "2016-12-31T23:59:60+00:01", "2016-12-31T23:58:60Z",
+    "2016-12-31T24:59:60Z", "2016-12-31T23:59:61Z", "2016-12-32T23:59:60Z", "0001-01-01T00:00:60+00:01",
+    "9999-12-31T23:59:60Z", "2026-11-23T14:03:00.0000001Z", "2026-11-23T14:03:00.000001Z",
 ]
 
 
 @pytest.mark.parametrize("text", TRICKY_STAMPS)
-def test_parse_timestamp_ms_equals_the_reference(text: str) -> None:
-    """parse_timestamp_ms gives the reference's milliseconds (float rounding included) or its very error."""
+def test_parse_timestamp_us_equals_the_reference(text: str) -> None:
+    """parse_timestamp_us gives the reference's microseconds or its very error."""
     _same_timestamp(text)
     raw = json.dumps({**BASE["referral"], "occurred_at": text}).encode()  # ASCII: a lone surrogate is escaped
     _same("referral", raw, longest=10**15, tolerance=10**15)
 
 
 @pytest.mark.parametrize("value", [None, 1_795_442_580, 1.5, b"2026-11-23T14:03:00Z", ["2026-11-23T14:03:00Z"]])
-def test_parse_timestamp_ms_of_a_non_string_fails_as_before(value: Any) -> None:
-    """parse_timestamp_ms of something that is not a str fails the same way as the reference."""
+def test_parse_timestamp_us_of_a_non_string_fails_as_before(value: Any) -> None:
+    """parse_timestamp_us of something that is not a str fails the same way as the reference."""
     _same_timestamp(value)
 
 
@@ -535,15 +591,18 @@ TRICKY_PAYLOADS: list[tuple[str, bytes | None]] = [
     ("review", _with("review", kind="Review")), ("review", _with("review", kind="")),
     ("review", _with("review", kind=5)),
     ("review", _with("review", kind=None)), ("review", _with("review", kind=DELETE)),
-    ("review", _with("review", source="")), ("review", _with("review", source="s" * 256)),
-    ("review", _with("review", source="s" * 257)), ("review", _with("review", segment="")),
+    ("review", _with("review", source="")), ("review", _with("review", source="s" * 2048)),
+    ("review", _with("review", source="s" * 2049)), ("review", _with("review", segment="")),
+    ("review", _with("review", segment="a\nb")), ("review", _with("review", segment="\x9f")),
+    ("review", _with("review", segment="\x00" * 129)), ("ticket", _with("ticket", team="t\x7f")),
+    ("customer", _with("customer", segment="\t")), ("ticket", _with("ticket", ticket_id="\x00\n" * 1024)),
     ("review", _with("review", segment="s" * 128)), ("review", _with("review", segment="s" * 129)),
     ("review", _with("review", event_id="é" * 128)), ("review", _with("review", event_id="\U0001f600" * 129)),
     ("review", _with("review", team=5, status=7, ticket_id=[], agent_id={})),  # other topics' fields: ignored
     ("ticket", _with("ticket", kind=5, rating="x", status=1)),
     ("ticket", _with("ticket", team="", ticket_id="")), ("ticket", _with("ticket", team=DELETE, ticket_id=7)),
-    ("ticket", _with("ticket", agent_id="", channel="")), ("ticket", _with("ticket", agent_id="a" * 129)),
-    ("referral", _with("referral", referee_id="", channel="c" * 128)), ("referral", _with("referral", channel=[1])),
+    ("ticket", _with("ticket", agent_id="", channel="")), ("ticket", _with("ticket", agent_id="a" * 2049)),
+    ("referral", _with("referral", referee_id="", channel="c" * 2048)), ("referral", _with("referral", channel=[1])),
     ("customer", _with("customer", status="ACTIVE")), ("customer", _with("customer", status="churned", segment=None)),
     ("customer", _with("customer", segment="", status=5)),
     ("customer", _with("customer", occurred_at="1999-01-01T00:00:00Z")),
@@ -559,7 +618,9 @@ TRICKY_PAYLOADS: list[tuple[str, bytes | None]] = [
     # the edges of the time limits
     *((kind, _with(kind, occurred_at=text)) for kind in BASE for text in (
         "2026-11-23T14:10:00Z", "2026-11-23T14:10:00.001Z", "2026-11-23T14:10:00.0009Z", "2026-11-23T15:10:00+01:00",
-        "2026-08-25T14:05:00Z", "2026-08-25T14:04:59.999Z", "2026-08-25T14:04:59.9999999Z")),
+        "2026-11-23T14:10:00.000001Z", "2026-11-23T14:10:00.0000009Z",
+        "2026-08-25T14:05:00Z", "2026-08-25T14:04:59.999Z", "2026-08-25T14:04:59.9999999Z",
+        "2026-08-18T14:05:00Z", "2026-08-18T14:04:59.999999Z", "2026-08-18T14:04:59.9999999Z")),
 ]
 
 
@@ -583,15 +644,15 @@ def test_timestamp_caches_stay_bounded_and_hold_only_valid_parts() -> None:
         patch.setattr(events, "_CACHE_LIMIT", 50)
         for minute in range(200):
             text = f"2026-11-23T{minute // 60:02d}:{minute % 60:02d}:00.{minute:03d}Z"
-            assert parse_timestamp_ms(text) == _ref_timestamp_ms(text)
+            assert parse_timestamp_us(text) == _ref_timestamp_us(text)
             assert len(events._MINUTES) <= 50 and len(events._TAILS) <= 50
     for text in TRICKY_STAMPS:
         with contextlib.suppress(InvalidEvent):
-            parse_timestamp_ms(text)
+            parse_timestamp_us(text)
     for head, seconds in events._MINUTES.items():
-        assert _ref_timestamp_ms(f"{head}:00Z") == seconds * 1000, head
+        assert _ref_timestamp_us(f"{head}:00Z") == seconds * 1_000_000, head
     for tail, micros in events._TAILS.items():
-        assert _ref_timestamp_ms(f"1970-01-02T00:00:00{tail}") == int((86_400_000_000 + micros) / 10**6 * 1000), tail
+        assert _ref_timestamp_us(f"1970-01-02T00:00:00{tail}") == 86_400_000_000 + micros, tail
 
 
 # --- the same, on generated values ---
@@ -631,16 +692,16 @@ def _stamps(draw: st.DrawFn) -> str:
 
 @settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(text=_stamps())
-def test_parse_timestamp_ms_equals_the_reference_on_generated_text(text: str) -> None:
-    """On generated near-valid and invalid text, parse_timestamp_ms equals the reference."""
+def test_parse_timestamp_us_equals_the_reference_on_generated_text(text: str) -> None:
+    """On generated near-valid and invalid text, parse_timestamp_us equals the reference."""
     _same_timestamp(text)
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(micros=st.integers(-(10**16), 10**16), offset=st.integers(-(24 * 60 - 1), 24 * 60 - 1),
        digits=st.integers(0, 9), zulu=st.sampled_from(["Z", "z"]))
-def test_milliseconds_round_as_the_reference(micros: int, offset: int, digits: int, zulu: str) -> None:
-    """Any instant in any offset and precision: the same milliseconds as datetime.timestamp() * 1000."""
+def test_microseconds_as_the_reference(micros: int, offset: int, digits: int, zulu: str) -> None:
+    """Any instant in any offset and precision: the same microseconds as the reference."""
     local = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros + offset * 60_000_000)
     text = local.strftime("%Y-%m-%dT%H:%M:%S")
     if digits:
@@ -654,13 +715,15 @@ _hostile = st.one_of(
     st.none(), st.booleans(), st.integers(-2, 12), st.integers(-(2**63), 2**63 - 1),
     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8), st.lists(st.integers(-9, 9), max_size=2),
     st.dictionaries(st.text(max_size=3), st.integers(-9, 9), max_size=2),
-    st.sampled_from([*REVIEW_KINDS, *STATUSES, "Review", "", "x" * 128, "x" * 129, "é" * 129, "s" * 256, "s" * 257,
-                     2**63, -(2**63) - 1, 2**64, 4.0, -0.0]),
+    st.sampled_from([*REVIEW_KINDS, *STATUSES, "Review", "", "x" * 128, "x" * 129, "é" * 129, "s" * 2048, "s" * 2049,
+                     "a\nb", "\x85", "\x7f" * 128, "\U0010ffff" * 3, 2**63, -(2**63) - 1, 2**64, 4.0, -0.0]),
 )
-_LIMITS = [TOLERANCE + step for step in (-1000, -1, 0, 1, 1000)] + [-LONGEST + step for step in (-1000, -1, 0, 1, 1000)]
-_near_now = st.one_of(st.integers(-LONGEST - 2 * DAY, 2 * TOLERANCE), st.sampled_from(_LIMITS)).map(
-    lambda delta: (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=NOW + delta)).isoformat(
-        timespec="milliseconds").replace("+00:00", "Z"))
+_LIMITS = [edge * 1000 + step for edge in (TOLERANCE, -LONGEST, -LONGEST - ATTRIBUTION)
+           for step in (-1_000_000, -1000, -1, 0, 1, 1000, 1_000_000)]
+_near_now = st.one_of(st.integers((-LONGEST - ATTRIBUTION - 2 * DAY) * 1000, 2 * TOLERANCE * 1000),
+                      st.sampled_from(_LIMITS)).map(  # microseconds from now
+    lambda delta: (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=NOW * 1000 + delta)).isoformat(
+        timespec="microseconds").replace("+00:00", "Z"))
 
 
 @st.composite
@@ -696,3 +759,147 @@ def test_parse_equals_the_reference_on_generated_values(case: tuple[str, bytes |
     """On generated values of every topic (valid, spoilt, hostile, not JSON), parse equals the reference."""
     kind, raw = case
     _same(kind, raw, max_bytes=max_bytes)
+
+
+# --- the numbers at their edges (issue 11) ------------------------------------------------------
+#
+# Through ``producer.validate`` (the worker's parse with the settings' limits), whose signature the
+# fixes do not change.
+
+_SETTINGS = load_settings()  # defaults: windows up to 90d, attribution 7d, 5 min tolerance
+_NOW_S = NOW / 1000
+
+
+def _validate(topic: str, kind: str, now: float = _NOW_S, **changes: Any) -> Event:
+    return validate(_SETTINGS, topic, _with(kind, **changes), now)
+
+
+def _rejected(topic: str, kind: str, now: float = _NOW_S, **changes: Any) -> str:
+    with pytest.raises(InvalidEvent) as info:
+        _validate(topic, kind, now, **changes)
+    return info.value.reason
+
+
+URL_288 = "https://reviews.example.com/" + "p" * 260  # a 288-character URL
+
+
+@pytest.mark.parametrize(("topic", "kind", "changes"), [
+    ("reviews", "review", {"source": URL_288}),
+    ("reviews", "review", {"source": "s" * 2048}),
+    ("reviews", "review", {"source": "\U0001f600" * 2048}),
+    ("tickets-closed", "ticket", {"ticket_id": "T" * 129}),
+    ("tickets-closed", "ticket", {"ticket_id": "T" * 2048}),
+    ("tickets-closed", "ticket", {"channel": "c" * 129}),
+    ("tickets-closed", "ticket", {"agent_id": "a" * 2048, "channel": "c" * 2048}),
+    ("referrals", "referral", {"referee_id": "r" * 2048, "channel": "c" * 2048}),
+])
+def test_free_text_fields_take_up_to_2048_characters(topic: str, kind: str, changes: dict[str, Any]) -> None:
+    """Issue 11 case 2: source, channel, referee_id, agent_id and ticket_id are free text of up to 2,048
+    characters; a 288-character URL in source is normal, never dead-lettered."""
+    event = _validate(topic, kind, **changes)
+    assert event.kind == kind
+
+
+@pytest.mark.parametrize(("topic", "kind", "changes"), [
+    ("reviews", "review", {"source": "s" * 2049}),
+    ("tickets-closed", "ticket", {"ticket_id": "T" * 2049}),
+    ("tickets-closed", "ticket", {"agent_id": "a" * 2049}),
+    ("referrals", "referral", {"channel": "c" * 2049}),
+    ("referrals", "referral", {"referee_id": "r" * 2049}),
+])
+def test_free_text_over_2048_characters_is_out_of_range(topic: str, kind: str, changes: dict[str, Any]) -> None:
+    """One character over the free-text limit -> out_of_range."""
+    assert _rejected(topic, kind, **changes) == "out_of_range"
+
+
+@pytest.mark.parametrize(("topic", "kind", "field"), [
+    ("reviews", "review", "segment"), ("referrals", "referral", "segment"), ("tickets-closed", "ticket", "segment"),
+    ("tickets-closed", "ticket", "team"), ("customers", "customer", "segment"),
+])
+@pytest.mark.parametrize("name", ["line\nbreak", "tab\there", "nul\x00", "del\x7f", "c1\x85", "esc\x1b[31m"])
+def test_labels_with_control_characters_are_out_of_range(topic: str, kind: str, field: str, name: str) -> None:
+    """Segment and team are label names: 1-128 characters without control characters -> out_of_range."""
+    assert _rejected(topic, kind, **{field: name}) == "out_of_range"
+
+
+@pytest.mark.parametrize("name", ["s" * 128, "Großkunden", "\U0001f600" * 128, "a b", "x\u200by", "\u00a0"])
+def test_labels_of_up_to_128_printable_characters_are_valid(name: str) -> None:
+    """Any 1-128 characters that are not control characters make a valid segment or team."""
+    assert _validate("tickets-closed", "ticket", team=name, segment=name).team == name
+
+
+@pytest.mark.parametrize("age_days", [90.5, 92, 96, 97])
+def test_a_ticket_older_than_the_longest_window_within_attribution_is_valid(age_days: float) -> None:
+    """Issue 11 case 3: a ticket is too old only past the longest window plus the attribution window
+    (90d + 7d): a ticket at -92d still credits a referral at -88d, so it is never dead-lettered."""
+    at = datetime.fromtimestamp(_NOW_S - age_days * 86400, UTC).isoformat().replace("+00:00", "Z")
+    assert _validate("tickets-closed", "ticket", occurred_at=at).kind == "ticket"
+    assert _rejected("referrals", "referral", occurred_at=at) == "too_old"
+    assert _rejected("reviews", "review", occurred_at=at) == "too_old"
+
+
+def test_a_ticket_past_the_longest_window_plus_attribution_is_too_old() -> None:
+    """One second past 90d + 7d -> too_old; exactly 97d is still accepted."""
+    edge = _NOW_S - 97 * 86400
+    stamp = datetime.fromtimestamp(edge, UTC).isoformat().replace("+00:00", "Z")
+    assert _validate("tickets-closed", "ticket", occurred_at=stamp).kind == "ticket"
+    older = datetime.fromtimestamp(edge - 1, UTC).isoformat().replace("+00:00", "Z")
+    assert _rejected("tickets-closed", "ticket", occurred_at=older) == "too_old"
+
+
+def test_timestamps_a_tenth_of_a_millisecond_apart_stay_apart() -> None:
+    """Issue 11 case 5: comparisons keep at least microsecond precision: 0.1 ms and 1 us apart differ."""
+    times = [_time(_validate("referrals", "referral", occurred_at=f"2026-11-23T14:03:00.{f}Z"))
+             for f in ("0001", "0002", "000201", "000201999", "0003")]
+    assert times == sorted(times) and len(set(times)) == 4  # .000201 and .000201999 are the same microsecond
+
+
+@pytest.mark.parametrize(("text", "after", "before"), [
+    ("2016-12-31T23:59:60Z", "2016-12-31T23:59:59.999Z", "2017-01-01T00:00:00Z"),
+    ("2016-12-31T23:59:60.5Z", "2016-12-31T23:59:59.5Z", "2017-01-01T00:00:00.000001Z"),
+    ("2016-12-31T23:59:60.999999999Z", "2016-12-31T23:59:59.999998Z", "2017-01-01T00:00:00Z"),
+    ("2017-01-01T00:59:60+01:00", "2016-12-31T23:59:59Z", "2017-01-01T00:00:00Z"),
+])
+def test_a_leap_second_is_valid_and_sorts_inside_its_minute(text: str, after: str, before: str) -> None:
+    """Issue 11 case 5: RFC 3339 leap seconds (hh:mm:60) are valid: not before the minute's second 59,
+    not after the next minute."""
+    now = datetime(2017, 1, 1, 1, tzinfo=UTC).timestamp()
+    leap = _time(_validate("referrals", "referral", now, occurred_at=text))
+    assert _time(_validate("referrals", "referral", now, occurred_at=after)) <= leap
+    assert leap < _time(_validate("referrals", "referral", now, occurred_at=before))
+
+
+@pytest.mark.parametrize("text", ["2026-11-23T14:03:00.123456789Z", "2026-11-23T14:03:00.1+00:00",
+                                  "2026-11-23T14:03:00.000000001Z"])
+def test_up_to_nine_fractional_digits_are_valid(text: str) -> None:
+    """Timestamps may carry up to 9 fractional digits (nanoseconds), kept to the microsecond."""
+    assert _validate("referrals", "referral", occurred_at=text).kind == "referral"
+
+
+def _time(event: Event) -> int:
+    """The event time in the finest unit the Event carries."""
+    return event.at_us
+
+
+def test_the_largest_valid_event_fits_the_smallest_message_limit() -> None:
+    """Every string at its longest, every character escaped as a surrogate pair, the longest timestamp: on
+    every topic the value is valid and within largest_valid_bytes(), the floor of ADVOCACY_MAX_MESSAGE_BYTES."""
+    limit = events.largest_valid_bytes()
+    sizes = []
+    for kind in BASE:
+        data: dict[str, Any] = {}
+        for spec in SPECS[kind]:
+            if spec.name == "occurred_at":
+                data[spec.name] = "2026-11-24T01:33:00.999999999+11:30"  # 14:03:00.999999999Z
+            elif spec.choices is not None:
+                data[spec.name] = "case_study" if spec.name == "kind" else max(spec.choices, key=len)
+            elif spec.type is int:
+                data[spec.name] = spec.max
+            else:
+                data[spec.name] = "\U0001f600" * (spec.max or 0)
+        raw = json.dumps(data, separators=(",", ":")).encode()  # ASCII: \ud83d\ude00 per character
+        assert _run(kind, raw, max_bytes=limit).kind == kind
+        sizes.append(len(raw))
+    assert max(sizes) <= limit < max(sizes) + 100, sizes
+    with pytest.raises(ConfigError, match="ADVOCACY_MAX_MESSAGE_BYTES"):
+        load_settings(max_message_bytes=limit - 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stream.config import load_settings
 from stream.kpi import (
     Contribution,
     Customer,
@@ -18,6 +20,8 @@ from stream.kpi import (
     Rules,
     Totals,
     Window,
+    advocate_entry,
+    advocate_score,
     apply,
     band,
     contribution,
@@ -27,8 +31,11 @@ from stream.kpi import (
     prune,
     ratio,
     report,
+    same_label,
     sum_window,
 )
+from stream.producer import validate
+from tests.board import Board, Caps
 
 SECOND, MINUTE, HOUR, DAY = 1_000, 60_000, 3_600_000, 86_400_000
 W1H, W1D, W7D = Window("1h", 3600), Window("1d", 86400), Window("7d", 604800)
@@ -36,25 +43,25 @@ RULES = Rules(windows=(W1H, W1D, W7D), attribution_ms=7 * DAY)
 NOW = 1_795_442_700_000  # 2026-11-23T14:05:00Z
 
 
-# --- event builders ------------------------------------------------------------------------
+# --- event builders (times in ms, as the windows; an Event carries microseconds) -------------
 
 
 def review(eid: str, cid: str = "c1", at: int = NOW - 10 * MINUTE, *, kind: str = "testimonial",
            rating: int | None = None, nps: int | None = None, segment: str | None = None) -> Event:
-    return Event("review", eid, cid, at, segment=segment, review_kind=kind, rating=rating, nps=nps)
+    return Event("review", eid, cid, at * 1000, segment=segment, review_kind=kind, rating=rating, nps=nps)
 
 
 def referral(eid: str, cid: str = "c1", at: int = NOW - 10 * MINUTE, *, segment: str | None = None) -> Event:
-    return Event("referral", eid, cid, at, segment=segment)
+    return Event("referral", eid, cid, at * 1000, segment=segment)
 
 
 def ticket(eid: str, team: str, cid: str = "c1", at: int = NOW - 10 * MINUTE) -> Event:
-    return Event("ticket", eid, cid, at, team=team)
+    return Event("ticket", eid, cid, at * 1000, team=team)
 
 
 def registration(eid: str, segment: str, cid: str = "c1", at: int = NOW - 10 * MINUTE,
                  status: str = "active") -> Event:
-    return Event("customer", eid, cid, at, segment=segment, status=status)
+    return Event("customer", eid, cid, at * 1000, segment=segment, status=status)
 
 
 def build(events: Iterable[Event], rules: Rules = RULES, now: int = NOW) -> Customer:
@@ -97,10 +104,12 @@ class Ledger:
                 self.counts[key] += n
             for segment, n in change.active.items():
                 self.active[segment] += n
-            for team, at in change.advocates_set.items():
-                self.advocates[team][cid] = at
+            for team, at_us in change.advocates_set.items():
+                label, member = advocate_entry(cid, team, same_label)
+                self.advocates[label][member] = advocate_score(at_us)
             for team in change.advocates_removed:
-                del self.advocates[team][cid]
+                label, member = advocate_entry(cid, team, same_label)
+                del self.advocates[label][member]
             self.segments |= change.new_segments
             self.teams |= change.new_teams
             self.customers[cid] = new
@@ -124,6 +133,10 @@ class Ledger:
     def snapshot(self) -> tuple[dict[object, int], dict[str, int], dict[str, dict[str, int]]]:
         return ({k: n for k, n in self.counts.items() if n}, {k: n for k, n in self.active.items() if n},
                 {t: dict(c) for t, c in self.advocates.items() if c})
+
+
+def _json(**fields: object) -> bytes:
+    return json.dumps(fields).encode()
 
 
 def nonzero(mapping: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
@@ -304,7 +317,7 @@ def test_older_registration_is_ignored() -> None:
     newer = build([registration("u2", "ent", at=NOW - HOUR)])
     after, outcomes = apply(newer, [registration("u1", "smb", at=NOW - 2 * HOUR)], NOW, RULES)
     assert outcomes == {"applied": 0, "duplicate": 0, "ignored": 1}
-    assert after.registration == (NOW - HOUR, "u2", "ent", "active")
+    assert after.registration == ((NOW - HOUR) * 1000, "u2", "ent", "active")
 
 
 # --- pruning ------------------------------------------------------------------------------------
@@ -329,7 +342,7 @@ def test_prune_forgets_only_what_can_no_longer_count() -> None:
     ])
     assert set(customer.actions) == {"f:keep"}
     assert set(customer.tickets) == {"keep"}
-    assert customer.registration == (NOW - 400 * DAY, "u1", "smb", "active")
+    assert customer.registration == ((NOW - 400 * DAY) * 1000, "u1", "smb", "active")
 
 
 def test_prune_later_in_time() -> None:
@@ -376,7 +389,7 @@ def test_attribution(tickets: list[tuple[str, str, int]], action_times: list[int
     events = [ticket(eid, team, at=at) for eid, team, at in tickets]
     events += [referral(f"f{i}", at=at) for i, at in enumerate(action_times)]
     for order in (events, events[::-1]):
-        assert dict(contribution(build(order), RULES).advocate_of) == expected
+        assert dict(contribution(build(order), RULES).advocate_of) == {t: at * 1000 for t, at in expected.items()}
 
 
 def test_non_advocacy_after_ticket_is_not_credited() -> None:
@@ -596,7 +609,7 @@ def expected_totals(events: list[Event]) -> tuple[dict[str, int], dict[str, int]
     latest: dict[str, Event] = {}
     for e in unique:
         if e.kind == "customer" and (e.customer_id not in latest
-                                     or (e.at_ms, e.event_id) > (latest[e.customer_id].at_ms,
+                                     or (e.at_us, e.event_id) > (latest[e.customer_id].at_us,
                                                                  latest[e.customer_id].event_id)):
             latest[e.customer_id] = e
 
@@ -615,9 +628,9 @@ def expected_totals(events: list[Event]) -> tuple[dict[str, int], dict[str, int]
         reg = latest.get(e.customer_id)
         actions[e.segment or (reg.segment if reg else None) or "unknown"] += 1
         such = [t for t in unique if t.kind == "ticket" and t.customer_id == e.customer_id
-                and t.at_ms <= e.at_ms <= t.at_ms + P_ATTR]
+                and t.at_us <= e.at_us <= t.at_us + P_ATTR * 1000]
         if such:
-            credited = max(such, key=lambda t: (t.at_ms, t.event_id))
+            credited = max(such, key=lambda t: (t.at_us, t.event_id))
             advocates[credited.team or ""].add(e.customer_id)
     active = Counter(r.segment or "" for r in latest.values() if r.status == "active")
     interactions = Counter(e.team or "" for e in unique if e.kind == "ticket")
@@ -665,3 +678,128 @@ def test_totals_do_not_depend_on_order_or_batching(scenario: tuple[list[Event], 
             interactions.values())
         n, d = row["advocates_created"], row["support_interactions"]
         assert row["rate"] == (n / d if d else None)
+
+
+# --- the numbers at their edges (issue 11) ------------------------------------------------------
+
+W90D = Window("90d", 90 * 86400)
+RULES_90 = Rules(windows=(W1H, W1D, W7D, W90D), attribution_ms=7 * DAY)
+
+
+def _overall_creation(out: dict[str, list[dict[str, object]]], window: str) -> tuple[object, object]:
+    [row] = [r for r in out["advocacy_creation_overall"] if r["window"] == window]
+    return row["advocates_created"], row["support_interactions"]
+
+
+def test_folding_two_teams_counts_a_customer_credited_to_both_twice() -> None:
+    """Issue 11 case 1: tech ticket -5d, referral -4d, ops ticket -3d, referral -2d: 2 advocates / 2
+    interactions in 7d, with or without both teams folded into _other (folding never changes overall)."""
+    events = [ticket("t1", "tech", at=NOW - 5 * DAY), referral("f1", at=NOW - 4 * DAY),
+              ticket("t2", "ops", at=NOW - 3 * DAY), referral("f2", at=NOW - 2 * DAY)]
+    for order in (events, events[::-1]):
+        plain = Board(RULES)
+        folded = Board(RULES, Caps(teams=0))
+        for event in order:  # one event a batch, as separate deliveries
+            plain.feed([event], NOW)
+            folded.feed([event], NOW)
+        assert _overall_creation(plain.report(NOW), "7d") == (2, 2)
+        out = folded.report(NOW)
+        assert _overall_creation(out, "7d") == (2, 2)
+        assert [(r["team"], r["advocates_created"], r["support_interactions"])
+                for r in out["advocacy_creation"] if r["window"] == "7d"] == [("_other", 2, 2)]
+
+
+def test_a_ticket_older_than_the_longest_window_still_credits_in_any_order() -> None:
+    """Issue 11 case 3 (the KPI side): ticket -92d, referral -88d: the referral is credited in 90d
+    whether the ticket arrives first or last."""
+    events = [ticket("t1", "billing", at=NOW - 92 * DAY), referral("f1", at=NOW - 88 * DAY)]
+    for order in (events, events[::-1]):
+        board = Board(RULES_90)
+        for event in order:
+            board.feed([event], NOW)
+        assert _overall_creation(board.report(NOW), "90d") == (1, 0)
+
+
+@pytest.mark.parametrize(("advocates", "interactions", "percent", "band_name"), [
+    (7, 100, 7.0, "low"),
+    (79_996, 100_000, 79.99, "moderate"),
+    (7_999, 10_000, 79.99, "moderate"),
+    (8, 10, 80.0, "high"),
+    (59_999, 100_000, 59.99, "low"),
+    (3, 5, 60.0, "moderate"),
+    (2, 3, 66.66, "moderate"),
+    (29, 100, 29.0, "low"),
+    (1, 3, 33.33, "low"),
+    (5, 4, 125.0, "high"),
+    (0, 9, 0.0, "low"),
+])
+def test_percent_is_the_rate_times_100_rounded_down_to_two_decimals(advocates: int, interactions: int,
+                                                                     percent: float, band_name: str) -> None:
+    """Issue 11 case 4: percent = rate x 100 rounded down to two decimals (7/100 is 7.0, 79.996% is
+    79.99%), so the shown value never crosses the band line its band is on."""
+    totals = Totals(actions={}, active={}, interactions={("billing", "7d"): interactions},
+                    advocates={("billing", "7d"): advocates})
+    out = report(totals, [W7D])
+    for row in (out["advocacy_creation"][0], out["advocacy_creation_overall"][0]):
+        assert row["percent"] == percent and row["band"] == band_name
+        assert repr(row["percent"]) == repr(percent)  # exactly the two-decimal float, as JSON shows it
+
+
+def test_registrations_a_tenth_of_a_millisecond_apart_keep_their_order() -> None:
+    """Issue 11 case 5: the later of two registrations 0.1 ms apart wins, even against a greater event id."""
+    settings = load_settings()
+    now = 1_795_442_700.0
+    later = validate(settings, "customers", _json(event_id="a", customer_id="c1", segment="later", status="active",
+                                                  occurred_at="2026-11-23T14:03:00.0002Z"), now)
+    earlier = validate(settings, "customers", _json(event_id="b", customer_id="c1", segment="earlier",
+                                                    status="active", occurred_at="2026-11-23T14:03:00.0001Z"), now)
+    for order in ([later, earlier], [earlier, later]):
+        board = Board(RULES).feed(order, NOW)
+        assert board.customers["c1"].registration is not None
+        assert board.customers["c1"].registration[2] == "later"
+
+
+def test_an_action_a_fraction_of_a_millisecond_before_a_ticket_is_not_credited() -> None:
+    """Issue 11 case 5: an action 0.8 ms before the ticket (same millisecond) does not follow it."""
+    settings = load_settings()
+    now = 1_795_442_700.0
+    action = validate(settings, "referrals", _json(event_id="f1", customer_id="c1",
+                                                   occurred_at="2026-11-23T14:03:00.0001Z"), now)
+    closed = validate(settings, "tickets-closed", _json(event_id="t1", customer_id="c1", ticket_id="T1",
+                                                        team="billing", occurred_at="2026-11-23T14:03:00.0009Z"), now)
+    for order in ([action, closed], [closed, action]):
+        board = Board(RULES)
+        for event in order:
+            board.feed([event], NOW)
+        assert _overall_creation(board.report(NOW), "1h") == (0, 1)
+        assert contribution(board.customers["c1"], RULES).advocate_of == {}
+
+
+@pytest.mark.parametrize("ticket_id", ["\U0010ffff", "\U0010ffff\U0010ffff", "\U0010ffffz", "\U0010ffff\x00"])
+def test_a_ticket_id_sorting_after_every_character_is_credited_by_every_path(ticket_id: str) -> None:
+    """Issue 11 case 6: ticket and action at the same instant credit the ticket's team whatever the ticket
+    id, by the reference model, by the incremental step (action first or ticket first) alike."""
+    events = [ticket(ticket_id, "billing", at=T0), referral("f1", at=T0)]
+    expected = {"billing": T0 * 1000}
+    assert dict(contribution(build(events), RULES).advocate_of) == expected
+    for order in (events, events[::-1]):
+        board = Board(RULES)
+        for event in order:
+            board.feed([event], NOW)
+        assert _overall_creation(board.report(NOW), "7d")[0] == 1, order
+
+
+def test_a_ticket_resent_with_another_team_counts_the_same_in_any_order() -> None:
+    """Issue 11, duplicates: a ticket re-sent with the same event_id and another team ends with the same
+    team (the greater one) whichever copy arrives first, in one batch or two."""
+    first, second = ticket("t1", "billing"), ticket("t1", "shipping")
+    results = set()
+    for order in ([first, second], [second, first]):
+        for batches in ([order], [[order[0]], [order[1]]]):
+            board = Board(RULES)
+            for batch in batches:
+                board.feed(batch, NOW)
+            out = board.report(NOW)
+            results.add(tuple((r["team"], r["support_interactions"]) for r in out["advocacy_creation"]
+                              if r["window"] == "1h"))
+    assert results == {(("shipping", 1),)}

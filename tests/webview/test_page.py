@@ -182,8 +182,8 @@ def test_page_shows_rates_bands_and_history_per_segment_and_team(
         wait_for(lambda: _settled(worker), 60, what="the worker to count the events")
 
         dom = _dom(chromium, worker.url + "/", tmp_path)
-        expected = {"enterprise": ("9", "10", "90.0%", "high"), "mid_market": ("7", "10", "70.0%", "moderate"),
-                    "smb": ("3", "10", "30.0%", "low")}
+        expected = {"enterprise": ("9", "10", "90.00%", "high"), "mid_market": ("7", "10", "70.00%", "moderate"),
+                    "smb": ("3", "10", "30.00%", "low")}
         for segment, (actions, customers, rate, band) in expected.items():
             row = dom.row("data-segment", segment)
             assert row["attrs"]["data-band"] == band and f"band-{band}" in row["attrs"]["class"].split()
@@ -197,14 +197,14 @@ def test_page_shows_rates_bands_and_history_per_segment_and_team(
         assert row["attrs"]["data-band"] == "none" and "band-none" in row["attrs"]["class"].split()
         assert [dom.cell(row, c)["text"] for c in ("numerator", "denominator", "rate", "band")] == \
             ["1", "0", "no data", "no data"], row
-        teams = {"billing": ("3", "4", "75.0%", "moderate"), "onboarding": ("1", "5", "20.0%", "low"),
-                 "tier-2": ("5", "5", "100.0%", "high")}
+        teams = {"billing": ("3", "4", "75.00%", "moderate"), "onboarding": ("1", "5", "20.00%", "low"),
+                 "tier-2": ("5", "5", "100.00%", "high")}
         for team, (advocates, interactions, rate, band) in teams.items():
             row = dom.row("data-team", team)
             assert [dom.cell(row, c)["text"] for c in ("numerator", "denominator", "rate", "band")] == \
                 [advocates, interactions, rate, band], row
         overall = [r for r in dom.rows if "overall" in r["attrs"].get("class", "").split()]
-        assert [dom.cell(r, "rate")["text"] for r in overall] == ["66.7%", "64.3%"]  # 20/30, 9/14
+        assert [dom.cell(r, "rate")["text"] for r in overall] == ["66.66%", "64.28%"]  # 20/30, 9/14, rounded down
         assert dom.error is None, dom.error
         assert dom.windows == (["1h", "1d", "7d", "30d", "90d"], "1h")  # from the worker's data; 1h by default
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", dom.generated_at), dom.generated_at
@@ -214,7 +214,8 @@ def test_page_shows_rates_bands_and_history_per_segment_and_team(
 
         week = _dom(chromium, worker.url + "/?window=7d", tmp_path)
         assert dom.windows[0] == week.windows[0] and week.windows[1] == "7d"
-        assert [dom.cell(week.row("data-segment", s), "rate")["text"] for s in expected] == ["90.0%", "70.0%", "30.0%"]
+        shown = [dom.cell(week.row("data-segment", s), "rate")["text"] for s in expected]
+        assert shown == ["90.00%", "70.00%", "30.00%"]
 
         shot = tmp_path / "kpis.png"
         done = _chromium(chromium, worker.url + "/", tmp_path / "profile-shot", f"--screenshot={shot}")
@@ -278,3 +279,75 @@ def test_page_assets_load_nothing_from_outside_the_worker() -> None:
         text = path.read_text().replace("http://www.w3.org/2000/svg", "")  # the SVG namespace, never fetched
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.IGNORECASE), path.name
         assert "@import" not in text and "url(" not in text, path.name
+
+
+# --- percents never cross a band line (issue 11 case 4) ---------------------------------------------
+
+EDGE_KPIS = {
+    "generated_at": "2026-11-23T14:05:00Z",
+    "advocacy_actions": [
+        {"segment": "mid", "window": "1h", "actions": 79_996, "customers": 100_000, "rate": 0.79996,
+         "band": "moderate"},
+        {"segment": "smb", "window": "1h", "actions": 59_999, "customers": 100_000, "rate": 0.59999, "band": "low"},
+        {"segment": "ent", "window": "1h", "actions": 4, "customers": 5, "rate": 0.8, "band": "high"}],
+    "advocacy_actions_overall": [
+        {"window": "1h", "actions": 139_999, "customers": 200_005, "rate": 139_999 / 200_005, "band": "moderate"}],
+    "advocacy_creation": [
+        {"team": "billing", "window": "1h", "advocates_created": 7_999, "support_interactions": 10_000,
+         "rate": 0.7999, "percent": 79.99, "band": "moderate"},
+        {"team": "tier-2", "window": "1h", "advocates_created": 29, "support_interactions": 100, "rate": 0.29,
+         "percent": 29.0, "band": "low"}],
+    "advocacy_creation_overall": [
+        {"window": "1h", "advocates_created": 8_028, "support_interactions": 10_100, "rate": 8_028 / 10_100,
+         "percent": 79.48, "band": "moderate"}],
+}
+
+
+def test_page_rounds_percents_down_so_none_crosses_a_band_line(tmp_path: Path) -> None:
+    """Issue 11 case 4: the packaged page, given /kpis rows at the band lines, shows 79,996 of 100,000 as
+    79.99% (moderate), never 80.0%, and every percent as the counts' rate x 100 rounded down."""
+    import http.server
+    import threading
+
+    chromium = require_binary("chromium")
+    static = ROOT / "stream" / "static"
+    body = json.dumps(EDGE_KPIS).encode()
+
+    class Site(http.server.BaseHTTPRequestHandler):  # the worker's layout: /, /static/*, /kpis
+        def do_GET(self) -> None:  # the http.server hook
+            path = self.path.split("?")[0]
+            if path.startswith("/kpis"):
+                content, kind = body, "application/json"
+            elif path == "/":
+                content, kind = (static / "index.html").read_bytes(), "text/html; charset=utf-8"
+            else:
+                content, kind = (static / path.removeprefix("/static/")).read_bytes(), "text/javascript"
+                kind = "text/css" if path.endswith(".css") else kind
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Site)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        dom = _dom(chromium, f"http://127.0.0.1:{server.server_port}/", tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    shown = [(r["attrs"].get("data-segment") or r["attrs"].get("data-team") or "overall",
+              dom.cell(r, "rate")["text"], r["attrs"]["data-band"]) for r in dom.rows if "data-band" in r["attrs"]]
+    assert sorted(shown) == sorted([
+        ("mid", "79.99%", "moderate"), ("smb", "59.99%", "low"), ("ent", "80.00%", "high"),
+        ("overall", "69.99%", "moderate"),  # 139,999 / 200,005
+        ("billing", "79.99%", "moderate"), ("tier-2", "29.00%", "low"), ("overall", "79.48%", "moderate")])
+    mid = dom.row("data-segment", "mid")
+    [bar] = dom.cell(mid, "bar-cell")["children"][:1]
+    assert "79.99%, moderate band" in bar["aria-label"]
+    [spark] = dom.cell(mid, "spark-cell")["children"]
+    assert "to 79.99%" in spark["aria-label"] and "80" not in spark["aria-label"].split("history")[1], spark
