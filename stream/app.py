@@ -112,7 +112,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     deliveries = {}
     for topic_name, kind in topic_kinds(settings).items():
-        deliveries[topic_name] = _add_agent(app, settings, pipeline, topic_name, kind)
+        deliveries[topic_name] = _add_agent(app, settings, pipeline, store, topic_name, kind)
 
     async def deliver_batch(topic: str, batch: Batch) -> None:
         await deliveries[topic].put(batch)
@@ -124,7 +124,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     return app
 
 
-def _add_agent(app: faust.App, settings: Settings, pipeline: Pipeline, topic_name: str, kind: str) -> Any:
+def _add_agent(app: faust.App, settings: Settings, pipeline: Pipeline, store: Store, topic_name: str,
+               kind: str) -> Any:
     """Subscribe to the topic; its batches reach the agent through an in-memory channel."""
     app.topics.add(app.topic(topic_name, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions))
     channel = app.channel(maxsize=2)  # backpressure: the fetcher waits while two batches queue
@@ -137,6 +138,7 @@ def _add_agent(app: faust.App, settings: Settings, pipeline: Pipeline, topic_nam
             consumer = app.consumer
             consumer.ack_batch(batch)
             if behind and not stopping:
+                store.lost_writes()
                 await consumer.resync(batch, {names[name]: at for name, at in behind.items()})
             if stopping:
                 raise asyncio.CancelledError
@@ -242,7 +244,7 @@ def _add_kafka_probe(app: faust.App, settings: Settings, health: Health) -> None
         health.kafka_error = error
 
 
-def _add_gap_check(app: faust.App, sources: set[str], metrics: Metrics, health: Health) -> None:
+def _add_gap_check(app: faust.App, sources: set[str], store: Store, metrics: Metrics, health: Health) -> None:
     """Compare, per partition, what was stored with where the fetcher is (see ``stream.gaps``)."""
     watch: GapWatch[Any] = GapWatch()
 
@@ -260,6 +262,7 @@ def _add_gap_check(app: faust.App, sources: set[str], metrics: Metrics, health: 
                       tp.topic, tp.partition, stored, position - 1)
             metrics.gaps.labels(tp.topic).inc()
         if found:
+            store.lost_writes()  # the state may have lost them: cached records may be ahead of it
             await consumer.reread(found)
         metrics.unstored.clear()
         for tp, (stored, position) in watch.open.items():
@@ -284,7 +287,7 @@ def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics:
 
     sources = set(topic_kinds(settings))
     _add_kafka_probe(app, settings, health)
-    _add_gap_check(app, sources, metrics, health)
+    _add_gap_check(app, sources, store, metrics, health)
 
     @app.timer(2.0)
     async def _lag() -> None:

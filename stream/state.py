@@ -367,6 +367,14 @@ class Store:
         return sum(1 for e in events if (e.segment and is_folded("segment", e.segment))
                    or (e.team and is_folded("team", e.team)))
 
+    def lost_writes(self) -> None:
+        """The state came back without writes this worker made: forget every cached record.
+
+        A cached record newer than the stored one would otherwise make the re-read events
+        look like duplicates (a batch that writes nothing is not checked against Redis).
+        """
+        self.cache.clear()
+
     async def positions(self, partitions: Sequence[str]) -> dict[str, int | None]:
         """Each partition's stored position (its first unstored offset), None where there is none."""
         if not partitions:

@@ -400,3 +400,17 @@ async def test_differing_copies_of_a_ticket_end_the_same_in_any_order(client: ai
         results.append(({k: n for k, n in totals.interactions.items() if n}, dict(store.cache["c1"].tickets)))
     assert results[0] == results[1]
     assert results[0][0] == {(team, w): 1 for team in ["shipping"] for w in WINDOWS}
+
+
+async def test_events_a_rolled_back_state_lacks_count_again_once_the_cache_is_dropped(client: aioredis.Redis) -> None:
+    """After the state loses writes, the worker's cached records are ahead of it: until they are dropped
+    (``lost_writes``, on a commit that finds its position behind), a re-read event looks like a duplicate."""
+    now_ms = int(time.time() * 1000)
+    store = await _store(client, "rollback")
+    at_us = (now_ms - 60_000) * 1000
+    await store.apply([Event("referral", "r1", "c1", at_us)], now_ms)
+    await client.delete(store.customer_key("c1"), store.count_key("a", "unknown", "1h"))  # back to before r1
+    assert (await store.apply([Event("referral", "r1", "c1", at_us)], now_ms))["duplicate"] == 1  # the cache
+    store.lost_writes()
+    assert (await store.apply([Event("referral", "r1", "c1", at_us)], now_ms))["applied"] == 1
+    assert (await store.totals(now_ms)).actions[("unknown", "1h")] == 1
