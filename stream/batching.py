@@ -100,6 +100,9 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
         self.epoch = 0
         self.rewinds = 0
         self.resyncs = 0
+        # partitions read again from their earliest offset because the state had no position
+        # for them: TP -> (earliest offset, end offset then), until the state holds that end
+        self.rebuilding: dict[Any, tuple[int, int]] = {}
         super().__init__(*args, **kwargs)
 
     def _new_consumer_thread(self) -> Any:
@@ -234,7 +237,26 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
                                 "counted", tp.topic, tp.partition, position, first - 1)
         if raised:
             await self.positions.floor(raised)
+            missing = [tp for tp in raised if stored.get(tp) is None]
+            ends = await self.highwaters(*missing) if missing else {}
+            for tp in missing:
+                if ends.get(tp, 0) > raised[tp]:
+                    self.rebuilding[tp] = (raised[tp], ends[tp])
         return {tp: raised.get(tp, stored.get(tp) or 0) for tp in tps}
+
+    def rebuilt(self, stored: Mapping[Any, int]) -> tuple[int, int]:
+        """Messages re-read so far and in all by partitions being rebuilt; forgets finished ones."""
+        done = total = 0
+        for tp, (first, end) in list(self.rebuilding.items()):
+            at = stored.get(tp)
+            if at is None:
+                continue
+            if at >= end:
+                del self.rebuilding[tp]
+                continue
+            done += max(0, at - first)
+            total += end - first
+        return done, total
 
     async def resync(self, batch: Batch, behind: Mapping[Any, int | None]) -> None:
         """The state's position of these partitions was behind ``batch``'s start (it lost writes):
@@ -300,7 +322,7 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
         self.epoch += 1
         for tp in revoked:
-            for table in (self._durable, self._delivered, self._next):
+            for table in (self._durable, self._delivered, self._next, self.rebuilding):
                 table.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 

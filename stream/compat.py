@@ -90,6 +90,7 @@ def members() -> list[Member]:
         Member(Consumer, "earliest_offsets", ("self",), "called: the reset policy's offset, taken explicitly"),
         Member(Consumer, "seek_wait", ("self", "partitions"), "called: rewinds"),
         Member(Consumer, "position", ("self", "tp"), "called: the gap check"),
+        Member(Consumer, "highwaters", ("self",), "called: how far a rebuild has to read"),
         Member(ThreadDelegateConsumer, "_new_consumer_thread", ("self",), "replaced: our consumer thread"),
         Member(AIOKafkaConsumerThread, "_create_worker_consumer", ("self", "transport"),
                "extended: sets the fetch wait"),

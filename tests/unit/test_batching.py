@@ -125,6 +125,7 @@ class Fetcher:
         c.assignment = lambda: set(self.ends)
         c.highwater = self.ends.__getitem__
         c.earliest_offsets = self.earliest_offsets
+        c.highwaters = self.highwaters
         c._thread.seek_wait = self.seek_wait
 
     async def wait_next_records(self, timeout: float) -> tuple[dict[TP, list[Rec]], None]:  # noqa: ASYNC109
@@ -139,6 +140,9 @@ class Fetcher:
             self.position[tp] = self.ends[tp]
         await asyncio.sleep(0)
         return out, None
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int]:
+        return {tp: self.ends[tp] for tp in tps}
 
     async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
         return {tp: self.earliest[tp] for tp in tps}
@@ -266,3 +270,6 @@ async def test_positions_missing_or_below_the_earliest_offset_start_at_the_earli
     await consumer.perform_seek()
     assert fetcher.position == {empty: 0, expired: 12}
     assert fetcher.state.stored == {empty: 0, expired: 12}
+    assert consumer.rebuilding == {empty: (0, 3)}  # /health reports how far the rebuild got
+    assert consumer.rebuilt({empty: 1}) == (1, 3)
+    assert consumer.rebuilt({empty: 3}) == (0, 0) and consumer.rebuilding == {}
