@@ -31,7 +31,7 @@ from stream.kafka import faust_credentials
 from stream.kpi import Rules
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline, Record, topic_kinds, where
-from stream.state import Store
+from stream.state import Store, partition_name
 from stream.topics import KafkaProbe
 from stream.web import METRICS_CONTENT_TYPE, Api, static_file
 
@@ -132,7 +132,7 @@ def _add_agent(app: faust.App, settings: Settings, pipeline: Pipeline, store: St
 
     async def consume(stream: Any) -> None:
         async for batch in stream:
-            names = {partition_name(tp): tp for tp in batch.offsets}
+            names = {partition_name(tp.topic, tp.partition): tp for tp in batch.offsets}
             progress = [(name, batch.starts[tp], batch.offsets[tp]) for name, tp in names.items()]
             stopping, behind = await _handle(pipeline, batch.records, progress)
             consumer = app.consumer
@@ -181,11 +181,6 @@ async def _finish(handling: Coroutine[Any, Any, T], grace: float = 10.0) -> tupl
         raise
 
 
-def partition_name(tp: Any) -> str:
-    """How the state names a partition: ``topic:partition`` (Kafka topic names have no colon)."""
-    return f"{tp.topic}:{tp.partition}"
-
-
 class StatePositions:
     """The consumer's view of the positions the state stores (``batching.Positions``)."""
 
@@ -193,12 +188,12 @@ class StatePositions:
         self.store = store
 
     async def read(self, tps: Sequence[Any]) -> dict[Any, int | None]:
-        names = {partition_name(tp): tp for tp in tps}
+        names = {partition_name(tp.topic, tp.partition): tp for tp in tps}
         stored = await self.store.positions(list(names))
         return {tp: stored.get(name) for name, tp in names.items()}
 
     async def floor(self, offsets: Mapping[Any, int]) -> None:
-        await self.store.floor_positions({partition_name(tp): offset for tp, offset in offsets.items()})
+        await self.store.floor_positions({partition_name(tp.topic, tp.partition): at for tp, at in offsets.items()})
 
 
 def _add_routes(app: faust.App, api: Api) -> None:

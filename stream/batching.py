@@ -292,13 +292,15 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
             position = await asyncio.wait_for(self.position(tp), 2.0)
             if at is None or position is None:
                 continue
-            busy = self._deliveries > 0 or self._delivered.get(tp, -1) > at
+            # records handed to an agent and not yet stored by it (not: ahead of the state's
+            # position, which a state that lost writes stays behind of for good)
+            busy = self._deliveries > 0 or self._delivered.get(tp, -1) > self._durable.get(tp, -1)
             out[tp] = Reading(at, position, busy)
         return out if epoch == self.epoch and self.flow_active and not self._rewind_pending else {}
 
     async def reread(self, gaps: Mapping[Any, tuple[int, int]]) -> None:
-        """Seek each partition back to its stored offset, to read a gap again."""
-        await self._seek_to({tp: stored for tp, (stored, _) in gaps.items()})
+        """Seek each partition back to the state's position, to read a gap again."""
+        await self._seek_to(await self._stored_positions(gaps))
 
     def ack_batch(self, batch: Batch) -> bool:
         """Mark ``batch`` durable: its partitions may commit up to its end. False if stale."""

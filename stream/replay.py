@@ -5,7 +5,7 @@ topics from the earliest offset, applies it through the same pipeline as a worke
 commits the consumer group ``NEW_APP_ID`` as it goes. It never touches the live
 namespace, so it is safe while live workers run. When it has caught up, start (or
 restart) the workers with ``ADVOCACY_APP_ID=NEW_APP_ID``: they continue from the
-replay's commits. Invalid messages are counted, not dead-lettered again (the live run
+replay's positions. Invalid messages are counted, not dead-lettered again (the live run
 already did).
 """
 
@@ -28,7 +28,7 @@ from stream.kafka import client_options
 from stream.kpi import Rules
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline, Record, topic_kinds
-from stream.state import Store
+from stream.state import Store, partition_name
 
 log = logging.getLogger("stream.replay")
 
@@ -66,8 +66,7 @@ async def replay(settings: Settings, into: str, *, idle_seconds: float = 3.0, pr
         raise StateError(f"app id {into!r} already has state in Redis: replay needs a fresh one")
     await store.check_rules()
     sink = CountingSink()
-    metrics = Metrics(CollectorRegistry())
-    pipeline = Pipeline(target, store, metrics, sink, Health())
+    pipeline = Pipeline(target, store, Metrics(CollectorRegistry()), sink, Health())
     consumer = AIOKafkaConsumer(**client_options(settings), group_id=into, enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_poll_records=settings.batch_max_events)
     await consumer.start()
@@ -79,6 +78,8 @@ async def replay(settings: Settings, into: str, *, idle_seconds: float = 3.0, pr
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
+        nexts = await consumer.beginning_offsets(partitions)  # the state's positions, as a worker keeps them
+        await store.floor_positions({partition_name(tp.topic, tp.partition): at for tp, at in nexts.items()})
         total = sum(ends.values())
         last_data = time.monotonic()
         last_report = 0.0
@@ -93,7 +94,9 @@ async def replay(settings: Settings, into: str, *, idle_seconds: float = 3.0, pr
             last_data = time.monotonic()
             commits = {}
             for tp, records in batches.items():
-                await pipeline.handle(records)
+                end = records[-1].offset + 1
+                await pipeline.handle(records, [(partition_name(tp.topic, tp.partition), nexts[tp], end)])
+                nexts[tp] = end
                 summary.messages += len(records)
                 commits[tp] = OffsetAndMetadata(records[-1].offset + 1, "")
             await consumer.commit(commits)
@@ -105,7 +108,5 @@ async def replay(settings: Settings, into: str, *, idle_seconds: float = 3.0, pr
         await client.aclose()
     if progress:
         print(file=sys.stderr)
-    summary.seconds = time.monotonic() - started
-    summary.dead_letters = dict(sink.reasons)
-    return summary
+    return Summary(summary.messages, time.monotonic() - started, dict(sink.reasons))
 

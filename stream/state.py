@@ -103,6 +103,11 @@ end
 return removed
 """
 
+def partition_name(topic: str, partition: int) -> str:
+    """How the state names a partition in its positions (Kafka topic names have no colon)."""
+    return f"{topic}:{partition}"
+
+
 MAX_ATTEMPTS = 50
 _SET, _APPEND, _DELETE = 0, 1, 2  # how the commit writes a record
 
