@@ -186,7 +186,7 @@ class KafkaCluster:
     size: int = 1
     heap_mb: int = 384
     properties: Mapping[str, object] = field(default_factory=dict)
-    nodes: list[KafkaNode] = field(default_factory=list)
+    nodes: list[KafkaNode] = field(init=False)
     cluster_id: str = field(default_factory=lambda: base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22])
 
     @property
@@ -196,10 +196,13 @@ class KafkaCluster:
     def node(self, node_id: int) -> KafkaNode:
         return next(n for n in self.nodes if n.node_id == node_id)
 
+    def __post_init__(self) -> None:
+        # ports are chosen now: a client may be pointed at the cluster before it starts
+        self.nodes = [KafkaNode(i, self.workdir / f"node-{i}", self.heap_mb) for i in range(1, self.size + 1)]
+
     def start(self, timeout: float = 90.0) -> KafkaCluster:
         """Format and start every node; return once each broker is in the cluster's metadata."""
         check_installed()
-        self.nodes = [KafkaNode(i, self.workdir / f"node-{i}", self.heap_mb) for i in range(1, self.size + 1)]
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
         properties = {**node_properties(self.size), **self.properties}
         for node in self.nodes:
