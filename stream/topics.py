@@ -7,6 +7,7 @@ import contextlib
 import logging
 from typing import Any
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -52,18 +53,34 @@ async def ensure_topics(settings: Settings, attempts: int = 60) -> None:
                   "ADVOCACY_KAFKA_BOOTSTRAP_SERVERS")
 
 
+async def partitions(settings: Settings, names: list[str]) -> list[TopicPartition]:
+    """The partitions of those of ``names`` that exist.
+
+    Asked of the cluster: a new consumer knows no topic's partitions until it has fetched them
+    (Apache Kafka answers a client's first metadata request with no topic at all).
+    """
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics()  # all of them: naming a missing one would create it
+    finally:
+        await admin.close()
+    found = {t["topic"]: sorted(p["partition"] for p in t["partitions"]) for t in described if not t["error_code"]}
+    return [TopicPartition(name, p) for name in names for p in found.get(name, ())]
+
+
 async def group_has_commits(settings: Settings) -> bool:
     """Whether the consumer group has committed offsets on any source topic."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
+    sources = await partitions(settings, topic_names(settings)[:-1])  # not the dead-letter topic
     consumer = AIOKafkaConsumer(**client_options(settings), group_id=settings.app_id, enable_auto_commit=False)
     await consumer.start()
     try:
-        for name in topic_names(settings)[:-1]:  # not the dead-letter topic
-            for partition in consumer.partitions_for_topic(name) or set():
-                committed = await consumer.committed(TopicPartition(name, partition))
-                if committed is not None and committed > 0:
-                    return True
+        for tp in sources:
+            committed = await consumer.committed(tp)
+            if committed is not None and committed > 0:
+                return True
         return False
     finally:
         await consumer.stop()
