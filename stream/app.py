@@ -31,6 +31,7 @@ from stream.kafka import faust_credentials
 from stream.kpi import Rules
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline, Record, topic_kinds, where
+from stream.retention import install as install_retention_check
 from stream.state import Store
 from stream.topics import KafkaProbe
 from stream.web import METRICS_CONTENT_TYPE, Api, static_file
@@ -119,6 +120,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app.deliver_batch = deliver_batch
     _add_routes(app, api)
     _add_housekeeping(app, settings, store, metrics, health)
+    install_retention_check(app, settings, health, metrics)
     return app
 
 

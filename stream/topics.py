@@ -1,4 +1,7 @@
-"""Kafka admin: create the topics the service reads and writes when they are missing."""
+"""Kafka admin: create the topics the service reads and writes when they are missing.
+
+Each is created with the retention the KPIs need (stream/retention.py); ``customers`` is compacted.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from stream.config import Settings
 from stream.errors import BrokerUnavailable
 from stream.kafka import client_options
+from stream.retention import creation_configs
 
 log = logging.getLogger("stream.topics")
 
@@ -33,10 +37,8 @@ async def ensure_topics(settings: Settings, attempts: int = 60) -> None:
             existing = set(await admin.list_topics())
             missing = [name for name in topic_names(settings) if name not in existing]
             if missing:
-                configs = {name: {"cleanup.policy": "compact"} if name == settings.customers_topic else {}
-                           for name in missing}
                 new = [NewTopic(name, settings.topic_partitions, settings.topic_replication,
-                                topic_configs=configs[name]) for name in missing]
+                                topic_configs=creation_configs(settings, name)) for name in missing]
                 with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
                     await admin.create_topics(new)
                 log.info("created topics %s with %d partitions", ", ".join(missing),
