@@ -4,11 +4,14 @@ PY := $(VENV)/bin/python
 # Debian packages the embedded stack and the tests use; installed when a binary is missing.
 APT_PACKAGES := redis-server:redis-server prometheus:prometheus promtool:prometheus \
 	prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager \
-	docker-compose:docker-compose chromium:chromium
+	docker-compose:docker-compose chromium:chromium java:openjdk-17-jre-headless mvn:maven
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# Apache Kafka for the tests and benchmarks: the jars of deploy/kafka/pom.xml, fetched once
+KAFKA_VERSION := $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/kafka/pom.xml)
+KAFKA_LIBS := .cache/kafka-$(KAFKA_VERSION)/libs
 
-.PHONY: run test test-unit bench soak compat-latest lint lock deps system clean
+.PHONY: run test test-unit bench soak compat-latest lint lock deps system kafka clean
 
 # the image's locked dependencies first (same versions, hashes checked), then the dev tools
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -31,7 +34,16 @@ system:
 	  $(SUDO) systemctl disable --now $$svc >/dev/null 2>&1 || true; \
 	done
 
-deps: $(VENV)/.installed system
+# a second run finds the stamp and downloads nothing; a changed POM fetches again
+$(KAFKA_LIBS)/.fetched: deploy/kafka/pom.xml | system
+	rm -rf $(KAFKA_LIBS)
+	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+	  -DoutputDirectory=$(abspath $(KAFKA_LIBS))
+	touch $@
+
+kafka: $(KAFKA_LIBS)/.fetched
+
+deps: $(VENV)/.installed system kafka
 
 run: deps
 	$(PY) -m stream stack $(if $(COLLAPSE),--collapse $(COLLAPSE),)

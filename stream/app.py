@@ -31,6 +31,7 @@ from stream.kafka import faust_credentials
 from stream.kpi import Rules
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline, Record, topic_kinds, where
+from stream.retention import install as install_retention_check
 from stream.state import Store, partition_name
 from stream.topics import KafkaProbe
 from stream.web import METRICS_CONTENT_TYPE, Api, static_file
@@ -121,6 +122,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app.positions = StatePositions(store)
     _add_routes(app, api)
     _add_housekeeping(app, settings, store, metrics, health)
+    install_retention_check(app, settings, health, metrics)
     return app
 
 

@@ -17,6 +17,7 @@ class Health:
     redis_error: str = ""
     crashed: str = ""  # agents that crashed, per the latest check
     kafka_error: str = ""  # why the latest metadata request failed
+    warnings: list[str] = field(default_factory=list)  # degraded, still ready (e.g. a topic's retention)
     lag: int = 0
     gaps: list[str] = field(default_factory=list)  # partitions with records fetched but not stored
     last_progress: float = field(default_factory=time.monotonic)

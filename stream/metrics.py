@@ -57,6 +57,10 @@ class Metrics:
             "changed the same customer.", registry=registry)
         self.redis_up = Gauge(
             "advocacy_redis_up", "1 when the last Redis call succeeded.", registry=registry)
+        self.retention_short = Gauge(
+            "advocacy_topic_retention_short", "1 when a source topic keeps events for less than the "
+            "KPIs need (longest window + attribution window + 1 day; customers compacted), read at "
+            "start-up.", ["topic"], registry=registry)
         self.ready = Gauge(
             "advocacy_worker_ready", "1 when the worker is consuming and Redis answers.",
             registry=registry)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
@@ -29,6 +29,7 @@ from stream.kpi import Rules
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline, Record, topic_kinds
 from stream.state import Store, partition_name
+from stream.topics import partitions as topic_partitions
 
 log = logging.getLogger("stream.replay")
 
@@ -73,8 +74,7 @@ async def replay(settings: Settings, into: str, *, idle_seconds: float = 3.0, pr
     summary = Summary()
     started = time.monotonic()
     try:
-        partitions = [TopicPartition(name, p) for name in topic_kinds(settings)
-                      for p in sorted(consumer.partitions_for_topic(name) or ())]
+        partitions = await topic_partitions(settings, list(topic_kinds(settings)))
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)

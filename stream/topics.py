@@ -1,4 +1,7 @@
-"""Kafka admin: create the topics the service reads and writes when they are missing."""
+"""Kafka admin: create the topics the service reads and writes when they are missing.
+
+Each is created with the retention the KPIs need (stream/retention.py); ``customers`` is compacted.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,14 @@ import contextlib
 import logging
 from typing import Any
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream.config import Settings
 from stream.errors import BrokerUnavailable
 from stream.kafka import client_options
+from stream.retention import creation_configs
 
 log = logging.getLogger("stream.topics")
 
@@ -23,15 +28,8 @@ def topic_names(settings: Settings) -> list[str]:
 
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
-    """Configs of the topics the service creates (contract section 2): ``customers`` compacted; the
-    event topics keep their events as long as they can matter (longest window + attribution window
-    + 1 day; a broker's default is often 7 days), so that a replay rebuilds every window."""
-    keep_ms = (settings.longest_window_seconds + settings.attribution_window + 86_400) * 1000
-    configs = {name: {"retention.ms": str(keep_ms)}
-               for name in (settings.reviews_topic, settings.referrals_topic, settings.tickets_topic)}
-    configs[settings.customers_topic] = {"cleanup.policy": "compact"}
-    configs[settings.dlq_topic] = {}
-    return configs
+    """Configs of the topics the service creates, by name (``stream.retention.creation_configs``)."""
+    return {name: creation_configs(settings, name) for name in topic_names(settings)}
 
 
 async def ensure_topics(settings: Settings, attempts: int = 60) -> None:
@@ -44,9 +42,8 @@ async def ensure_topics(settings: Settings, attempts: int = 60) -> None:
             existing = set(await admin.list_topics())
             missing = [name for name in topic_names(settings) if name not in existing]
             if missing:
-                configs = topic_configs(settings)
                 new = [NewTopic(name, settings.topic_partitions, settings.topic_replication,
-                                topic_configs=configs[name]) for name in missing]
+                                topic_configs=creation_configs(settings, name)) for name in missing]
                 with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
                     await admin.create_topics(new)
                 log.info("created topics %s with %d partitions", ", ".join(missing),
@@ -61,6 +58,22 @@ async def ensure_topics(settings: Settings, attempts: int = 60) -> None:
             await admin.close()
     raise BrokerUnavailable(f"kafka at {settings.kafka_bootstrap_servers} did not answer; check "
                   "ADVOCACY_KAFKA_BOOTSTRAP_SERVERS")
+
+
+async def partitions(settings: Settings, names: list[str]) -> list[TopicPartition]:
+    """The partitions of those of ``names`` that exist.
+
+    Asked of the cluster: a new consumer knows no topic's partitions until it has fetched them
+    (Apache Kafka answers a client's first metadata request with no topic at all).
+    """
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics()  # all of them: naming a missing one would create it
+    finally:
+        await admin.close()
+    found = {t["topic"]: sorted(p["partition"] for p in t["partitions"]) for t in described if not t["error_code"]}
+    return [TopicPartition(name, p) for name in names for p in found.get(name, ())]
 
 
 class KafkaProbe:

@@ -72,8 +72,11 @@ class Api:
             self._redis(ok=False, error=str(exc))
         reasons = self.health.reasons()
         self.metrics.ready.set(0 if reasons else 1)
-        body = {"status": "ready" if not reasons else "not ready", "reasons": reasons,
-                "lag": self.health.lag}
+        warnings = self.health.warnings
+        status = "not ready" if reasons else "degraded" if warnings else "ready"
+        body: dict[str, Any] = {"status": status, "reasons": reasons, "lag": self.health.lag}
+        if warnings:  # still ready: the worker counts, but something should be fixed
+            body["warnings"] = warnings
         return (200 if not reasons else 503), body
 
 

@@ -1,4 +1,7 @@
-"""Fixtures: a real tansu broker and a real redis-server on free loopback ports."""
+"""Fixtures: a real Apache Kafka broker and a real redis-server on free loopback ports.
+
+TEST_BROKER=tansu runs the same tests on the embedded tansu broker instead (make run's), to compare.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from stream.embedded import free_port, start_broker, start_redis, stop, tansu_path
+from stream.errors import AdvocacyError
+from stream.kafka_server import KafkaCluster, check_installed
 
-from .support import Worker, require_binary
+from .support import IN_CI, Worker, require_binary
 
 _ids = itertools.count(1)
 
@@ -40,25 +45,56 @@ class Namespace:
         return Worker(env=dict(self.env, **extra), log=log_dir / f"worker-{n}.log")
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A fresh broker and Redis per test module (tansu keeps everything in memory)."""
-    require_binary("redis-server")
+BROKER = os.environ.get("TEST_BROKER", "kafka")
+
+
+def require_kafka() -> None:
+    """Java and the Kafka jars; in CI their absence fails the run, never skips it."""
+    try:
+        check_installed()
+    except AdvocacyError as exc:
+        if IN_CI:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+def require_tansu() -> None:
     try:
         tansu_path()
     except Exception as exc:
-        if os.environ.get("CI"):
+        if IN_CI:
             pytest.fail(str(exc))
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Apache Kafka node for the whole run (tests use their own topics and groups); its bootstrap."""
+    if BROKER == "tansu":
+        require_tansu()
+        port = free_port()
+        broker = start_broker(port, tmp_path_factory.mktemp("tansu") / "tansu.log")
+        try:
+            yield f"127.0.0.1:{port}"
+        finally:
+            stop(broker)
+        return
+    require_kafka()
+    with KafkaCluster(tmp_path_factory.mktemp("kafka"), size=1, heap_mb=512) as cluster:
+        yield cluster.bootstrap
+
+
+@pytest.fixture(scope="module")
+def stack(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The shared broker and a fresh Redis per test module."""
+    require_binary("redis-server")
     workdir = tmp_path_factory.mktemp("stack")
-    kafka_port, redis_port = free_port(), free_port()
-    broker = start_broker(kafka_port, workdir / "tansu.log")
+    redis_port = free_port()
     redis = start_redis(redis_port, workdir)
     try:
-        yield Stack(f"127.0.0.1:{kafka_port}", f"redis://127.0.0.1:{redis_port}/0", workdir)
+        yield Stack(kafka, f"redis://127.0.0.1:{redis_port}/0", workdir)
     finally:
         stop(redis)
-        stop(broker)
 
 
 @pytest.fixture

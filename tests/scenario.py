@@ -67,16 +67,16 @@ class Scenario:
         """Every message, shuffled, duplicates re-sent, some unkeyed or mis-keyed, late ones last."""
         wire: list[tuple[str, bytes | None, bytes | None]] = []
         for kind, event in self.valid:
-            wire.append((self.topics[kind], self._key(event), json.dumps(event).encode()))
+            wire.append((self.topics[kind], self._key(event, kind), json.dumps(event).encode()))
         for kind, raw, _ in self.bad:
-            wire.append((self.topics[kind], None, raw))
+            wire.append((self.topics[kind], b"bad" if kind == "customer" else None, raw))
         self.rng.shuffle(wire)
-        late = [(self.topics[k], self._key(e), json.dumps(e).encode()) for k, e in self.late]
+        late = [(self.topics[k], self._key(e, k), json.dumps(e).encode()) for k, e in self.late]
         return wire + late
 
-    def _key(self, event: dict[str, Any]) -> bytes | None:
+    def _key(self, event: dict[str, Any], kind: str) -> bytes | None:
         roll = self.rng.random()
-        if roll < 0.15:
+        if roll < 0.15 and kind != "customer":  # Apache Kafka refuses unkeyed messages on a compacted topic
             return None  # a producer that forgot the key
         if roll < 0.25:
             return f"other-{self.rng.randint(0, 99)}".encode()  # keyed by something else

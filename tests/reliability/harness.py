@@ -21,12 +21,17 @@ def env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, str(default)))
 
 
-def publish(bootstrap: str, messages: Sequence[Wire], max_request_size: int = 4 * 1024 * 1024) -> list[tuple[int, int]]:
-    """Publish (topic, key, value) messages; return each one's (partition, offset)."""
+def publish(bootstrap: str, messages: Sequence[Wire], max_request_size: int = 4 * 1024 * 1024,
+            acks: int | str = 1) -> list[tuple[int, int]]:
+    """Publish (topic, key, value) messages; return each one's (partition, offset).
+
+    ``acks="all"`` where a broker may fail: with 1, a leader's death can lose what it acknowledged.
+    """
     from aiokafka import AIOKafkaProducer
 
     async def run() -> list[tuple[int, int]]:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=max_request_size)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=max_request_size,
+                                    acks=acks)
         await producer.start()
         try:
             futures = [await producer.send(topic, value, key=key) for topic, key, value in messages]
@@ -46,12 +51,13 @@ class PacedStream:
     """
 
     def __init__(self, bootstrap: str, messages: Sequence[Wire], chunks: int, interval: float,
-                 held_back: int = 0) -> None:
+                 held_back: int = 0, acks: int | str = 1) -> None:
         size = -(-len(messages) // chunks)
         self.chunks = [messages[i:i + size] for i in range(0, len(messages), size)]
         self.bootstrap = bootstrap
         self.interval = interval
         self.held_back = held_back
+        self.acks = acks
         self.sent = 0  # messages published so far
         self.error: BaseException | None = None
         self._release = threading.Event()
@@ -66,7 +72,7 @@ class PacedStream:
             for i, chunk in enumerate(self.chunks):
                 if i >= len(self.chunks) - self.held_back:
                     self._release.wait()
-                publish(self.bootstrap, chunk)
+                publish(self.bootstrap, chunk, acks=self.acks)
                 self.sent += len(chunk)
                 self._release.wait(self.interval)
         except BaseException as exc:  # surfaced by join()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.embedded import free_port, start_broker, stop
-from tests.conftest import Namespace
+from stream.kafka_server import KafkaCluster
+from tests.conftest import Namespace, require_kafka
 from tests.oracle import expected_kpis
 from tests.reliability.harness import alive, converge, log_text
 from tests.scenario import ATTRIBUTION, WINDOWS, build
@@ -21,10 +21,10 @@ def test_worker_started_without_a_broker_logs_why_waits_and_then_counts_exactly(
         namespace: Namespace, tmp_path: Path) -> None:
     """No broker at start: 'not reachable' log lines, /health 503 saying why, no exit; broker started on that
     port: ready and exact."""
-    port = free_port()
-    bootstrap = f"127.0.0.1:{port}"
+    require_kafka()
+    broker = KafkaCluster(tmp_path / "late-kafka")  # its port is chosen, nothing listens there yet
+    bootstrap = broker.bootstrap
     worker = namespace.worker(tmp_path, ADVOCACY_KAFKA_BOOTSTRAP_SERVERS=bootstrap).start()
-    broker = None
     try:
         started = time.monotonic()
         wait_for(lambda: "not reachable" in log_text(worker), 30, what="a 'not reachable' log line")
@@ -40,8 +40,9 @@ def test_worker_started_without_a_broker_logs_why_waits_and_then_counts_exactly(
         print(f"first 'not reachable' line after {first_line:.1f} s; {len(lines)} lines in "
               f"{time.monotonic() - started:.1f} s, last: {lines[-1][:300]}; /health meanwhile: {health}")
 
-        broker = start_broker(port, tmp_path / "late-tansu.log")
         up = time.monotonic()
+        broker.start()
+        print(f"Apache Kafka up in {time.monotonic() - up:.1f} s")
         worker.wait_ready(timeout=120)
         print(f"ready {time.monotonic() - up:.1f} s after the broker started")
         scenario = build(time.time(), namespace.topics, seed=17, customers=60)
@@ -51,5 +52,4 @@ def test_worker_started_without_a_broker_logs_why_waits_and_then_counts_exactly(
         print(f"exact {took:.1f} s after publishing {len(scenario.messages())} messages")
     finally:
         worker.stop()
-        if broker is not None:
-            stop(broker)
+        broker.stop()
