@@ -266,6 +266,21 @@ def _add_gap_check(app: faust.App, sources: set[str], store: Store, metrics: Met
             metrics.unstored.labels(tp.topic, str(tp.partition)).set(position - stored)
         health.gaps = [f"{tp.topic}[{tp.partition}]: offsets {stored}-{position - 1} fetched but not stored; "
                        "reading them again" for tp, (stored, position) in sorted(watch.open.items())]
+        _report_rebuild(consumer, readings, health)
+
+
+def _report_rebuild(consumer: Any, readings: dict[Any, Any], health: Health) -> None:
+    """/health and the log: how far partitions that the state had no position for were read again."""
+    was = health.rebuilding
+    done, total = consumer.rebuilt({tp: r.stored for tp, r in readings.items()})
+    if total:
+        health.rebuilding = (f"rebuilding the state from the topics: {100 * done // total}% re-read "
+                             f"({done} of {total} messages)")
+        if not was:
+            log.warning("%s", health.rebuilding)
+    elif was and not consumer.rebuilding:
+        health.rebuilding = ""
+        log.info("the state is rebuilt from the topics")
 
 
 def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics: Metrics,

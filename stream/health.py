@@ -18,6 +18,7 @@ class Health:
     crashed: str = ""  # agents that crashed, per the latest check
     kafka_error: str = ""  # why the latest metadata request failed
     warnings: list[str] = field(default_factory=list)  # degraded, still ready (e.g. a topic's retention)
+    rebuilding: str = ""  # partitions being read again from their start because the state had none
     lag: int = 0
     gaps: list[str] = field(default_factory=list)  # partitions with records fetched but not stored
     last_progress: float = field(default_factory=time.monotonic)
@@ -26,6 +27,10 @@ class Health:
     def redis(self, ok: bool, error: str = "") -> None:
         """Record the outcome of the latest Redis call."""
         self.redis_ok, self.redis_error = ok, "" if ok else error
+
+    def degraded(self) -> list[str]:
+        """Why the numbers may be incomplete although the worker counts (still ready)."""
+        return [*self.warnings, *([self.rebuilding] if self.rebuilding else [])]
 
     def progress(self) -> None:
         self.last_progress = time.monotonic()

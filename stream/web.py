@@ -72,7 +72,7 @@ class Api:
             self._redis(ok=False, error=str(exc))
         reasons = self.health.reasons()
         self.metrics.ready.set(0 if reasons else 1)
-        warnings = self.health.warnings
+        warnings = self.health.degraded()
         status = "not ready" if reasons else "degraded" if warnings else "ready"
         body: dict[str, Any] = {"status": status, "reasons": reasons, "lag": self.health.lag}
         if warnings:  # still ready: the worker counts, but something should be fixed

@@ -53,3 +53,29 @@ def test_a_partition_no_longer_assigned_is_forgotten() -> None:
     watch: GapWatch[str] = GapWatch(checks=1)
     watch.update({"t-0": Reading(0, 5, False)})
     assert watch.update({}) == {} and watch.open == {}
+
+
+def test_health_reports_a_rebuild_as_degraded_with_the_share_done_until_it_ends() -> None:
+    """Partitions read again from their start (the state had no position): /health stays ready but
+    'degraded' with the share re-read; the warning goes once the state holds what was there."""
+    from faust.types import TP
+
+    from stream.app import _report_rebuild
+    from stream.health import Health
+
+    class Consumer:
+        def __init__(self) -> None:
+            self.rebuilding = {TP("reviews", 0): (0, 400), TP("reviews", 1): (100, 200)}
+
+        def rebuilt(self, stored: dict[TP, int]) -> tuple[int, int]:
+            from stream.batching import BatchConsumer
+
+            return BatchConsumer.rebuilt(self, stored)  # type: ignore[arg-type]
+
+    consumer, health = Consumer(), Health()
+    _report_rebuild(consumer, {TP("reviews", 0): Reading(100, 150, False), TP("reviews", 1): Reading(100, 150, False)},
+                    health)
+    assert health.degraded() == ["rebuilding the state from the topics: 20% re-read (100 of 500 messages)"]
+    _report_rebuild(consumer, {TP("reviews", 0): Reading(400, 400, False), TP("reviews", 1): Reading(200, 200, False)},
+                    health)
+    assert health.degraded() == [] and consumer.rebuilding == {}
