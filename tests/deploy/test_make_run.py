@@ -136,9 +136,10 @@ def test_ctrl_c_stops_demo_worker_observability_then_state_quickly_and_quietly(r
     os.killpg(run.proc.pid, signal.SIGINT)
     gone: dict[str, float] = {}
     while len(gone) < len(children) and time.monotonic() - sent < 40:
+        now = time.monotonic() - sent  # one time per look: exits seen in the same look tie
         for role, pid in children.items():
             if role not in gone and _zombie(pid):
-                gone.setdefault(role, time.monotonic() - sent)
+                gone.setdefault(role, now)
         time.sleep(0.02)
     run.proc.wait(timeout=40)
     took = time.monotonic() - sent
