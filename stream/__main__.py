@@ -52,7 +52,7 @@ def _worker(settings: Settings) -> int:
     async def prepare() -> None:
         waiting = Waiting(f"waiting for kafka at {settings.kafka_bootstrap_servers}")
         async with interim_health(settings.web_bind, settings.web_port, waiting):
-            await ensure_topics(settings)
+            await ensure_topics(settings, report=lambda reason: setattr(waiting, "reason", reason))
             waiting.reason = "waiting for redis"
             if not await _redis_ready(store):
                 logging.getLogger("stream.worker").info(

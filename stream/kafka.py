@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
@@ -48,3 +49,48 @@ def faust_credentials(settings: Settings) -> Any:
     if context is not None:
         return faust.SSLCredentials(context)
     return None
+
+
+class AccessDenied(Exception):
+    """The broker answered but refuses this principal something the worker needs (an ACL)."""
+
+
+async def login_problem(settings: Settings) -> str:
+    """Why a connection to the first bootstrap server fails (TLS, SASL login, network), or "".
+
+    aiokafka's bootstrap reports only "Unable to bootstrap"; one direct connection says why.
+    The text never carries a password.
+    """
+    from aiokafka.conn import create_conn
+
+    host, _, port = settings.kafka_bootstrap_servers.split(",")[0].strip().rpartition(":")
+    options = client_options(settings)
+    del options["bootstrap_servers"]
+    try:
+        async with asyncio.timeout(10):
+            conn = await create_conn(host, int(port), request_timeout_ms=5000, **options)
+    except Exception as exc:  # every failure is a reason to report, none a reason to crash
+        return describe(settings, exc)
+    conn.close()
+    return ""
+
+
+def describe(settings: Settings, exc: BaseException) -> str:
+    """One secret-free sentence for a Kafka connection or authorization failure."""
+    from aiokafka.errors import GroupAuthorizationFailedError, SaslAuthenticationFailed, TopicAuthorizationFailedError
+
+    where = settings.kafka_bootstrap_servers
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"kafka at {where}: TLS certificate not trusted ({exc.verify_message}); "
+                "check ADVOCACY_KAFKA_SSL_CAFILE")
+    if isinstance(exc, ssl.SSLError):
+        return f"kafka at {where}: TLS handshake failed ({exc.reason}); check ADVOCACY_KAFKA_SECURITY_PROTOCOL"
+    if isinstance(exc, SaslAuthenticationFailed):
+        return (f"kafka at {where}: SASL {settings.kafka_sasl_mechanism} login of user "
+                f"{settings.kafka_sasl_username!r} rejected; check ADVOCACY_KAFKA_SASL_USERNAME and its password")
+    if isinstance(exc, GroupAuthorizationFailedError):
+        return (f"kafka at {where}: user {settings.kafka_sasl_username!r} is not authorized for consumer group "
+                f"{settings.app_id!r}; grant it Read and Describe on the group")
+    if isinstance(exc, TopicAuthorizationFailedError | AccessDenied):
+        return f"kafka at {where}: user {settings.kafka_sasl_username!r} is not authorized: {exc}"
+    return f"kafka unreachable at {where}: {type(exc).__name__}"

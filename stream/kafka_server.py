@@ -63,6 +63,36 @@ def java_path() -> str:
     return path
 
 
+@dataclass(frozen=True)
+class SaslSsl:
+    """A SASL_SSL listener (SCRAM-SHA-512 over TLS) beside the PLAINTEXT one, and the standard
+    authorizer: the loopback PLAINTEXT and controller listeners are the ANONYMOUS super user (as in
+    deploy/kafka), clients of the SASL_SSL listener get only what ACLs allow."""
+
+    keystore: Path  # PEM: the broker's private key (PKCS#8, unencrypted) and its certificate
+    users: Mapping[str, str]  # SCRAM-SHA-512 user -> password (letters, digits, . _ -), set at format
+
+    def properties(self) -> dict[str, object]:
+        return {
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": self.keystore,
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": "User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found": "false",
+        }
+
+    def format_args(self) -> list[str]:
+        out: list[str] = []
+        for user, password in self.users.items():
+            if not re.fullmatch(r"[A-Za-z0-9._-]+", f"{user}{password}"):
+                raise AdvocacyError(f"SCRAM user {user!r}: use letters, digits, . _ - in its name and password")
+            out += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
+        return out
+
+
 def check_installed() -> None:
     """Raise AdvocacyError saying what is missing, before any process starts."""
     java_path()
@@ -78,11 +108,16 @@ class KafkaNode:
     heap_mb: int
     port: int = field(default_factory=free_port)
     controller_port: int = field(default_factory=free_port)
+    secure_port: int = field(default_factory=free_port)  # the SASL_SSL listener's, when there is one
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def secure_address(self) -> str:
+        return f"127.0.0.1:{self.secure_port}"
 
     @property
     def log(self) -> Path:
@@ -98,28 +133,35 @@ class KafkaNode:
                 f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
                 f"-Dkafka.logs.dir={self.workdir}", "-cp", classpath, main, *args]
 
-    def configure(self, voters: str, properties: Mapping[str, object]) -> None:
+    def configure(self, voters: str, properties: Mapping[str, object], secure: SaslSsl | None = None) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        config = {
+        listeners = f"PLAINTEXT://{self.address},CONTROLLER://127.0.0.1:{self.controller_port}"
+        advertised, protocols = f"PLAINTEXT://{self.address}", "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        if secure is not None:
+            listeners += f",SASL_SSL://{self.secure_address}"
+            advertised += f",SASL_SSL://{self.secure_address}"
+            protocols += ",SASL_SSL:SASL_SSL"
+        config: dict[str, object] = {
             "process.roles": "broker,controller",
             "node.id": self.node_id,
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://{self.address},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{self.address}",
+            "listeners": listeners,
+            "advertised.listeners": advertised,
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": protocols,
             "log.dirs": self.workdir / "data",
+            **(secure.properties() if secure is not None else {}),
             **properties,
         }
         (self.workdir / "server.properties").write_text("".join(f"{k}={v}\n" for k, v in config.items()))
         (self.workdir / "log4j2.properties").write_text(LOG4J)
 
-    def format(self, cluster_id: str) -> subprocess.Popen[bytes]:
+    def format(self, cluster_id: str, *extra: str) -> subprocess.Popen[bytes]:
         """kafka-storage format, which lays out the data folder of a new cluster; wait with ``formatted``."""
         out = open(self.workdir / "format.log", "wb")  # noqa: SIM115 - owned by the process
         proc = subprocess.Popen(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id,
-                                           "-c", str(self.workdir / "server.properties")),
+                                           "-c", str(self.workdir / "server.properties"), *extra),
                                 stdout=out, stderr=subprocess.STDOUT)
         out.close()
         return proc
@@ -186,12 +228,18 @@ class KafkaCluster:
     size: int = 1
     heap_mb: int = 384
     properties: Mapping[str, object] = field(default_factory=dict)
+    secure: SaslSsl | None = None  # a SASL_SSL listener and ACLs besides the PLAINTEXT listener
     nodes: list[KafkaNode] = field(init=False)
     cluster_id: str = field(default_factory=lambda: base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22])
 
     @property
     def bootstrap(self) -> str:
         return ",".join(node.address for node in self.nodes)
+
+    @property
+    def secure_bootstrap(self) -> str:
+        """The SASL_SSL listeners' addresses (``secure`` must be set)."""
+        return ",".join(node.secure_address for node in self.nodes)
 
     def node(self, node_id: int) -> KafkaNode:
         return next(n for n in self.nodes if n.node_id == node_id)
@@ -206,8 +254,9 @@ class KafkaCluster:
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
         properties = {**node_properties(self.size), **self.properties}
         for node in self.nodes:
-            node.configure(voters, properties)
-        for node, proc in [(node, node.format(self.cluster_id)) for node in self.nodes]:
+            node.configure(voters, properties, self.secure)
+        scram = self.secure.format_args() if self.secure is not None else []
+        for node, proc in [(node, node.format(self.cluster_id, *scram)) for node in self.nodes]:
             node.formatted(proc)
         try:
             for node in self.nodes:

@@ -6,17 +6,17 @@ Each is created with the retention the KPIs need (stream/retention.py); ``custom
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, TopicAuthorizationFailedError, for_code
 
 from stream.config import Settings
 from stream.errors import BrokerUnavailable
-from stream.kafka import client_options
+from stream.kafka import AccessDenied, client_options, describe, login_problem
 from stream.retention import creation_configs
 
 log = logging.getLogger("stream.topics")
@@ -32,10 +32,17 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     return {name: creation_configs(settings, name) for name in topic_names(settings)}
 
 
-async def ensure_topics(settings: Settings, attempts: int = 60) -> None:
-    """Create missing topics; waits for the broker, logging each failed attempt."""
-    delay = 0.5
-    for attempt in range(1, attempts + 1):
+async def ensure_topics(settings: Settings, attempts: int = 60,
+                        report: Callable[[str], None] | None = None) -> None:
+    """Create missing topics; waits for the broker, logging each failed attempt.
+
+    A refused login, an untrusted certificate or a missing ACL is logged once (again only when
+    the reason changes) and passed to ``report`` (the interim /health); it is retried for as long
+    as it lasts, without giving up (an operator can fix an ACL or a credential at the broker).
+    Only an unreachable broker counts towards ``attempts``.
+    """
+    delay, failures, last = 0.5, 0, ""
+    while True:
         admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=10_000)
         try:
             await admin.start()
@@ -44,20 +51,47 @@ async def ensure_topics(settings: Settings, attempts: int = 60) -> None:
             if missing:
                 new = [NewTopic(name, settings.topic_partitions, settings.topic_replication,
                                 topic_configs=creation_configs(settings, name)) for name in missing]
-                with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
-                    await admin.create_topics(new)
+                response = await admin.create_topics(new)
+                _check_created(response)
                 log.info("created topics %s with %d partitions", ", ".join(missing),
                          settings.topic_partitions)
+            await admin.find_coordinator(settings.app_id)  # needs Describe on the group
+            if last:
+                log.info("kafka at %s accepts this worker now", settings.kafka_bootstrap_servers)
             return
-        except (KafkaError, OSError) as exc:
-            log.warning("kafka at %s not reachable (attempt %d/%d): %s",
-                        settings.kafka_bootstrap_servers, attempt, attempts, type(exc).__name__)
+        except (KafkaError, OSError, AccessDenied) as exc:
+            reason = describe(settings, exc)
+            if reason.startswith("kafka unreachable"):
+                reason = await login_problem(settings) or reason
+            denied = not reason.startswith("kafka unreachable")
+            if not denied:
+                failures += 1
+                log.warning("kafka at %s not reachable (attempt %d/%d): %s",
+                            settings.kafka_bootstrap_servers, failures, attempts, type(exc).__name__)
+                if failures >= attempts:
+                    break
+            elif reason != last:
+                log.error("%s; not ready until it is fixed", reason)
+            last = reason
+            if report is not None:
+                report(reason)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
         finally:
             await admin.close()
     raise BrokerUnavailable(f"kafka at {settings.kafka_bootstrap_servers} did not answer; check "
                   "ADVOCACY_KAFKA_BOOTSTRAP_SERVERS")
+
+
+def _check_created(response: Any) -> None:
+    """Raise for a topic the broker did not create (another worker's creation is fine)."""
+    for name, code, *_ in response.topic_errors:
+        error = for_code(code)
+        if code == 0 or error is TopicAlreadyExistsError:
+            continue
+        if error is TopicAuthorizationFailedError:
+            raise AccessDenied(f"may not create topic {name!r}; create it beforehand or grant Create on it")
+        raise error(f"creating topic {name!r}")
 
 
 async def partitions(settings: Settings, names: list[str]) -> list[TopicPartition]:

@@ -1,0 +1,249 @@
+"""Live security: Apache Kafka with SASL_SSL (SCRAM-SHA-512), TLS and ACLs; redis-server with TLS and an
+ACL user. The right credentials give exact numbers; a wrong password, an untrusted certificate and a
+missing ACL each give one clear log line and a /health 503 with the reason, never a secret, never an exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from stream.embedded import free_port, stop, wait_port
+from stream.kafka_server import KafkaCluster, SaslSsl
+from tests.conftest import require_kafka
+from tests.oracle import expected_kpis
+from tests.scenario import ATTRIBUTION, WINDOWS, build
+from tests.support import Worker, http_get, produce, require_binary, strip, wait_for
+
+pytestmark = pytest.mark.e2e
+
+WORKER_PASSWORD = "worker-pw-5f2c9a"
+STRANGER_PASSWORD = "stranger-pw-81d0e4"
+REDIS_PASSWORD = "redis-pw-3b7e11"
+SECRETS = (WORKER_PASSWORD, STRANGER_PASSWORD, REDIS_PASSWORD, "wrong-pw-0000")
+
+
+def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed CA (certificate, key) made with the openssl command line."""
+    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,keyCertSign,cRLSign"], check=True, capture_output=True)
+    return cert, key
+
+
+def make_server_cert(folder: Path, ca: tuple[Path, Path], name: str) -> tuple[Path, Path]:
+    """A certificate for localhost and 127.0.0.1 signed by ``ca``; the key is PKCS#8, unencrypted."""
+    cert, key, csr, ext = (folder / f"{name}.pem", folder / f"{name}.key", folder / f"{name}.csr",
+                           folder / f"{name}.ext")
+    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+                    "-subj", f"/CN={name}"], check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
+                    "-out", cert, "-days", "2", "-extfile", ext], check=True, capture_output=True)
+    return cert, key
+
+
+# Kafka protocol codes (CreateAcls): resource types, pattern types, operations, ALLOW
+TOPIC, GROUP = 2, 3
+LITERAL, PREFIXED = 3, 4
+ALL, READ, WRITE, DESCRIBE, DESCRIBE_CONFIGS = 2, 3, 4, 8, 10
+ALLOW = 3
+Acl = tuple[int, str, int, str, int]  # resource type, name, pattern type, principal, operation
+
+
+def add_acls(bootstrap: str, acls: list[Acl]) -> None:
+    """(resource type, name, pattern type, principal, operation) ALLOW entries, as the ANONYMOUS super user."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.protocol.admin import CreateAclsRequest
+
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            for rtype, name, pattern, principal, operation in acls:
+                response = await admin._send_request(
+                    CreateAclsRequest(rtype, name, pattern, principal, "*", operation, ALLOW))
+                for code, message in response.creation_responses:
+                    assert code == 0, f"CreateAcls {name}: {code} {message}"
+        finally:
+            await admin.close()
+
+    asyncio.run(run())
+
+
+def create_topics(bootstrap: str, names: list[str]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(name, 4, 1) for name in names])
+        finally:
+            await admin.close()
+
+    asyncio.run(run())
+
+
+def worker_acls(user: str, app_id: str, topics: dict[str, str], group: bool = True) -> list[Acl]:
+    """What deploy/kafka/init.sh grants the workers' principal; without the group's when ``group`` is False."""
+    principal = f"User:{user}"
+    out = [(TOPIC, topics[kind], LITERAL, principal, op) for kind in ("review", "referral", "ticket", "customer")
+           for op in (READ, DESCRIBE, DESCRIBE_CONFIGS)]
+    out += [(TOPIC, topics["dlq"], LITERAL, principal, op) for op in (WRITE, DESCRIBE, DESCRIBE_CONFIGS)]
+    out.append((TOPIC, f"{app_id}-__", PREFIXED, principal, ALL))  # Faust's leader topic
+    if group:
+        out += [(GROUP, app_id, PREFIXED, principal, op) for op in (READ, DESCRIBE)]
+    return out
+
+
+@dataclass(frozen=True)
+class Secure:
+    admin: str  # the PLAINTEXT listener: ANONYMOUS super user, for producing and set-up
+    bootstrap: str  # SASL_SSL
+    ca: Path
+    other_ca: Path  # trusted by nobody
+    redis_port: int
+    app_id: str
+    topics: dict[str, str]
+
+    def env(self, **changes: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "ADVOCACY_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "ADVOCACY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "ADVOCACY_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "ADVOCACY_KAFKA_SASL_USERNAME": "worker",
+            "ADVOCACY_KAFKA_SASL_PASSWORD": WORKER_PASSWORD,
+            "ADVOCACY_KAFKA_SSL_CAFILE": str(self.ca),
+            "ADVOCACY_REDIS_URL": f"rediss://worker:{REDIS_PASSWORD}@localhost:{self.redis_port}/0",
+            "ADVOCACY_REDIS_SSL_CA_FILE": str(self.ca),
+            "ADVOCACY_APP_ID": self.app_id,
+            "ADVOCACY_REVIEWS_TOPIC": self.topics["review"],
+            "ADVOCACY_REFERRALS_TOPIC": self.topics["referral"],
+            "ADVOCACY_TICKETS_TOPIC": self.topics["ticket"],
+            "ADVOCACY_CUSTOMERS_TOPIC": self.topics["customer"],
+            "ADVOCACY_DLQ_TOPIC": self.topics["dlq"],
+            "ADVOCACY_SESSION_TIMEOUT_SECONDS": "6",
+            "ADVOCACY_TOPIC_PARTITIONS": "4",
+        })
+        env.update(changes)
+        return env
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
+    """Apache Kafka with a SASL_SSL listener and ACLs, redis-server with TLS only and an ACL user."""
+    require_kafka()
+    require_binary("openssl")
+    redis_server = require_binary("redis-server")
+    folder = tmp_path_factory.mktemp("secure")
+    ca = make_ca(folder, "test-ca")
+    other_ca, _ = make_ca(folder, "other-ca")
+    kafka_cert, kafka_key = make_server_cert(folder, ca, "kafka")
+    keystore = folder / "kafka-keystore.pem"
+    keystore.write_text(kafka_key.read_text() + kafka_cert.read_text())
+    redis_cert, redis_key = make_server_cert(folder, ca, "redis")
+    app_id = "sec"
+    topics = {"review": "sec-reviews", "referral": "sec-referrals", "ticket": "sec-tickets-closed",
+              "customer": "sec-customers", "dlq": "sec-advocacy-dlq"}
+    redis_port = free_port()
+    redis_conf = folder / "redis.conf"
+    redis_conf.write_text(
+        f"port 0\ntls-port {redis_port}\nbind 127.0.0.1\ntls-cert-file {redis_cert}\n"
+        f"tls-key-file {redis_key}\ntls-ca-cert-file {ca[0]}\ntls-auth-clients no\n"
+        f"dir {folder}\nsave \"\"\nappendonly no\n"
+        "user default off\n"
+        f"user worker on >{REDIS_PASSWORD} ~{app_id}:* resetchannels +@all -@admin -@dangerous\n")
+    redis = subprocess.Popen([redis_server, str(redis_conf)], stdout=open(folder / "redis.log", "wb"),  # noqa: SIM115
+                             stderr=subprocess.STDOUT)
+    cluster = KafkaCluster(folder / "kafka", secure=SaslSsl(keystore, {"worker": WORKER_PASSWORD,
+                                                                       "stranger": STRANGER_PASSWORD}))
+    try:
+        cluster.start()
+        wait_port(redis_port, 20, proc=redis)
+        create_topics(cluster.bootstrap, list(topics.values()))
+        add_acls(cluster.bootstrap, worker_acls("worker", app_id, topics)
+                 + worker_acls("stranger", app_id, topics, group=False))
+        yield Secure(cluster.bootstrap, cluster.secure_bootstrap, ca[0], other_ca, redis_port, app_id, topics)
+    finally:
+        cluster.stop()
+        stop(redis)
+
+
+def health(worker: Worker) -> tuple[int, str]:
+    status, body = http_get(worker.url + "/health", timeout=2)
+    return status, body.decode(errors="replace")
+
+
+def no_secret(text: str) -> None:
+    for secret in SECRETS:
+        assert secret not in text, f"a secret shows: ...{text[max(0, text.find(secret) - 80):][:200]}"
+
+
+def test_the_right_credentials_give_exact_numbers(secure: Secure, tmp_path: Path) -> None:
+    """SCRAM-SHA-512 over verified TLS, only the ACLs deploy/kafka/init.sh grants, Redis over TLS as a user
+    limited to the app's keys: the worker becomes ready and /kpis equals the oracle."""
+    scenario = build(time.time(), secure.topics, seed=61, customers=30)
+    worker = Worker(env=secure.env(), log=tmp_path / "worker.log").start()
+    try:
+        started = time.monotonic()
+        worker.wait_ready(90)
+        print(f"ready in {time.monotonic() - started:.1f} s")
+        produce(secure.admin, scenario.messages())
+        expected = expected_kpis(scenario.all_valid(), time.time(), WINDOWS, ATTRIBUTION)
+        wait_for(lambda: strip(worker.kpis()) == expected, 60, what="exact kpis over SASL_SSL")
+        _, metrics = http_get(worker.url + "/metrics")
+        dead = sum(float(line.split()[-1]) for line in metrics.decode().splitlines()
+                   if line.startswith("advocacy_dead_letters_total{"))
+        assert dead == len(scenario.bad)  # the dead-letter topic took them: Write is granted
+        no_secret(health(worker)[1] + worker.log.read_text(errors="replace"))
+    finally:
+        worker.stop()
+
+
+FAILURES = {
+    "wrong password": ({"ADVOCACY_KAFKA_SASL_PASSWORD": "wrong-pw-0000"},
+                       "SASL SCRAM-SHA-512 login of user 'worker' rejected"),
+    "untrusted certificate": ({"ADVOCACY_KAFKA_SSL_CAFILE": "OTHER_CA"}, "TLS certificate not trusted"),
+    "no group ACL": ({"ADVOCACY_KAFKA_SASL_USERNAME": "stranger", "ADVOCACY_KAFKA_SASL_PASSWORD": STRANGER_PASSWORD},
+                     "user 'stranger' is not authorized for consumer group 'sec'"),
+}
+
+
+@pytest.mark.parametrize("case", list(FAILURES))
+def test_a_security_failure_gives_one_clear_line_and_a_503_and_no_exit(secure: Secure, tmp_path: Path,
+                                                                        case: str) -> None:
+    """Each failure: /health 503 naming the reason within seconds, one log line with it, no secret, and the
+    worker keeps waiting (no exit, no crash loop) for the operator to fix it."""
+    changes, reason = FAILURES[case]
+    changes = {k: str(secure.other_ca) if v == "OTHER_CA" else v for k, v in changes.items()}
+    worker = Worker(env=secure.env(**changes), log=tmp_path / "worker.log").start()
+    try:
+        started = time.monotonic()
+
+        def reported() -> bool:
+            status, body = health(worker)
+            return status == 503 and reason in " ".join(json.loads(body)["reasons"])
+
+        wait_for(reported, 60, interval=0.1, what=f"/health to say {reason!r}")
+        print(f"{case}: /health 503 with the reason after {time.monotonic() - started:.1f} s")
+        time.sleep(12)  # several retries later: still running, still one line, still the reason
+        assert worker.proc is not None and worker.proc.poll() is None, "the worker exited"
+        status, body = health(worker)
+        assert status == 503 and reason in body
+        log = worker.log.read_text(errors="replace")
+        assert sum(reason in line for line in log.splitlines()) == 1, log[-3000:]
+        assert "Traceback" not in log, log[-3000:]
+        no_secret(body + log)
+    finally:
+        worker.stop()
