@@ -20,16 +20,39 @@ def _logging(settings: Settings) -> None:
     setup(settings.log_level)
 
 
-async def _redis_ready(store: Any, attempts: int = 60) -> bool:
-    """Wait for Redis (logging each failure); return whether the app's state exists."""
-    from stream.errors import StateUnavailable
+async def _redis_ready(store: Any, settings: Settings, report: Any = None, attempts: int = 60) -> bool:
+    """Wait for Redis; return whether the app's state exists.
 
-    delay = 0.5
-    for attempt in range(1, attempts + 1):
+    A refused login, an untrusted certificate or a missing ACL (NOPERM) is logged once (again
+    when the reason changes), shown by the interim /health, and retried without giving up;
+    only an unreachable Redis counts towards ``attempts``.
+    """
+    from stream.errors import StateError, StateUnavailable
+    from stream.startup import redis_tls_problem
+
+    log = logging.getLogger("stream.worker")
+    delay, failures, last = 0.5, 0, ""
+    while True:
         try:
             return bool(await store.has_state())
-        except StateUnavailable as exc:
-            logging.getLogger("stream.worker").warning("%s (attempt %d/%d)", exc, attempt, attempts)
+        except StateError as exc:  # StateUnavailable is one
+            reason = str(exc)
+            if reason.endswith("AuthenticationError"):
+                reason += "; check the user and password in ADVOCACY_REDIS_URL"
+            elif reason.endswith("ConnectionError"):
+                url = settings.redis_url.get_secret_value()
+                reason = await redis_tls_problem(url, settings.redis_ssl_ca_file) or reason
+            unreachable = isinstance(exc, StateUnavailable) and reason == str(exc)
+            if unreachable:
+                failures += 1
+                log.warning("%s (attempt %d/%d)", reason, failures, attempts)
+                if failures >= attempts:
+                    break
+            elif reason != last:
+                log.error("%s; not ready until it is fixed", reason)
+            last = reason
+            if report is not None:
+                report(reason)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
     raise StateUnavailable("redis did not answer; check ADVOCACY_REDIS_URL")
@@ -54,7 +77,7 @@ def _worker(settings: Settings) -> int:
         async with interim_health(settings.web_bind, settings.web_port, waiting):
             await ensure_topics(settings, report=lambda reason: setattr(waiting, "reason", reason))
             waiting.reason = "waiting for redis"
-            if not await _redis_ready(store):
+            if not await _redis_ready(store, settings, lambda reason: setattr(waiting, "reason", reason)):
                 logging.getLogger("stream.worker").info(
                     "no state for app %r in Redis: counting every topic from its earliest offset", settings.app_id)
             await store.check_rules()

@@ -7,9 +7,12 @@ and learn nothing.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -43,3 +46,27 @@ async def interim_health(bind: str, port: int, waiting: Waiting) -> AsyncIterato
         yield
     finally:
         await runner.cleanup()
+
+
+async def redis_tls_problem(url: str, cafile: str | None) -> str:
+    """Why the TLS handshake with the server of a ``rediss://`` URL fails, or "".
+
+    redis-py reports a failed handshake as a plain ConnectionError; one handshake of our own says
+    why. The text names host and port only, never the URL (it may hold a password).
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "rediss":
+        return ""
+    where = f"redis at {parts.hostname}:{parts.port or 6379}"
+    context = ssl.create_default_context(cafile=cafile)
+    try:
+        async with asyncio.timeout(5):
+            _, writer = await asyncio.open_connection(parts.hostname, parts.port or 6379, ssl=context)
+    except ssl.SSLCertVerificationError as exc:
+        return f"{where}: TLS certificate not trusted ({exc.verify_message}); check ADVOCACY_REDIS_SSL_CA_FILE"
+    except ssl.SSLError as exc:
+        return f"{where}: TLS handshake failed ({exc.reason})"
+    except (OSError, TimeoutError):
+        return ""
+    writer.close()
+    return ""

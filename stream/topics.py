@@ -74,7 +74,7 @@ async def ensure_topics(settings: Settings, attempts: int = 60,
                 log.error("%s; not ready until it is fixed", reason)
             last = reason
             if report is not None:
-                report(reason)
+                report(reason if denied else f"waiting for kafka at {settings.kafka_bootstrap_servers}")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
         finally:

@@ -217,6 +217,12 @@ FAILURES = {
     "untrusted certificate": ({"ADVOCACY_KAFKA_SSL_CAFILE": "OTHER_CA"}, "TLS certificate not trusted"),
     "no group ACL": ({"ADVOCACY_KAFKA_SASL_USERNAME": "stranger", "ADVOCACY_KAFKA_SASL_PASSWORD": STRANGER_PASSWORD},
                      "user 'stranger' is not authorized for consumer group 'sec'"),
+    "redis wrong password": ({"ADVOCACY_REDIS_URL": "rediss://worker:wrong-pw-0000@localhost:REDIS_PORT/0"},
+                             "redis unavailable: AuthenticationError; check the user and password"),
+    "redis untrusted certificate": ({"ADVOCACY_REDIS_SSL_CA_FILE": "OTHER_CA"},
+                                    "check ADVOCACY_REDIS_SSL_CA_FILE"),
+    # its keys (sec2:*) are outside the Redis user's ~sec:* (its Kafka group sec2 is within the prefix sec)
+    "redis keys outside the ACL": ({"ADVOCACY_APP_ID": "sec2"}, "NOPERM"),
 }
 
 
@@ -226,7 +232,8 @@ def test_a_security_failure_gives_one_clear_line_and_a_503_and_no_exit(secure: S
     """Each failure: /health 503 naming the reason within seconds, one log line with it, no secret, and the
     worker keeps waiting (no exit, no crash loop) for the operator to fix it."""
     changes, reason = FAILURES[case]
-    changes = {k: str(secure.other_ca) if v == "OTHER_CA" else v for k, v in changes.items()}
+    changes = {k: str(secure.other_ca) if v == "OTHER_CA" else v.replace("REDIS_PORT", str(secure.redis_port))
+               for k, v in changes.items()}
     worker = Worker(env=secure.env(**changes), log=tmp_path / "worker.log").start()
     try:
         started = time.monotonic()
@@ -236,6 +243,8 @@ def test_a_security_failure_gives_one_clear_line_and_a_503_and_no_exit(secure: S
             return status == 503 and reason in " ".join(json.loads(body)["reasons"])
 
         wait_for(reported, 60, interval=0.1, what=f"/health to say {reason!r}")
+        if "certificate" in case:
+            assert "TLS certificate not trusted" in health(worker)[1]
         print(f"{case}: /health 503 with the reason after {time.monotonic() - started:.1f} s")
         time.sleep(12)  # several retries later: still running, still one line, still the reason
         assert worker.proc is not None and worker.proc.poll() is None, "the worker exited"
