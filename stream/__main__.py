@@ -37,7 +37,9 @@ async def _redis_ready(store: Any, settings: Settings, report: Any = None, attem
             return bool(await store.has_state())
         except StateError as exc:  # StateUnavailable is one
             reason = str(exc)
-            if reason.endswith("AuthenticationError"):
+            if not isinstance(exc, StateUnavailable):  # Redis answered with an error: NOPERM, say
+                reason += f"; the Redis user needs all commands on the keys {settings.app_id}:*"
+            elif reason.endswith("AuthenticationError"):
                 reason += "; check the user and password in ADVOCACY_REDIS_URL"
             elif reason.endswith("ConnectionError"):
                 url = settings.redis_url.get_secret_value()

@@ -59,3 +59,24 @@ def test_secrets_never_show_in_repr_or_errors(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert "hunter" not in str(info.value)
+
+
+def test_security_failures_are_described_without_the_password() -> None:
+    """A refused login, an untrusted certificate and a denied group each read as one sentence naming the
+    setting to check, with the user but never the password."""
+    from aiokafka.errors import GroupAuthorizationFailedError, SaslAuthenticationFailed
+
+    from stream.kafka import describe
+
+    settings = Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_username="svc",
+                        kafka_sasl_password="pw-secret-42", app_id="adv")
+    untrusted = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    untrusted.verify_message = "unable to get local issuer certificate"
+    texts = [describe(settings, SaslAuthenticationFailed("invalid credentials")),
+             describe(settings, untrusted),
+             describe(settings, GroupAuthorizationFailedError())]
+    assert "login of user 'svc' rejected; check ADVOCACY_KAFKA_SASL_USERNAME" in texts[0]
+    assert "TLS certificate not trusted (unable to get local issuer certificate); check ADVOCACY_KAFKA_SSL_CAFILE" \
+        in texts[1]
+    assert "not authorized for consumer group 'adv'" in texts[2]
+    assert all("pw-secret-42" not in text for text in texts)
