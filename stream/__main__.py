@@ -38,7 +38,7 @@ async def _redis_ready(store: Any, settings: Settings, report: Any = None, attem
         except StateError as exc:  # StateUnavailable is one
             reason = str(exc)
             if not isinstance(exc, StateUnavailable):  # Redis answered with an error: NOPERM, say
-                reason += f"; the Redis user needs all commands on the keys {settings.app_id}:*"
+                reason += f"; the Redis user needs access to the keys {settings.app_id}:*"
             elif reason.endswith("AuthenticationError"):
                 reason += "; check the user and password in ADVOCACY_REDIS_URL"
             elif reason.endswith("ConnectionError"):
