@@ -28,6 +28,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class LibraryRepeats(logging.Filter):
+    """Drops a library's (aiokafka's) line when the same text was let through less than
+    ``seconds`` ago: a broker refusing a login is otherwise logged at every retry."""
+
+    def __init__(self, seconds: float = 60.0, prefix: str = "aiokafka") -> None:
+        super().__init__()
+        self.seconds, self.prefix = seconds, prefix
+        self.last: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefix):
+            return True
+        key = (record.name, record.getMessage())
+        if record.created - self.last.get(key, float("-inf")) < self.seconds:
+            return False
+        if len(self.last) > 1000:
+            self.last.clear()
+        self.last[key] = record.created
+        return True
+
+
 def logging_config(level: str, json_lines: bool | None = None) -> dict[str, Any]:
     """A dictConfig for the root logger; JSON unless stderr is a TTY (or ``json_lines`` says)."""
     if json_lines is None:
@@ -38,8 +59,9 @@ def logging_config(level: str, json_lines: bool | None = None) -> dict[str, Any]
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
+        "filters": {"repeats": {"()": LibraryRepeats}},
         "handlers": {"default": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
-                                 "formatter": "default", "level": level}},
+                                 "formatter": "default", "level": level, "filters": ["repeats"]}},
         "root": {"level": level, "handlers": ["default"]},
     }
 
