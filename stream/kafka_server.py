@@ -3,6 +3,8 @@
 The jars come from deploy/kafka/pom.xml (``make kafka`` copies them into .cache/kafka-VERSION/libs);
 java is Debian's JRE. Each node is a combined controller and broker on free loopback ports, with
 its data in its own folder, so a stopped or killed node can be started again with its data.
+With ``secure=SaslSsl(...)`` each node also has a SASL_SSL (SCRAM-SHA-512) listener and the standard
+authorizer, as deploy/kafka configures them (tests/e2e/test_security_live.py).
 ``python -m stream.kafka_server [--nodes 3]`` runs one until Ctrl-C.
 """
 
