@@ -40,11 +40,12 @@ def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
-def make_server_cert(folder: Path, ca: tuple[Path, Path], name: str) -> tuple[Path, Path]:
-    """A certificate for localhost and 127.0.0.1 signed by ``ca``; the key is PKCS#8, unencrypted."""
+def make_server_cert(folder: Path, ca: tuple[Path, Path], name: str,
+                     names: str = "DNS:localhost,IP:127.0.0.1") -> tuple[Path, Path]:
+    """A certificate for ``names`` signed by ``ca``; the key is PKCS#8, unencrypted."""
     cert, key, csr, ext = (folder / f"{name}.pem", folder / f"{name}.key", folder / f"{name}.csr",
                            folder / f"{name}.ext")
-    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+    ext.write_text(f"subjectAltName={names}\nextendedKeyUsage=serverAuth,clientAuth\n")
     subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
                     "-subj", f"/CN={name}"], check=True, capture_output=True)
     subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
@@ -152,7 +153,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
     kafka_cert, kafka_key = make_server_cert(folder, ca, "kafka")
     keystore = folder / "kafka-keystore.pem"
     keystore.write_text(kafka_key.read_text() + kafka_cert.read_text())
-    redis_cert, redis_key = make_server_cert(folder, ca, "redis")
+    redis_cert, redis_key = make_server_cert(folder, ca, "redis", "DNS:localhost")  # not 127.0.0.1
     app_id = "sec"
     topics = {"review": "sec-reviews", "referral": "sec-referrals", "ticket": "sec-tickets-closed",
               "customer": "sec-customers", "dlq": "sec-advocacy-dlq"}
@@ -224,6 +225,8 @@ FAILURES = {
                              "redis unavailable: AuthenticationError; check the user and password"),
     "redis untrusted certificate": ({"ADVOCACY_REDIS_SSL_CA_FILE": "OTHER_CA"},
                                     "check ADVOCACY_REDIS_SSL_CA_FILE"),
+    "redis hostname mismatch": ({"ADVOCACY_REDIS_URL": f"rediss://worker:{REDIS_PASSWORD}@127.0.0.1:REDIS_PORT/0"},
+                                "IP address mismatch, certificate is not valid for '127.0.0.1'"),
     # its keys (sec2:*) are outside the Redis user's ~sec:* (its Kafka group sec2 is within the prefix sec)
     "redis keys outside the ACL": ({"ADVOCACY_APP_ID": "sec2"},
                                    "no permissions to access one of the keys used as arguments; "
@@ -248,7 +251,7 @@ def test_a_security_failure_gives_one_clear_line_and_a_503_and_no_exit(secure: S
             return status == 503 and reason in " ".join(json.loads(body)["reasons"])
 
         wait_for(reported, 60, interval=0.1, what=f"/health to say {reason!r}")
-        if "certificate" in case:
+        if "certificate" in case or "hostname" in case:
             assert "TLS certificate not trusted" in health(worker)[1]
         print(f"{case}: /health 503 with the reason after {time.monotonic() - started:.1f} s")
         time.sleep(6)  # several retries later: still running, still one line, still the reason
