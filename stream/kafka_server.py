@@ -65,6 +65,15 @@ def java_path() -> str:
     return path
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64, never starting with '-' (the storage
+    tool would read it as an option, as Kafka's own ``Uuid.randomUuid`` avoids)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 @dataclass(frozen=True)
 class SaslSsl:
     """A SASL_SSL listener (SCRAM-SHA-512 over TLS) beside the PLAINTEXT one, and the standard
@@ -232,7 +241,7 @@ class KafkaCluster:
     properties: Mapping[str, object] = field(default_factory=dict)
     secure: SaslSsl | None = None  # a SASL_SSL listener and ACLs besides the PLAINTEXT listener
     nodes: list[KafkaNode] = field(init=False)
-    cluster_id: str = field(default_factory=lambda: base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22])
+    cluster_id: str = field(default_factory=new_cluster_id)
 
     @property
     def bootstrap(self) -> str:
