@@ -1,12 +1,24 @@
-"""HTTP: GET /kpis, /metrics, /health. Plain functions of the state; Faust serves them."""
+"""HTTP: GET /kpis, /metrics, /health, the page. Bounded work per request; Faust serves them.
+
+``/kpis`` and ``/metrics`` are served from one snapshot: the totals read from the shared
+state and the bodies built from them. The state is read at most once a second, by one
+read at a time, whatever the number of clients (``Coalesced``): a response is at most a
+second and one read old, and under steady polling nobody waits for a read.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stream.errors import StateError, StateUnavailable
@@ -15,61 +27,152 @@ from stream.kpi import Totals, Window, report
 from stream.metrics import Metrics
 from stream.state import Store
 
+log = logging.getLogger("stream.web")
+T = TypeVar("T")
+REFRESH_SECONDS = 1.0
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+UNCAPPED = frozenset({"/health"})  # an orchestrator's probe is never refused for load
+
 
 def rfc3339(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def json_bytes(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+class Coalesced(Generic[T]):
+    """The result of ``compute``, shared by every caller: computed at most once per ``interval``
+    seconds and by one computation at a time, on its own task (a caller that goes away does
+    not cancel it).
+
+    A caller gets the latest result while it is younger than ``interval``; then the first
+    caller starts a new computation and, like every caller until it ends, still gets the
+    latest result if that is younger than twice ``interval``; an older one (nobody asked for
+    a while) is not served: the caller waits for the new result. Ages count from the start
+    of a computation.
+    """
+
+    def __init__(self, compute: Callable[[], Awaitable[T]], interval: float = REFRESH_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._compute = compute
+        self.interval = interval
+        self.clock = clock
+        self._latest: tuple[float, T] | None = None
+        self._running: asyncio.Future[T] | None = None
+        self.runs = 0
+
+    async def get(self) -> T:
+        latest = self._latest
+        age = self.clock() - latest[0] if latest is not None else float("inf")
+        if latest is not None and age < self.interval:
+            return latest[1]
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._run())
+        if latest is not None and age < 2 * self.interval:
+            return latest[1]
+        return await asyncio.shield(self._running)
+
+    async def _run(self) -> T:
+        self.runs += 1
+        started = self.clock()
+        try:
+            value = await self._compute()
+            self._latest = (started, value)
+            return value
+        finally:
+            self._running = None
+
+
+@dataclass
+class Snapshot:
+    """The KPI totals as read at ``at`` (or why they could not be), with the bodies built from them."""
+
+    at: float
+    totals: Totals | None
+    error: str  # public text, when totals is None
+    metrics: bytes
+    windows: tuple[Window, ...]
+    _kpis: dict[str | None, bytes] = field(default_factory=dict)
+    _report: dict[str, list[dict[str, Any]]] | None = None
+
+    def kpis(self, window: str | None) -> bytes:
+        """The /kpis body, built once per snapshot and window."""
+        body = self._kpis.get(window)
+        if body is None:
+            assert self.totals is not None
+            if self._report is None:
+                self._report = report(self.totals, self.windows)  # all windows: ?window= lists the same names
+            lists = self._report
+            if window is not None:
+                lists = {k: [row for row in v if row["window"] == window] for k, v in lists.items()}
+            body = self._kpis[window] = json_bytes({"generated_at": rfc3339(self.at), **lists})
+        return body
+
+
 class Api:
-    """The three endpoints, as (status, body, content type) triples."""
+    """The endpoints, as (status, body) pairs; bodies are bytes."""
 
     def __init__(self, store: Store, metrics: Metrics, health: Health, windows: tuple[Window, ...],
-                 clock: Any = time.time) -> None:
+                 clock: Callable[[], float] = time.time, refresh_seconds: float = REFRESH_SECONDS) -> None:
         self.store = store
         self.metrics = metrics
         self.health = health
         self.windows = windows
         self.clock = clock
+        self.snapshots = Coalesced(self._snapshot, refresh_seconds)
+        self.pings = Coalesced(self._ping, refresh_seconds)
+        self._failing = ""
 
-    async def _totals(self) -> tuple[float, Totals]:
+    async def _snapshot(self) -> Snapshot:
         now = self.clock()
-        totals = await self.store.totals(int(now * 1000))
-        self.metrics.kpis.totals = totals
-        return now, totals
+        totals: Totals | None = None
+        error = ""
+        self.metrics.state_reads.inc()
+        try:
+            totals = await self.store.totals(int(now * 1000))
+        except StateError as exc:
+            unavailable = isinstance(exc, StateUnavailable)
+            error = "redis unavailable" if unavailable else "state read failed (details in the worker's log)"
+            self._redis(ok=not unavailable, error=str(exc))
+            if str(exc) != self._failing:
+                log.warning("KPI totals not read: %s", exc)
+            self._failing = str(exc)
+        else:
+            self._redis(ok=True)
+            self._failing = ""
+        self.metrics.kpis.totals = totals  # never export stale KPIs as if current
+        self.metrics.ready.set(0 if self.health.reasons() else 1)
+        return Snapshot(now, totals, error, generate_latest(self.metrics.registry), self.windows)
 
-    async def kpis(self, window: str | None) -> tuple[int, dict[str, Any]]:
+    async def kpis(self, window: str | None) -> tuple[int, bytes]:
         if window is not None and window not in {w.name for w in self.windows}:
             names = ", ".join(w.name for w in self.windows)
-            return 400, {"error": f"unknown window {window!r}; configured: {names}"}
-        try:
-            now, totals = await self._totals()
-        except StateError as exc:
-            return 503, {"error": str(exc)}
-        lists = report(totals, self.windows)  # all windows, so ?window= lists the same names
-        if window is not None:
-            lists = {k: [row for row in v if row["window"] == window] for k, v in lists.items()}
-        return 200, {"generated_at": rfc3339(now), **lists}
+            return 400, json_bytes({"error": f"unknown window {window!r}; configured: {names}"})
+        snapshot = await self.snapshots.get()
+        if snapshot.totals is None:
+            return 503, json_bytes({"error": snapshot.error})
+        return 200, snapshot.kpis(window)
 
     async def metrics_text(self) -> bytes:
-        try:
-            await self._totals()
-            self._redis(ok=True)
-        except StateError as exc:
-            self.metrics.kpis.totals = None  # never export stale KPIs as if current
-            self._redis(ok=not isinstance(exc, StateUnavailable), error=str(exc))
-        self.metrics.ready.set(0 if self.health.reasons() else 1)
-        return generate_latest(self.metrics.registry)
+        return (await self.snapshots.get()).metrics
 
     def _redis(self, ok: bool, error: str = "") -> None:
         self.health.redis(ok, error)
         self.metrics.redis_state(ok)
 
-    async def health_report(self) -> tuple[int, dict[str, Any]]:
+    async def _ping(self) -> None:
         try:
             await self.store.ping()
             self._redis(ok=True)
         except StateError as exc:
             self._redis(ok=False, error=str(exc))
+
+    async def health_report(self) -> tuple[int, bytes]:
+        await self.pings.get()
         reasons = self.health.reasons()
         self.metrics.ready.set(0 if reasons else 1)
         warnings = self.health.degraded()
@@ -77,10 +180,42 @@ class Api:
         body: dict[str, Any] = {"status": status, "reasons": reasons, "lag": self.health.lag}
         if warnings:  # still ready: the worker counts, but something should be fixed
             body["warnings"] = warnings
-        return (200 if not reasons else 503), body
+        return (200 if not reasons else 503), json_bytes(body)
 
 
-METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+def middlewares(metrics: Metrics, max_requests: int) -> list[Any]:
+    """aiohttp middlewares: ``nosniff`` on every response (errors too), and at most
+    ``max_requests`` requests in progress (``/health`` apart); over that, 503 at once."""
+    in_progress = 0
+
+    @web.middleware
+    async def headers(request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            response: web.StreamResponse = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers.update(NOSNIFF)
+            raise
+        response.headers.update(NOSNIFF)
+        return response
+
+    @web.middleware
+    async def cap(request: web.Request, handler: Any) -> web.StreamResponse:
+        nonlocal in_progress
+        if request.path in UNCAPPED:
+            return await handler(request)  # type: ignore[no-any-return]
+        if in_progress >= max_requests:
+            metrics.http_rejected.inc()
+            return web.Response(body=json_bytes({"error": "too many requests in progress; retry in a second"}),
+                                status=503, headers={"Retry-After": "1", "Content-Type": JSON_CONTENT_TYPE})
+        in_progress += 1
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        finally:
+            in_progress -= 1
+
+    return [headers, cap]
+
+
 STATIC = Path(__file__).parent / "static"
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}

@@ -1,0 +1,310 @@
+"""``make bench-web``: what 200 clients polling /kpis and /metrics cost a draining worker and Redis.
+
+Each run, on a fresh embedded broker and Redis with the same events, drains them twice:
+once with no clients, once with ``--clients`` clients (a separate process, each client on
+its own keep-alive connection) that each GET /kpis and then /metrics, then wait
+``--interval`` seconds, from the worker being ready to the end. The drain's end is read
+from the state itself (every partition's stored position at its end offset, polled in
+Redis every 50 ms), so that the figure does not depend on how fresh /kpis is; /kpis must
+then equal the independently computed KPIs. Redis commands are counted with ``INFO``
+(``total_commands_processed``, and ``zcount`` calls from ``INFO commandstats``: only a
+totals read issues them, windows x teams per read). After the drain the clients go on
+for ``--idle-seconds`` with no events: the endpoints' own cost.
+
+Writes its figures as the section "Endpoints under load" of docs/benchmarks.md
+(between the markers, kept there by ``make bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from stream.embedded import free_port
+from tests.bench.events import generate, wire
+from tests.bench.run import ROOT, TOPICS, create_topics, stack, worker_env
+from tests.reliability.fast_oracle import expected as expected_kpis
+from tests.scenario import ATTRIBUTION, WINDOWS
+from tests.support import Worker, produce, strip, wait_for
+
+BEGIN, END = "<!-- endpoints-under-load -->", "<!-- /endpoints-under-load -->"
+
+
+# -- the clients (a child process: ``python -m tests.bench.web_load clients ...``) --------------
+
+async def _clients(url: str, clients: int, interval: float) -> dict[str, Any]:
+    import aiohttp
+
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stopping.set)
+    outcomes: Counter[str] = Counter()
+    latencies: list[float] = []
+
+    async def client() -> None:
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=timeout) as session:
+            await asyncio.sleep(random.uniform(0, interval or 0.01))  # spread the clients out
+            while not stopping.is_set():
+                for path in ("/kpis", "/metrics"):
+                    started = time.perf_counter()
+                    try:
+                        async with session.get(url + path) as response:
+                            await response.read()
+                            outcomes[f"{path} {response.status}"] += 1
+                    except (aiohttp.ClientError, TimeoutError) as exc:
+                        outcomes[f"{path} {type(exc).__name__}"] += 1
+                    latencies.append(time.perf_counter() - started)
+                if interval:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stopping.wait(), interval)
+
+    print("clients ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "go"
+    started = time.monotonic()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    latencies.sort()
+    return {"seconds": time.monotonic() - started, "outcomes": dict(outcomes), "requests": len(latencies),
+            "p50": latencies[len(latencies) // 2] if latencies else None,
+            "p99": latencies[int(len(latencies) * 0.99)] if latencies else None}
+
+
+def clients_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--interval", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    print(json.dumps(asyncio.run(_clients(args.url, args.clients, args.interval))), flush=True)
+    return 0
+
+
+class Clients:
+    """The client process: started, then stopped with SIGINT; its figures on stdout."""
+
+    def __init__(self, url: str, clients: int, interval: float) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.bench.web_load", "clients", "--url", url, "--clients", str(clients),
+             "--interval", str(interval)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == b"clients ready"
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> dict[str, Any]:
+        self.proc.send_signal(signal.SIGINT)
+        out, _ = self.proc.communicate(timeout=60)
+        return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+# -- one drain ----------------------------------------------------------------------------------
+
+def _commands(client: redis.Redis) -> tuple[int, int]:
+    """(total commands processed, zcount calls) so far."""
+    total = int(client.info("stats")["total_commands_processed"])
+    zcount = client.info("commandstats").get("cmdstat_zcount", {}).get("calls", 0)
+    return total, int(zcount)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _drained(client: redis.Redis, app_id: str, ends: dict[str, int]) -> bool:
+    stored = {k.decode(): int(v) for k, v in client.hgetall(f"{app_id}:pos").items()}
+    return all(stored.get(name, 0) >= end for name, end in ends.items())
+
+
+def _end_offsets(bootstrap: str) -> dict[str, int]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def run() -> dict[str, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        try:
+            parts = [TopicPartition(t, p) for t in TOPICS.values() for p in consumer.partitions_for_topic(t) or ()]
+            ends = await consumer.end_offsets(parts)
+            return {f"{tp.topic}:{tp.partition}": end for tp, end in ends.items() if end}
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def drain(events: list[tuple[str, dict[str, Any]]], args: argparse.Namespace, polled: bool,
+          tree: Path | None = None) -> dict[str, Any]:
+    """Publish the events, start a worker, time its drain (with or without the clients)."""
+    messages = wire(events, TOPICS)
+    with stack() as (bootstrap, redis_url, work):
+        create_topics(bootstrap, redis_url, work)
+        produce(bootstrap, messages)
+        ends = _end_offsets(bootstrap)
+        expected = expected_kpis(events, time.time(), WINDOWS, ATTRIBUTION)
+        env = worker_env(bootstrap, redis_url)
+        if tree is not None:  # another source tree's worker (a comparison with an older version)
+            env["PYTHONPATH"] = str(tree)
+        worker = Worker(env=env, log=work / "worker.log", port=free_port())
+        clients = Clients(worker.url, args.clients, args.interval) if polled else None
+        worker.proc = subprocess.Popen([sys.executable, "-m", "stream", "worker"], cwd=tree or ROOT,
+                                       env=dict(env, ADVOCACY_WEB_PORT=str(worker.port)),
+                                       stdout=open(worker.log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        state = redis.Redis.from_url(redis_url)
+        try:
+            worker.wait_ready(60)
+            if clients is not None:
+                clients.go()
+            before, started, cpu = _commands(state), time.monotonic(), _cpu_seconds(worker.proc.pid)
+            deadline = started + args.timeout
+            while not _drained(state, "advocacy", ends):
+                assert time.monotonic() < deadline, f"not drained within {args.timeout} s; see {work}"
+                time.sleep(0.05)
+            seconds = time.monotonic() - started
+            cpu = _cpu_seconds(worker.proc.pid) - cpu
+            after = _commands(state)
+            wait_for(lambda: strip(worker.kpis()) == expected, 60, interval=0.5,
+                     what="/kpis to equal the independently computed KPIs")
+            result: dict[str, Any] = {
+                "rate": len(messages) / seconds, "seconds": seconds, "cpu_us_per_event": cpu / len(messages) * 1e6,
+                "commands_per_s": (after[0] - before[0]) / seconds,
+                "zcount_per_s": (after[1] - before[1]) / seconds}
+            if clients is not None:
+                before, idle_started = _commands(state), time.monotonic()
+                time.sleep(args.idle_seconds)
+                after = _commands(state)
+                idle = time.monotonic() - idle_started
+                result["idle_commands_per_s"] = (after[0] - before[0]) / idle
+                result["idle_zcount_per_s"] = (after[1] - before[1]) / idle
+                result["clients"] = clients.stop()
+                clients = None
+            teams = state.scard("advocacy:teams")
+            result["commands_per_read"] = 5 + len(WINDOWS) * (state.scard("advocacy:segments") + 2 * teams)
+            result["zcount_per_read"] = len(WINDOWS) * teams
+            return result
+        finally:
+            if clients is not None:
+                clients.stop()
+            worker.stop()
+            state.close()
+
+
+def _spread(events: list[tuple[str, dict[str, Any]]], segments: int, teams: int) -> list[tuple[str, dict[str, Any]]]:
+    """The bench's events with ``segments`` segment names and ``teams`` team names."""
+    rng = random.Random(5)
+    for kind, event in events:
+        if kind == "customer":
+            event["segment"] = f"segment-{rng.randrange(segments):03d}"
+        elif kind == "ticket":
+            event["team"] = f"team-{rng.randrange(teams):03d}"
+    return events
+
+
+def _reads(result: dict[str, Any], key: str) -> str:
+    return f"{result[key] / result['zcount_per_read']:.2f}"
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["clients"]:
+        return clients_main(sys.argv[2:])
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--segments", type=int, default=100)
+    parser.add_argument("--teams", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--interval", type=float, default=1.0, help="each client's pause after /kpis + /metrics")
+    parser.add_argument("--idle-seconds", type=float, default=15.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--compare-tree", type=Path, default=None,
+                        help="also measure the worker of this source tree under the same load")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+    events = _spread(generate(args.events, args.customers, time.time()), args.segments, args.teams)
+    alone: list[dict[str, Any]] = []
+    polled: list[dict[str, Any]] = []
+    for run in range(args.runs):
+        alone.append(drain(events, args, polled=False))
+        polled.append(drain(events, args, polled=True))
+        print(f"run {run + 1}: alone {alone[-1]['rate']:,.0f}/s, polled {polled[-1]['rate']:,.0f}/s "
+              f"({polled[-1]['rate'] / alone[-1]['rate'] - 1:+.1%}); {json.dumps(polled[-1])}", flush=True)
+    older = drain(events, args, polled=True, tree=args.compare_tree) if args.compare_tree else None
+    if older is not None:
+        print(f"{args.compare_tree}: {json.dumps(older)}", flush=True)
+    write(args, alone, polled, older)
+    return 0
+
+
+def write(args: argparse.Namespace, alone: list[dict[str, Any]], polled: list[dict[str, Any]],
+          older: dict[str, Any] | None) -> None:
+    med = statistics.median
+    cost = [1 - p["rate"] / a["rate"] for a, p in zip(alone, polled, strict=True)]
+    served = [sum(n for k, n in p["clients"]["outcomes"].items() if k.endswith(" 200")) for p in polled]
+    other = Counter[str]()
+    for p in polled:
+        other.update({k: n for k, n in p["clients"]["outcomes"].items() if not k.endswith(" 200")})
+    per_read = polled[0]["commands_per_read"]
+    lines = [
+        BEGIN, "## Endpoints under load", "",
+        f"Measured by `make bench-web` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC ({os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, embedded tansu and redis-server on loopback): {args.events:,} events, "
+        f"{args.segments} segments, {args.teams} teams, so one read of the totals is {per_read:,} Redis commands. "
+        f"{args.clients} clients, each on its own connection, GET /kpis then /metrics and wait {args.interval:g} s, "
+        f"from the worker being ready to the end of its drain (read from the state); the same drain without "
+        f"clients is the reference. {args.runs} runs, each on a fresh broker and Redis.", "",
+        "| what | measured |", "|---|---|",
+        f"| drain alone (median) | {med(a['rate'] for a in alone):,.0f} events/s |",
+        f"| drain with {args.clients} clients polling (median) | {med(p['rate'] for p in polled):,.0f} events/s |",
+        f"| throughput the clients cost (median; per run) | {med(cost):.1%}; "
+        f"{', '.join(f'{c:.1%}' for c in cost)} (target < 10%) |",
+        f"| requests answered 200 during the drains | {', '.join(f'{s:,}' for s in served)} |",
+        f"| other answers | {dict(other) or 'none'} |",
+        f"| request latency p50 / p99 (median of runs) | {med(p['clients']['p50'] for p in polled) * 1000:.1f} ms / "
+        f"{med(p['clients']['p99'] for p in polled) * 1000:.1f} ms |",
+        f"| Redis commands/s during the drain, alone / polled (median) | "
+        f"{med(a['commands_per_s'] for a in alone):,.0f} / {med(p['commands_per_s'] for p in polled):,.0f} |",
+        f"| totals reads/s during the drain with clients (zcount calls / {polled[0]['zcount_per_read']}) | "
+        f"{', '.join(_reads(p, 'zcount_per_s') for p in polled)} |",
+        f"| after the drain, clients still polling, no events: Redis commands/s; totals reads/s | "
+        f"{med(p['idle_commands_per_s'] for p in polled):,.0f}; "
+        f"{med(p['idle_zcount_per_s'] / p['zcount_per_read'] for p in polled):.2f} |",
+    ]
+    if older is not None:
+        served_old = sum(n for k, n in older["clients"]["outcomes"].items() if k.endswith(" 200"))
+        lines.append(f"| before (a read per request, `{args.compare_tree}`), polled: drain; Redis commands/s "
+                     f"idle; requests answered | {older['rate']:,.0f} events/s; "
+                     f"{older['idle_commands_per_s']:,.0f}; {served_old:,} |")
+    lines += ["", END]
+    section = "\n".join(lines)
+    out = Path(args.out)
+    text = out.read_text()
+    if BEGIN in text:
+        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    out.write_text(text)
+    print(section)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
