@@ -3,7 +3,7 @@
 ``/kpis`` and ``/metrics`` are served from one snapshot: the totals read from the shared
 state and the bodies built from them. The state is read at most once a second, by one
 read at a time, whatever the number of clients (``Coalesced``): a response is at most a
-second and one read old, and under steady polling nobody waits for a read.
+second plus one read old, and under steady polling nobody waits for a read.
 """
 
 from __future__ import annotations
@@ -49,11 +49,12 @@ class Coalesced(Generic[T]):
     seconds and by one computation at a time, on its own task (a caller that goes away does
     not cancel it).
 
-    A caller gets the latest result while it is younger than ``interval``; then the first
-    caller starts a new computation and, like every caller until it ends, still gets the
-    latest result if that is younger than twice ``interval``; an older one (nobody asked for
-    a while) is not served: the caller waits for the new result. Ages count from the start
-    of a computation.
+    A caller gets the latest result while it is younger than ``interval``. Then the first
+    caller starts a new computation; if the latest result was younger than twice
+    ``interval`` at that moment (callers keep coming), it and every caller until the
+    computation ends still get the latest result, waiting for nothing; if it was older
+    (nobody asked for a while), they wait for the new one. Ages count from the start of a
+    computation.
     """
 
     def __init__(self, compute: Callable[[], Awaitable[T]], interval: float = REFRESH_SECONDS,
@@ -63,6 +64,7 @@ class Coalesced(Generic[T]):
         self.clock = clock
         self._latest: tuple[float, T] | None = None
         self._running: asyncio.Future[T] | None = None
+        self._serve_latest = False  # while the running computation runs
         self.runs = 0
 
     async def get(self) -> T:
@@ -71,8 +73,9 @@ class Coalesced(Generic[T]):
         if latest is not None and age < self.interval:
             return latest[1]
         if self._running is None:
+            self._serve_latest = age < 2 * self.interval
             self._running = asyncio.ensure_future(self._run())
-        if latest is not None and age < 2 * self.interval:
+        if latest is not None and self._serve_latest:
             return latest[1]
         return await asyncio.shield(self._running)
 

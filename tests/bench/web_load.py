@@ -39,12 +39,12 @@ import redis
 
 from stream.embedded import free_port
 from tests.bench.events import generate, wire
-from tests.bench.run import ROOT, TOPICS, create_topics, stack, worker_env
+from tests.bench.run import ENDPOINTS, ROOT, TOPICS, create_topics, end_offsets, stack, wait_drained, worker_env
 from tests.reliability.fast_oracle import expected as expected_kpis
 from tests.scenario import ATTRIBUTION, WINDOWS
 from tests.support import Worker, produce, strip, wait_for
 
-BEGIN, END = "<!-- endpoints-under-load -->", "<!-- /endpoints-under-load -->"
+BEGIN, END = ENDPOINTS
 
 
 # -- the clients (a child process: ``python -m tests.bench.web_load clients ...``) --------------
@@ -131,27 +131,6 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _drained(client: redis.Redis, app_id: str, ends: dict[str, int]) -> bool:
-    stored = {k.decode(): int(v) for k, v in client.hgetall(f"{app_id}:pos").items()}
-    return all(stored.get(name, 0) >= end for name, end in ends.items())
-
-
-def _end_offsets(bootstrap: str) -> dict[str, int]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    async def run() -> dict[str, int]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-        await consumer.start()
-        try:
-            parts = [TopicPartition(t, p) for t in TOPICS.values() for p in consumer.partitions_for_topic(t) or ()]
-            ends = await consumer.end_offsets(parts)
-            return {f"{tp.topic}:{tp.partition}": end for tp, end in ends.items() if end}
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(run())
-
-
 def drain(events: list[tuple[str, dict[str, Any]]], args: argparse.Namespace, polled: bool,
           tree: Path | None = None) -> dict[str, Any]:
     """Publish the events, start a worker, time its drain (with or without the clients)."""
@@ -159,7 +138,7 @@ def drain(events: list[tuple[str, dict[str, Any]]], args: argparse.Namespace, po
     with stack() as (bootstrap, redis_url, work):
         create_topics(bootstrap, redis_url, work)
         produce(bootstrap, messages)
-        ends = _end_offsets(bootstrap)
+        ends = end_offsets(bootstrap)
         expected = expected_kpis(events, time.time(), WINDOWS, ATTRIBUTION)
         env = worker_env(bootstrap, redis_url)
         if tree is not None:  # another source tree's worker (a comparison with an older version)
@@ -175,11 +154,7 @@ def drain(events: list[tuple[str, dict[str, Any]]], args: argparse.Namespace, po
             if clients is not None:
                 clients.go()
             before, started, cpu = _commands(state), time.monotonic(), _cpu_seconds(worker.proc.pid)
-            deadline = started + args.timeout
-            while not _drained(state, "advocacy", ends):
-                assert time.monotonic() < deadline, f"not drained within {args.timeout} s; see {work}"
-                time.sleep(0.05)
-            seconds = time.monotonic() - started
+            seconds = wait_drained(redis_url, ends, args.timeout) - started
             cpu = _cpu_seconds(worker.proc.pid) - cpu
             after = _commands(state)
             wait_for(lambda: strip(worker.kpis()) == expected, 60, interval=0.5,
@@ -246,8 +221,8 @@ def main() -> int:
     for run in range(args.runs):
         alone.append(drain(events, args, polled=False))
         polled.append(drain(events, args, polled=True))
-        print(f"run {run + 1}: alone {alone[-1]['rate']:,.0f}/s, polled {polled[-1]['rate']:,.0f}/s "
-              f"({polled[-1]['rate'] / alone[-1]['rate'] - 1:+.1%}); {json.dumps(polled[-1])}", flush=True)
+        print(f"run {run + 1}: alone {json.dumps(alone[-1])}\n  polled {json.dumps(polled[-1])}\n"
+              f"  throughput {polled[-1]['rate'] / alone[-1]['rate'] - 1:+.1%}", flush=True)
     older = drain(events, args, polled=True, tree=args.compare_tree) if args.compare_tree else None
     if older is not None:
         print(f"{args.compare_tree}: {json.dumps(older)}", flush=True)
@@ -259,6 +234,7 @@ def write(args: argparse.Namespace, alone: list[dict[str, Any]], polled: list[di
           older: dict[str, Any] | None) -> None:
     med = statistics.median
     cost = [1 - p["rate"] / a["rate"] for a, p in zip(alone, polled, strict=True)]
+    cpu = [p["cpu_us_per_event"] / a["cpu_us_per_event"] - 1 for a, p in zip(alone, polled, strict=True)]
     served = [sum(n for k, n in p["clients"]["outcomes"].items() if k.endswith(" 200")) for p in polled]
     other = Counter[str]()
     for p in polled:
@@ -277,6 +253,10 @@ def write(args: argparse.Namespace, alone: list[dict[str, Any]], polled: list[di
         f"| drain with {args.clients} clients polling (median) | {med(p['rate'] for p in polled):,.0f} events/s |",
         f"| throughput the clients cost (median; per run) | {med(cost):.1%}; "
         f"{', '.join(f'{c:.1%}' for c in cost)} (target < 10%) |",
+        f"| worker CPU per event, alone / polled (median) | {med(a['cpu_us_per_event'] for a in alone):.1f} us / "
+        f"{med(p['cpu_us_per_event'] for p in polled):.1f} us |",
+        f"| CPU the clients cost the worker (median; per run) | {med(cpu):.1%}; "
+        f"{', '.join(f'{c:.1%}' for c in cpu)} |",
         f"| requests answered 200 during the drains | {', '.join(f'{s:,}' for s in served)} |",
         f"| other answers | {dict(other) or 'none'} |",
         f"| request latency p50 / p99 (median of runs) | {med(p['clients']['p50'] for p in polled) * 1000:.1f} ms / "

@@ -69,6 +69,27 @@ async def test_a_result_is_served_for_a_second_then_computed_again_while_the_lat
     assert await shared.get() == 2
 
 
+async def test_under_steady_demand_nobody_waits_even_for_a_slow_computation() -> None:
+    """A computation that outlasts the interval: callers that keep coming get the latest result
+    meanwhile, whatever its age, and only one computation runs."""
+    clock, reads = Clock(), Reads()
+    reads.release.set()
+    shared = Coalesced(reads, 1.0, clock)
+    assert await shared.get() == 1
+    reads.release.clear()
+    clock.now += 1.5
+    assert await shared.get() == 1  # starts the second computation
+    for _ in range(10):
+        clock.now += 1.0  # the computation takes 10 s
+        assert await shared.get() == 1
+    await asyncio.sleep(0)
+    assert reads.runs == 2
+    reads.release.set()
+    await asyncio.sleep(0)
+    clock.now += 0.1
+    assert await shared.get() == 2
+
+
 async def test_a_result_older_than_twice_the_interval_is_not_served() -> None:
     """Nobody asked for a while: the caller waits for the new result rather than get an old one."""
     clock, reads = Clock(), Reads()
