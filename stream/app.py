@@ -34,10 +34,11 @@ from stream.redis_client import redis_client
 from stream.retention import install as install_retention_check
 from stream.state import Store, partition_name
 from stream.topics import KafkaProbe
-from stream.web import JSON_CONTENT_TYPE, METRICS_CONTENT_TYPE, Api, middlewares, static_file
+from stream.web import JSON_CONTENT_TYPE, METRICS_CONTENT_TYPE, Api, accepts_gzip, middlewares, static_file
 
 log = logging.getLogger("stream.app")
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:"}
+GZIPPED = {"Content-Encoding": "gzip"}
 T = TypeVar("T")
 
 
@@ -176,13 +177,16 @@ class StatePositions:
 def _add_routes(app: faust.App, api: Api) -> None:
     class Kpis(View):
         async def get(self, request: Request) -> Response:
-            status, body = await api.kpis(request.query.get("window"))
-            return self.bytes(body, status=status, headers={"Content-Type": JSON_CONTENT_TYPE,
-                                                            "Cache-Control": "no-store"})
+            status, body, gzipped = await api.kpis(request.query.get("window"),
+                                                   accepts_gzip(request.headers.get("Accept-Encoding")))
+            headers = {"Content-Type": JSON_CONTENT_TYPE, "Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+            return self.bytes(body, status=status, headers={**headers, **GZIPPED} if gzipped else headers)
 
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(await api.metrics_text(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+            gzipped = accepts_gzip(request.headers.get("Accept-Encoding"))
+            headers = {"Content-Type": METRICS_CONTENT_TYPE, "Vary": "Accept-Encoding"}
+            return self.bytes(await api.metrics_text(gzipped), headers={**headers, **GZIPPED} if gzipped else headers)
 
     class HealthView(View):
         async def get(self, request: Request) -> Response:

@@ -2,13 +2,15 @@
 
 ``/kpis`` and ``/metrics`` are served from one snapshot: the totals read from the shared
 state and the bodies built from them. The state is read at most once a second, by one
-read at a time, whatever the number of clients (``Coalesced``): a response is at most a
-second plus one read old, and under steady polling nobody waits for a read.
+read at a time, whatever the number of clients (``Coalesced``); reads are spaced further
+when one takes more than 50 ms (many segments and teams), so that they never take more
+than 5% of the worker's time. Under steady polling nobody waits for a read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 import time
@@ -30,9 +32,11 @@ from stream.state import Store
 log = logging.getLogger("stream.web")
 T = TypeVar("T")
 REFRESH_SECONDS = 1.0
+MAX_SHARE = 0.05  # of the worker's time spent reading the state for /kpis and /metrics, at most
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+GZIP_LEVEL = 5  # once per snapshot and body: a tenth of the bytes to write for each client that accepts it
 UNCAPPED = frozenset({"/health"})  # an orchestrator's probe is never refused for load
 
 
@@ -45,23 +49,29 @@ def json_bytes(value: Any) -> bytes:
 
 
 class Coalesced(Generic[T]):
-    """The result of ``compute``, shared by every caller: computed at most once per ``interval``
-    seconds and by one computation at a time, on its own task (a caller that goes away does
-    not cancel it).
+    """The result of ``compute``, shared by every caller: computed by one computation at a time,
+    on its own task (a caller that goes away does not cancel it), at most once per ``spacing``.
 
-    A caller gets the latest result while it is younger than ``interval``. Then the first
+    ``spacing`` is ``interval``, or ``1 / max_share`` times as long as the latest computation
+    took if that is longer: computing never takes more than ``max_share`` of the time,
+    however costly it becomes (a large state, a loop busy with batches).
+
+    A caller gets the latest result while it is younger than ``spacing``. Then the first
     caller starts a new computation; if the latest result was younger than twice
-    ``interval`` at that moment (callers keep coming), it and every caller until the
+    ``spacing`` at that moment (callers keep coming), it and every caller until the
     computation ends still get the latest result, waiting for nothing; if it was older
     (nobody asked for a while), they wait for the new one. Ages count from the start of a
     computation.
     """
 
     def __init__(self, compute: Callable[[], Awaitable[T]], interval: float = REFRESH_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_share: float = MAX_SHARE) -> None:
         self._compute = compute
         self.interval = interval
+        self.max_share = max_share
         self.clock = clock
+        self.spacing = interval
+        self.took = 0.0  # how long the latest computation took
         self._latest: tuple[float, T] | None = None
         self._running: asyncio.Future[T] | None = None
         self._serve_latest = False  # while the running computation runs
@@ -70,10 +80,10 @@ class Coalesced(Generic[T]):
     async def get(self) -> T:
         latest = self._latest
         age = self.clock() - latest[0] if latest is not None else float("inf")
-        if latest is not None and age < self.interval:
+        if latest is not None and age < self.spacing:
             return latest[1]
         if self._running is None:
-            self._serve_latest = age < 2 * self.interval
+            self._serve_latest = age < 2 * self.spacing
             self._running = asyncio.ensure_future(self._run())
         if latest is not None and self._serve_latest:
             return latest[1]
@@ -85,6 +95,8 @@ class Coalesced(Generic[T]):
         try:
             value = await self._compute()
             self._latest = (started, value)
+            self.took = self.clock() - started
+            self.spacing = max(self.interval, self.took / self.max_share)
             return value
         finally:
             self._running = None
@@ -92,28 +104,56 @@ class Coalesced(Generic[T]):
 
 @dataclass
 class Snapshot:
-    """The KPI totals as read at ``at`` (or why they could not be), with the bodies built from them."""
+    """The KPI totals as read at ``at`` (or why they could not be), with the bodies built from them:
+    each body is built once per snapshot, and gzip-compressed once for the clients that accept it."""
 
     at: float
     totals: Totals | None
     error: str  # public text, when totals is None
     metrics: bytes
     windows: tuple[Window, ...]
-    _kpis: dict[str | None, bytes] = field(default_factory=dict)
+    _bodies: dict[tuple[str, str | None, bool], bytes] = field(default_factory=dict)
     _report: dict[str, list[dict[str, Any]]] | None = None
 
-    def kpis(self, window: str | None) -> bytes:
-        """The /kpis body, built once per snapshot and window."""
-        body = self._kpis.get(window)
+    def kpis(self, window: str | None, gzipped: bool = False) -> bytes:
+        """The /kpis body for ``window`` (every window when None)."""
+        key = ("kpis", window, gzipped)
+        body = self._bodies.get(key)
         if body is None:
-            assert self.totals is not None
-            if self._report is None:
-                self._report = report(self.totals, self.windows)  # all windows: ?window= lists the same names
-            lists = self._report
-            if window is not None:
-                lists = {k: [row for row in v if row["window"] == window] for k, v in lists.items()}
-            body = self._kpis[window] = json_bytes({"generated_at": rfc3339(self.at), **lists})
+            if gzipped:
+                body = gzip.compress(self.kpis(window), GZIP_LEVEL)
+            else:
+                assert self.totals is not None
+                if self._report is None:
+                    self._report = report(self.totals, self.windows)  # all windows: ?window= lists the same names
+                lists = self._report
+                if window is not None:
+                    lists = {k: [row for row in v if row["window"] == window] for k, v in lists.items()}
+                body = json_bytes({"generated_at": rfc3339(self.at), **lists})
+            self._bodies[key] = body
         return body
+
+    def metrics_body(self, gzipped: bool = False) -> bytes:
+        """The /metrics body."""
+        if not gzipped:
+            return self.metrics
+        body = self._bodies.get(("metrics", None, True))
+        if body is None:
+            body = self._bodies["metrics", None, True] = gzip.compress(self.metrics, GZIP_LEVEL)
+        return body
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether an ``Accept-Encoding`` header accepts gzip (``gzip`` or ``*``, not with ``q=0``)."""
+    for part in (accept_encoding or "").lower().split(","):
+        name, _, params = part.strip().partition(";")
+        if name.strip() in ("gzip", "*"):
+            q = params.strip()
+            try:
+                return not q.startswith("q=") or float(q[2:]) > 0
+            except ValueError:
+                return False
+    return False
 
 
 class Api:
@@ -149,19 +189,26 @@ class Api:
             self._failing = ""
         self.metrics.kpis.totals = totals  # never export stale KPIs as if current
         self.metrics.ready.set(0 if self.health.reasons() else 1)
-        return Snapshot(now, totals, error, generate_latest(self.metrics.registry), self.windows)
+        self.metrics.state_read_seconds.set(self.snapshots.took)  # the previous read's
+        snapshot = Snapshot(now, totals, error, generate_latest(self.metrics.registry), self.windows)
+        await asyncio.sleep(0)  # let batches run between the read and building the bodies
+        snapshot.metrics_body(gzipped=True)  # the bodies most clients ask for, built in the read's time
+        if totals is not None:
+            snapshot.kpis(None, gzipped=True)
+        return snapshot
 
-    async def kpis(self, window: str | None) -> tuple[int, bytes]:
+    async def kpis(self, window: str | None, gzipped: bool = False) -> tuple[int, bytes, bool]:
+        """(status, body, whether the body is gzip-compressed); ``gzipped``: the client accepts it."""
         if window is not None and window not in {w.name for w in self.windows}:
             names = ", ".join(w.name for w in self.windows)
-            return 400, json_bytes({"error": f"unknown window {window!r}; configured: {names}"})
+            return 400, json_bytes({"error": f"unknown window {window!r}; configured: {names}"}), False
         snapshot = await self.snapshots.get()
         if snapshot.totals is None:
-            return 503, json_bytes({"error": snapshot.error})
-        return 200, snapshot.kpis(window)
+            return 503, json_bytes({"error": snapshot.error}), False
+        return 200, snapshot.kpis(window, gzipped), gzipped
 
-    async def metrics_text(self) -> bytes:
-        return (await self.snapshots.get()).metrics
+    async def metrics_text(self, gzipped: bool = False) -> bytes:
+        return (await self.snapshots.get()).metrics_body(gzipped)
 
     def _redis(self, ok: bool, error: str = "") -> None:
         self.health.redis(ok, error)

@@ -4,10 +4,13 @@ views off, nosniff, /health without addresses; and a flood of garbage through th
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import math
 import re
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -83,6 +86,15 @@ def test_many_concurrent_clients_cause_at_most_one_state_read_a_second(
         time.sleep(1.1)  # the next snapshot counts the reads
         assert metric_sum(worker, "advocacy_state_reads_total") - reads_before <= math.ceil(seconds) + 3
         assert strip(worker.kpis()) == expected
+        for path in ("/kpis", "/metrics"):  # the clients above accepted gzip; so does Prometheus
+            with urllib.request.urlopen(urllib.request.Request(worker.url + path, headers={
+                    "Accept-Encoding": "gzip"}), timeout=5) as response:
+                assert response.headers["Content-Encoding"] == "gzip", path
+                body = gzip.decompress(response.read())
+            if path == "/kpis":
+                assert strip(json.loads(body)) == expected
+            else:
+                assert b"advocacy_actions_ratio{" in body
     finally:
         worker.stop()
         state.close()
@@ -99,8 +111,6 @@ def test_faust_views_are_off_responses_are_nosniff_and_health_reasons_name_no_ad
         for path in ("/router/", "/table/", "/graph/", "/assignment/", "/stats/", "/performance/"):
             status, _ = http_get(worker.url + path)
             assert status == 404, path
-        import urllib.request
-
         for path in ("/kpis", "/metrics", "/health", "/", "/router/"):
             request = urllib.request.Request(worker.url + path)
             try:

@@ -4,6 +4,7 @@ a cap on requests in progress; nosniff everywhere; /health reasons without addre
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 
 import pytest
@@ -12,8 +13,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from stream.health import Health
+from stream.kpi import Totals, Window
 from stream.metrics import Metrics
-from stream.web import Coalesced, middlewares
+from stream.web import Coalesced, Snapshot, accepts_gzip, middlewares
 
 
 class Clock:
@@ -88,6 +90,25 @@ async def test_under_steady_demand_nobody_waits_even_for_a_slow_computation() ->
     await asyncio.sleep(0)
     clock.now += 0.1
     assert await shared.get() == 2
+
+
+async def test_a_costly_computation_is_spaced_to_take_at_most_its_share_of_the_time() -> None:
+    """A computation that takes 0.3 s with a 5% share: the next one starts no sooner than 6 s after."""
+    clock = Clock()
+
+    async def costly() -> float:
+        clock.now += 0.3
+        return clock.now
+
+    shared = Coalesced(costly, 1.0, clock, max_share=0.05)
+    first = await shared.get()
+    assert shared.took == pytest.approx(0.3) and shared.spacing == pytest.approx(6.0)
+    clock.now += 5.0  # 5.3 s after the first started
+    assert await shared.get() == first and shared.runs == 1
+    clock.now += 0.8
+    assert await shared.get() == first  # served while the next one runs
+    await asyncio.sleep(0)
+    assert shared.runs == 2
 
 
 async def test_a_result_older_than_twice_the_interval_is_not_served() -> None:
@@ -195,3 +216,27 @@ def test_health_reasons_name_no_address_and_no_exception_text() -> None:
     health.redis(True)
     health.kafka_error, health.crashed = "", []
     assert health.reasons() == []
+
+
+@pytest.mark.parametrize(("header", "accepted"), [
+    ("gzip, deflate, br", True), ("GZIP", True), ("deflate, gzip;q=0.5", True), ("*", True),
+    ("gzip;q=0", False), ("gzip; q=0.0", False), ("deflate, br", False), ("", False), (None, False),
+    ("identity", False), ("gzip;q=oops", False),
+])
+def test_gzip_is_used_only_when_the_client_accepts_it(header: str | None, accepted: bool) -> None:
+    assert accepts_gzip(header) is accepted
+
+
+def test_a_snapshot_builds_each_body_once_and_its_gzip_decompresses_to_it() -> None:
+    windows = (Window("1h", 3600), Window("1d", 86400))
+    totals = Totals({("smb", "1h"): 3, ("smb", "1d"): 5}, {"smb": 10}, {("billing", "1d"): 4}, {("billing", "1d"): 1})
+    snapshot = Snapshot(1_800_000_000.0, totals, "", b"# metrics\n" * 200, windows)
+    body = snapshot.kpis(None)
+    assert snapshot.kpis(None) is body  # built once
+    assert json.loads(body)["generated_at"] == "2027-01-15T08:00:00Z"
+    assert gzip.decompress(snapshot.kpis(None, gzipped=True)) == body
+    assert snapshot.kpis(None, gzipped=True) is snapshot.kpis(None, gzipped=True)
+    one = json.loads(snapshot.kpis("1h"))
+    assert {row["window"] for key in ("advocacy_actions", "advocacy_actions_overall") for row in one[key]} == {"1h"}
+    assert gzip.decompress(snapshot.metrics_body(gzipped=True)) == snapshot.metrics_body() == b"# metrics\n" * 200
+    assert len(snapshot.metrics_body(gzipped=True)) < len(snapshot.metrics_body()) / 10
