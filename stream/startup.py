@@ -29,8 +29,7 @@ async def interim_health(bind: str, port: int, waiting: Waiting) -> AsyncIterato
     """Serve ``GET /health`` (503, the reason) on the web port until the block ends."""
 
     async def health(request: web.Request) -> web.Response:
-        return web.json_response({"status": "not ready", "reasons": [waiting.reason]}, status=503,
-                                 headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
+        return web.json_response({"status": "not ready", "reasons": [waiting.reason]}, status=503)
 
     app = web.Application()
     app.router.add_get("/health", health)
