@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 KAFKA_VERSION := $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/kafka/pom.xml)
 KAFKA_LIBS := .cache/kafka-$(KAFKA_VERSION)/libs
 
-.PHONY: run test test-unit bench soak compat-latest lint lock deps system kafka clean
+.PHONY: run test test-unit bench bench-web soak compat-latest lint lock deps system kafka clean
 
 # the image's locked dependencies first (same versions, hashes checked), then the dev tools
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -57,6 +57,11 @@ test-unit: deps
 # side-by-side throughput, freshness, start-up and memory; writes docs/benchmarks.md (~10 min)
 bench: deps
 	$(PY) -m tests.bench.run $(BENCH_ARGS)
+
+# 200 clients polling /kpis and /metrics during a drain: the throughput and Redis commands they cost;
+# writes the section "Endpoints under load" of docs/benchmarks.md (~10 min)
+bench-web: deps
+	$(PY) -m tests.bench.web_load $(BENCH_ARGS)
 
 # the kill and rebalance scenarios again and again, outside `make test`: ROUNDS=30 make soak
 ROUNDS ?= 30

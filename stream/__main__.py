@@ -75,7 +75,7 @@ def _worker(settings: Settings) -> int:
     store = app.advocacy["store"]
 
     async def prepare() -> None:
-        waiting = Waiting(f"waiting for kafka at {settings.kafka_bootstrap_servers}")
+        waiting = Waiting("waiting for kafka")  # no address: /health is not for a network map
         async with interim_health(settings.web_bind, settings.web_port, waiting):
             await ensure_topics(settings, report=lambda reason: setattr(waiting, "reason", reason))
             waiting.reason = "waiting for redis"

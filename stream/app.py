@@ -16,13 +16,12 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 import faust
-import redis.asyncio as aioredis
-from aiokafka.errors import MessageSizeTooLargeError
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
 from stream.batching import Batch, BatchApp, NoTableManager
 from stream.config import Settings
+from stream.dead_letters import KafkaDeadLetters
 from stream.errors import StateError
 from stream.events import REASONS
 from stream.gaps import GapWatch
@@ -30,49 +29,22 @@ from stream.health import Health
 from stream.kafka import faust_credentials
 from stream.kpi import Rules
 from stream.metrics import Metrics
-from stream.pipeline import Pipeline, Record, topic_kinds, where
+from stream.pipeline import Pipeline, topic_kinds, where
+from stream.redis_client import redis_client
 from stream.retention import install as install_retention_check
 from stream.state import Store, partition_name
 from stream.topics import KafkaProbe
-from stream.web import METRICS_CONTENT_TYPE, Api, static_file
+from stream.web import JSON_CONTENT_TYPE, METRICS_CONTENT_TYPE, Api, accepts_gzip, middlewares, static_file
 
 log = logging.getLogger("stream.app")
-PAGE_HEADERS = {"X-Content-Type-Options": "nosniff",
-                "Content-Security-Policy": "default-src 'self'; img-src 'self' data:"}
-TRUNCATED_BYTES = 64 * 1024
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:"}
+GZIPPED = {"Content-Encoding": "gzip"}
 T = TypeVar("T")
-
-
-class KafkaDeadLetters:
-    """Sends a bad message, unchanged, to the dead-letter topic with its provenance."""
-
-    def __init__(self, app: faust.App, topic: str) -> None:
-        self.app = app
-        self.topic = topic
-
-    async def send(self, message: Record, reason: str, detail: str) -> None:
-        headers = [
-            ("source_topic", message.topic.encode()),
-            ("source_partition", str(message.partition).encode()),
-            ("source_offset", str(message.offset).encode()),
-            ("reason", reason.encode()),
-            ("detail", detail.encode()),
-        ]
-        try:
-            await self.app.producer.send_and_wait(self.topic, message.key, message.value, None, None, headers)
-        except MessageSizeTooLargeError:
-            # the copy plus its headers is over a limit the original was under: keep the
-            # provenance and the start of the value, and say so
-            size = len(message.value or b"")
-            headers.append(("truncated_from", str(size).encode()))
-            await self.app.producer.send_and_wait(
-                self.topic, message.key, (message.value or b"")[:TRUNCATED_BYTES], None, None, headers)
-
-
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> faust.App:
     """Build a worker app; nothing connects until the worker starts."""
+    metrics = Metrics(registry or CollectorRegistry())
     app = BatchApp(
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
@@ -83,6 +55,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         web_port=settings.web_port,
         web_bind=settings.web_bind,
         web_host="127.0.0.1" if settings.web_bind in ("0.0.0.0", "::") else settings.web_bind,
+        # Faust's own views (table routing, table contents, statistics, graph) are not served
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
+        web_application_options={"middlewares": middlewares(metrics, settings.web_max_requests)},
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_seconds / 10),
         broker_rebalance_timeout=settings.session_timeout_seconds * 2,
@@ -99,14 +78,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     health = Health(stall_seconds=settings.stall_seconds)
-    metrics = Metrics(registry or CollectorRegistry())
-    tls: dict[str, Any] = {"ssl_ca_certs": settings.redis_ssl_ca_file} if settings.redis_ssl_ca_file else {}
-    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5,
-                                     socket_connect_timeout=5, health_check_interval=10, **tls)
+    client = redis_client(settings)
     rules = Rules(settings.windows, settings.attribution_window * 1000)
     store = Store(client, settings.app_id, rules, settings.max_segments, settings.max_teams,
                   settings.state_cache_customers)
-    pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(app, settings.dlq_topic), health)
+    pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(lambda: app.producer, settings.dlq_topic), health)
     api = Api(store, metrics, health, settings.windows)
     metrics.declare(list(topic_kinds(settings)), REASONS)
     app.advocacy = {"health": health, "metrics": metrics, "store": store, "pipeline": pipeline}
@@ -121,7 +97,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app.deliver_batch = deliver_batch
     app.positions = StatePositions(store)
     _add_routes(app, api)
-    _add_housekeeping(app, settings, store, metrics, health)
+    _add_housekeeping(app, settings, store, pipeline, metrics, health)
     install_retention_check(app, settings, health, metrics)
     return app
 
@@ -201,17 +177,22 @@ class StatePositions:
 def _add_routes(app: faust.App, api: Api) -> None:
     class Kpis(View):
         async def get(self, request: Request) -> Response:
-            status, body = await api.kpis(request.query.get("window"))
-            return self.json(body, status=status, headers={"Cache-Control": "no-store"})
+            status, body, gzipped = await api.kpis(request.query.get("window"),
+                                                   accepts_gzip(request.headers.get("Accept-Encoding")))
+            headers = {"Content-Type": JSON_CONTENT_TYPE, "Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+            return self.bytes(body, status=status, headers={**headers, **GZIPPED} if gzipped else headers)
 
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(await api.metrics_text(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+            gzipped = accepts_gzip(request.headers.get("Accept-Encoding"))
+            headers = {"Content-Type": METRICS_CONTENT_TYPE, "Vary": "Accept-Encoding"}
+            return self.bytes(await api.metrics_text(gzipped), headers={**headers, **GZIPPED} if gzipped else headers)
 
     class HealthView(View):
         async def get(self, request: Request) -> Response:
             status, body = await api.health_report()
-            return self.json(body, status=status)
+            return self.bytes(body, status=status, headers={"Content-Type": JSON_CONTENT_TYPE,
+                                                            "Cache-Control": "no-store"})
 
     class Page(View):
         async def get(self, request: Request, name: str = "index.html") -> Response:
@@ -235,7 +216,7 @@ def _add_kafka_probe(app: faust.App, settings: Settings, health: Health) -> None
     async def _kafka() -> None:
         error = await probe.check()
         if error and not health.kafka_error:
-            log.error("%s; not ready until it answers", error)
+            log.error("%s; not ready until it answers", error)  # /health says only "kafka unreachable"
         elif health.kafka_error and not error:
             log.info("kafka answers again")
         health.kafka_error = error
@@ -283,7 +264,7 @@ def _report_rebuild(consumer: Any, readings: dict[Any, Any], health: Health) -> 
         log.info("the state is rebuilt from the topics")
 
 
-def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics: Metrics,
+def _add_housekeeping(app: faust.App, settings: Settings, store: Store, pipeline: Pipeline, metrics: Metrics,
                       health: Health) -> None:
     @app.on_rebalance_complete.connect
     async def _rebalanced(sender: Any, **kwargs: Any) -> None:
@@ -330,9 +311,11 @@ def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics:
             health.redis(ok=True)
         metrics.redis_state(health.redis_ok)
         metrics.ready.set(0 if health.reasons() else 1)
-        crashed = [f"{name}: {agent.crash_reason!r}" for name, agent in app.agents.items()
-                   if getattr(agent, "crashed", False)]
-        health.crashed = f"agent crashed ({'; '.join(crashed)})" if crashed else ""
+        crashed = {name: agent.crash_reason for name, agent in app.agents.items() if getattr(agent, "crashed", False)}
+        for name in sorted(set(crashed) - set(health.crashed)):
+            log.error("agent %s crashed: %r", name, crashed[name])  # /health names the agent only
+        health.crashed = sorted(crashed)
+        pipeline.dead_letter_log.flush()  # the count of dead-letter lines not logged, once the flood is over
 
     @app.timer(settings.janitor_interval_seconds)
     async def _janitor() -> None:

@@ -36,7 +36,8 @@ class Settings(BaseSettings):
     redis_url_file: str | None = None
     redis_ssl_ca_file: str | None = None
     web_port: int = Field(6066, ge=1, le=65535)
-    web_bind: str = "0.0.0.0"
+    web_bind: str = "127.0.0.1"  # a developer's run; the image and docker-compose.yml set 0.0.0.0
+    web_max_requests: int = Field(64, ge=1, le=100_000)
     app_id: str = Field("advocacy", pattern=r"^[A-Za-z0-9._-]{1,64}$")
     windows: Annotated[tuple[Window, ...], NoDecode] = Field(
         default_factory=lambda: _parse_windows("1h,1d,7d,30d,90d")

@@ -9,6 +9,9 @@ import json
 import logging
 import logging.config
 import sys
+import time
+from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,3 +73,41 @@ def setup(level: str) -> dict[str, Any]:
     config = logging_config(level)
     logging.config.dictConfig(config)
     return config
+
+
+class Throttle:
+    """At most ``burst`` lines per ``period`` seconds through ``logger``; the lines over that are
+    counted per key, and once the period is over one line says how many were not logged.
+
+    ``flush`` (called from a timer) writes that line even when no further line comes.
+    """
+
+    def __init__(self, logger: logging.Logger, what: str, burst: int = 10, period: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger
+        self.what = what
+        self.burst = burst
+        self.period = period
+        self.clock = clock
+        self.since = clock()
+        self.logged = 0
+        self.suppressed: Counter[str] = Counter()
+
+    def log(self, key: str, level: int, message: str, *args: Any, exc_info: bool = False) -> None:
+        self.flush()
+        if self.logged < self.burst:
+            self.logged += 1
+            self.logger.log(level, message, *args, exc_info=exc_info)
+        else:
+            self.suppressed[key] += 1
+
+    def flush(self) -> None:
+        now = self.clock()
+        if now - self.since < self.period:
+            return
+        if self.suppressed:
+            keys = ", ".join(f"{key} {n}" for key, n in self.suppressed.most_common())
+            self.logger.warning("%d more %s not logged in the last %.0f s (%s)", self.suppressed.total(),
+                                self.what, now - self.since, keys)
+        self.since, self.logged = now, 0
+        self.suppressed.clear()

@@ -55,6 +55,16 @@ class Metrics:
         self.conflicts = Counter(
             "advocacy_state_conflicts", "Optimistic updates retried because another worker "
             "changed the same customer.", registry=registry)
+        self.state_reads = Counter(
+            "advocacy_state_reads", "Reads of the KPI totals from the shared state for /kpis and "
+            "/metrics: at most one a second, whatever the number of clients.", registry=registry)
+        self.state_read_seconds = Gauge(
+            "advocacy_state_read_seconds", "How long the latest read of the KPI totals for /kpis and "
+            "/metrics took (with building the bodies); reads are at least a second apart, and at least 20 "
+            "times this.", registry=registry)
+        self.http_rejected = Counter(
+            "advocacy_http_rejected", "Requests answered 503 at once because ADVOCACY_WEB_MAX_REQUESTS "
+            "requests were in progress.", registry=registry)
         self.redis_up = Gauge(
             "advocacy_redis_up", "1 when the last Redis call succeeded.", registry=registry)
         self.retention_short = Gauge(

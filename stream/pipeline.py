@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from stream.config import Settings
@@ -17,6 +19,7 @@ from stream.errors import InvalidEvent, StateError, StateUnavailable
 from stream.events import parse
 from stream.health import Health
 from stream.kpi import Event
+from stream.logs import Throttle
 from stream.metrics import Metrics, observe_many
 from stream.state import Store
 
@@ -45,8 +48,19 @@ def where(record: Record) -> str:
     return f"{record.topic}[{record.partition}]@{record.offset}"
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A bad message and why it is bad."""
+
+    message: Record
+    reason: str
+    detail: str
+
+
 class DeadLetterSink(Protocol):
-    async def send(self, message: Record, reason: str, detail: str) -> None: ...
+    async def send(self, letters: Sequence[DeadLetter]) -> list[DeadLetter]:
+        """Send the letters together; return those that were not sent (to be sent again)."""
+        ...
 
 
 def topic_kinds(settings: Settings) -> dict[str, str]:
@@ -74,6 +88,8 @@ class Pipeline:
         self._limits = (settings.longest_window_seconds * 1000, settings.attribution_window * 1000,
                         settings.future_tolerance_seconds * 1000, settings.max_message_bytes)
         self._folded_logged = 0.0
+        # a flood of bad input must not flood the log: 10 lines per 10 s, then a count
+        self.dead_letter_log = Throttle(log, "dead letters and validation errors")
 
     async def handle(self, messages: Sequence[Record],
                      progress: Sequence[tuple[str, int, int]] = ()) -> dict[str, int | None]:
@@ -89,18 +105,22 @@ class Pipeline:
         stored: list[Record] = []
         longest, attribution, tolerance, max_bytes = self._limits
         kind = self.kinds[messages[0].topic] if messages else ""
+        bad: list[DeadLetter] = []
         for message in messages:
             try:
                 event = parse(kind, message.value, now_ms, longest_window_ms=longest, attribution_ms=attribution,
                               future_tolerance_ms=tolerance, max_bytes=max_bytes)
             except InvalidEvent as exc:
-                await self._dead_letter(message, exc)
+                bad.append(DeadLetter(message, exc.reason, exc.detail))
             except Exception as exc:  # a validation bug must not stop the partition
-                log.exception("could not validate %s", where(message))
-                await self._dead_letter(message, InvalidEvent("unprocessable", type(exc).__name__))
+                self.dead_letter_log.log(f"{message.topic} unprocessable", logging.ERROR, "could not validate %s",
+                                         where(message), exc_info=True)
+                bad.append(DeadLetter(message, "unprocessable", type(exc).__name__))
             else:
                 valid.append(event)
                 stored.append(message)
+        if bad:
+            await self._dead_letter(bad)
         behind: dict[str, int | None] = {}
         if valid or progress:
             outcomes, behind = await self._store(valid, stored[0].topic if stored else "", progress)
@@ -110,19 +130,28 @@ class Pipeline:
         self.health.progress()
         return behind
 
-    async def _dead_letter(self, message: Record, exc: InvalidEvent) -> None:
-        delay = 0.1
-        while True:  # a batch is acked only when every dead letter is out: retry, never skip
+    async def _dead_letter(self, letters: list[DeadLetter]) -> None:
+        """Send a batch's dead letters together; the batch is acked only when every one is out:
+        those not sent are sent again, with backoff, never skipped."""
+        pending, delay = letters, 0.1
+        while True:
             try:
-                await self.dead_letters.send(message, exc.reason, exc.detail)
-                break
+                pending = await self.dead_letters.send(pending)
             except Exception:
-                log.exception("dead letter for %s not sent; retrying", where(message))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        log.warning("dead-lettered %s: %s", where(message), exc)
-        self.metrics.dead_letters.labels(message.topic, exc.reason).inc()
-        self.metrics.events.labels(message.topic, "dead_letter").inc()
+                log.exception("%d dead letters from %s not sent; retrying", len(pending), where(pending[0].message))
+            else:
+                if not pending:
+                    break
+                log.error("%d of %d dead letters from %s not sent; retrying them", len(pending), len(letters),
+                          where(pending[0].message))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        for letter in letters:
+            self.dead_letter_log.log(f"{letter.message.topic} {letter.reason}", logging.WARNING,
+                                     "dead-lettered %s: %s: %s", where(letter.message), letter.reason, letter.detail)
+        for (topic, reason), n in Counter((letter.message.topic, letter.reason) for letter in letters).items():
+            self.metrics.dead_letters.labels(topic, reason).inc(n)
+            self.metrics.events.labels(topic, "dead_letter").inc(n)
 
     async def _store(self, events: list[Event], topic: str, progress: Sequence[tuple[str, int, int]]
                      ) -> tuple[dict[str, int], dict[str, int | None]]:
@@ -134,9 +163,10 @@ class Pipeline:
                 self._redis_down(str(exc))
             except StateError as exc:
                 log.error("state update failed, retrying: %s", exc)
-            except Exception:  # a bug: keep the batch unacked, retry, and let /health say so
+                self.health.redis(ok=False, error=str(exc), unavailable=False)
+            except Exception as exc:  # a bug: keep the batch unacked, retry, and let /health say so
                 log.exception("state update of %s events failed, retrying", len(events))
-                self.health.redis_error = "state update failing, see logs"
+                self.health.redis(ok=False, error=type(exc).__name__, unavailable=False)
             else:
                 self.health.redis(ok=True)
                 self.metrics.redis_state(ok=True)

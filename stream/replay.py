@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
@@ -27,7 +27,8 @@ from stream.health import Health
 from stream.kafka import client_options
 from stream.kpi import Rules
 from stream.metrics import Metrics
-from stream.pipeline import Pipeline, Record, topic_kinds
+from stream.pipeline import DeadLetter, Pipeline, topic_kinds
+from stream.redis_client import redis_client
 from stream.state import Store, partition_name
 from stream.topics import partitions as topic_partitions
 
@@ -40,8 +41,10 @@ class CountingSink:
 
     reasons: dict[str, int] = field(default_factory=dict)
 
-    async def send(self, message: Record, reason: str, detail: str) -> None:
-        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+    async def send(self, letters: Sequence[DeadLetter]) -> list[DeadLetter]:
+        for letter in letters:
+            self.reasons[letter.reason] = self.reasons.get(letter.reason, 0) + 1
+        return []
 
 
 @dataclass
@@ -60,7 +63,7 @@ class Summary:
 async def replay(settings: Settings, into: str, *, idle_seconds: float = 3.0, progress: bool = True) -> Summary:
     """Rebuild state under app id ``into``; refuses a namespace that already has state."""
     target = settings.model_copy(update={"app_id": into})
-    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value())
+    client = redis_client(settings)
     store = Store(client, into, Rules(settings.windows, settings.attribution_window * 1000),
                   settings.max_segments, settings.max_teams, settings.state_cache_customers)
     if await store.has_state():

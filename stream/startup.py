@@ -29,7 +29,8 @@ async def interim_health(bind: str, port: int, waiting: Waiting) -> AsyncIterato
     """Serve ``GET /health`` (503, the reason) on the web port until the block ends."""
 
     async def health(request: web.Request) -> web.Response:
-        return web.json_response({"status": "not ready", "reasons": [waiting.reason]}, status=503)
+        return web.json_response({"status": "not ready", "reasons": [waiting.reason]}, status=503,
+                                 headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
 
     app = web.Application()
     app.router.add_get("/health", health)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from stream.dead_letters import CUT_BYTES
 from tests.conftest import Namespace
 from tests.reliability.bulk import ATTRIBUTION, WINDOWS, generate
 from tests.reliability.contract import REASONS
@@ -84,7 +85,11 @@ def test_hostile_payloads_mixed_with_valid_events_are_dead_lettered_and_counting
     wrong = []
     for source, h in hostile_at.items():
         reason, value, headers = got[source]
-        assert value == h.raw, f"{source} {h.category}: the dead letter is not the message unchanged"
+        if reason == "too_large":  # cut to a bounded size, its original size in a header
+            assert h.raw is not None and value == h.raw[:CUT_BYTES], f"{source}: not the start of the value"
+            assert headers.get("original_size") == str(len(h.raw)), f"{source}: no original_size header"
+        else:
+            assert value == h.raw, f"{source} {h.category}: the dead letter is not the message unchanged"
         assert headers.get("detail"), f"{source}: no detail header"
         if reason not in h.allowed or reason not in REASONS:
             wrong.append((h.kind, h.category, reason, sorted(h.allowed), (h.raw or b"")[:80]))
@@ -119,6 +124,8 @@ def test_a_value_just_over_the_default_size_limit_is_dead_lettered_and_its_neigh
             print(f"dead letters: {[(len(r.value or b''), dict(r.headers).get('reason')) for r in records]}")
         reasons = [dict(r.headers)["reason"].decode() for r in records]
         assert reasons == ["too_large"], reasons
+        assert records[0].value == big[:CUT_BYTES]
+        assert dict(records[0].headers)["original_size"] == str(len(big)).encode()
     finally:
         worker.stop()
         crash = [line for line in log_text(worker).splitlines() if "MessageSizeTooLarge" in line][:1]

@@ -39,6 +39,15 @@ def test_defaults_match_the_contract() -> None:
     assert s.future_tolerance_seconds == 300
 
 
+def test_the_web_port_listens_on_loopback_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's run is not reachable from the network; the image and compose set their address
+    (checked in tests/deploy/test_compose.py)."""
+    assert load_settings().web_bind == "127.0.0.1"
+    assert load_settings().web_max_requests == 64
+    monkeypatch.setenv("ADVOCACY_WEB_BIND", "0.0.0.0")
+    assert load_settings().web_bind == "0.0.0.0"
+
+
 @pytest.mark.parametrize(("name", "value", "attr", "expected"), [
     ("ADVOCACY_KAFKA_BOOTSTRAP_SERVERS", "k1:9092,k2:9092", "kafka_bootstrap_servers", "k1:9092,k2:9092"),
     ("ADVOCACY_WEB_PORT", "1", "web_port", 1),
@@ -103,6 +112,7 @@ def test_windows_are_parsed_and_sorted(monkeypatch: pytest.MonkeyPatch, value: s
     ("ADVOCACY_REDIS_RETRY_MAX_SECONDS", "0"),
     ("ADVOCACY_STALL_SECONDS", "-1"),
     ("ADVOCACY_STALL_SECONDS", "nan"),
+    ("ADVOCACY_WEB_MAX_REQUESTS", "0"),
 ])
 def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     """A bad value raises ConfigError with one line that starts with the variable's name."""

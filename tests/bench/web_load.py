@@ -1,0 +1,331 @@
+"""``make bench-web``: what 200 clients polling /kpis and /metrics cost a draining worker and Redis.
+
+Each run, on a fresh embedded broker and Redis with the same events, drains them
+once with no clients, then with ``--clients`` clients (a separate process, each client on
+its own keep-alive connection) that each GET /kpis and then /metrics, then wait, for each
+pause of ``--intervals``, from the worker being ready to the end. The drain's end is read
+from the state itself (every partition's stored position at its end offset, polled in
+Redis every 50 ms), so that the figure does not depend on how fresh /kpis is; /kpis must
+then equal the independently computed KPIs. Redis commands are counted with ``INFO``
+(``total_commands_processed``, and ``zcount`` calls from ``INFO commandstats``: only a
+totals read issues them, windows x teams per read). After the drain, with no events,
+``--idle-seconds`` more (the clients still polling, or not): the worker's CPU time then
+is what serving the clients costs it, a figure that other work on a shared machine
+disturbs far less than drain rates.
+
+Writes its figures as the section "Endpoints under load" of docs/benchmarks.md
+(between the markers, kept there by ``make bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from stream.embedded import free_port
+from tests.bench.events import generate, wire
+from tests.bench.run import ENDPOINTS, ROOT, TOPICS, create_topics, end_offsets, stack, wait_drained, worker_env
+from tests.reliability.fast_oracle import expected as expected_kpis
+from tests.scenario import ATTRIBUTION, WINDOWS
+from tests.support import Worker, produce, strip, wait_for
+
+BEGIN, END = ENDPOINTS
+
+
+# -- the clients (a child process: ``python -m tests.bench.web_load clients ...``) --------------
+
+async def _clients(url: str, clients: int, interval: float) -> dict[str, Any]:
+    import aiohttp
+
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stopping.set)
+    outcomes: Counter[str] = Counter()
+    latencies: list[float] = []
+
+    async def client() -> None:
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=timeout) as session:
+            await asyncio.sleep(random.uniform(0, interval or 0.01))  # spread the clients out
+            while not stopping.is_set():
+                for path in ("/kpis", "/metrics"):
+                    started = time.perf_counter()
+                    try:
+                        async with session.get(url + path) as response:
+                            await response.read()
+                            outcomes[f"{path} {response.status}"] += 1
+                    except (aiohttp.ClientError, TimeoutError) as exc:
+                        outcomes[f"{path} {type(exc).__name__}"] += 1
+                    latencies.append(time.perf_counter() - started)
+                if interval:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stopping.wait(), interval)
+
+    print("clients ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "go"
+    started = time.monotonic()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    latencies.sort()
+    return {"seconds": time.monotonic() - started, "outcomes": dict(outcomes), "requests": len(latencies),
+            "p50": latencies[len(latencies) // 2] if latencies else None,
+            "p99": latencies[int(len(latencies) * 0.99)] if latencies else None}
+
+
+def clients_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--interval", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    print(json.dumps(asyncio.run(_clients(args.url, args.clients, args.interval))), flush=True)
+    return 0
+
+
+class Clients:
+    """The client process: started, then stopped with SIGINT; its figures on stdout."""
+
+    def __init__(self, url: str, clients: int, interval: float) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.bench.web_load", "clients", "--url", url, "--clients", str(clients),
+             "--interval", str(interval)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == b"clients ready"
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> dict[str, Any]:
+        self.proc.send_signal(signal.SIGINT)
+        out, _ = self.proc.communicate(timeout=60)
+        return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+# -- one drain ----------------------------------------------------------------------------------
+
+def _commands(client: redis.Redis) -> tuple[int, int]:
+    """(total commands processed, zcount calls) so far."""
+    total = int(client.info("stats")["total_commands_processed"])
+    zcount = client.info("commandstats").get("cmdstat_zcount", {}).get("calls", 0)
+    return total, int(zcount)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drain(events: list[tuple[str, dict[str, Any]]], args: argparse.Namespace, interval: float | None,
+          tree: Path | None = None) -> dict[str, Any]:
+    """Publish the events, start a worker, time its drain (with or without the clients)."""
+    messages = wire(events, TOPICS)
+    with stack() as (bootstrap, redis_url, work):
+        create_topics(bootstrap, redis_url, work)
+        produce(bootstrap, messages)
+        ends = end_offsets(bootstrap)
+        expected = expected_kpis(events, time.time(), WINDOWS, ATTRIBUTION)
+        env = worker_env(bootstrap, redis_url)
+        if tree is not None:  # another source tree's worker (a comparison with an older version)
+            env["PYTHONPATH"] = str(tree)
+        worker = Worker(env=env, log=work / "worker.log", port=free_port())
+        clients = Clients(worker.url, args.clients, interval) if interval is not None else None
+        worker.proc = subprocess.Popen([sys.executable, "-m", "stream", "worker"], cwd=tree or ROOT,
+                                       env=dict(env, ADVOCACY_WEB_PORT=str(worker.port)),
+                                       stdout=open(worker.log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        state = redis.Redis.from_url(redis_url)
+        try:
+            worker.wait_ready(60)
+            if clients is not None:
+                clients.go()
+            before, started, cpu = _commands(state), time.monotonic(), _cpu_seconds(worker.proc.pid)
+            timeout = args.timeout if tree is None else args.compare_seconds
+            try:
+                seconds = wait_drained(redis_url, ends, timeout) - started
+                stored = len(messages)
+            except AssertionError:  # the older worker under load: what it stored in the time given
+                if tree is None:
+                    raise
+                seconds = time.monotonic() - started
+                positions = {k.decode(): int(v) for k, v in state.hgetall("advocacy:pos").items()}
+                stored = sum(min(positions.get(name, 0), end) for name, end in ends.items())
+            cpu = _cpu_seconds(worker.proc.pid) - cpu
+            after = _commands(state)
+            result: dict[str, Any] = {
+                "rate": stored / seconds, "seconds": seconds, "stored": stored,
+                "cpu_us_per_event": cpu / max(1, stored) * 1e6,
+                "commands_per_s": (after[0] - before[0]) / seconds,
+                "zcount_per_s": (after[1] - before[1]) / seconds}
+            if tree is None:
+                wait_for(lambda: strip(worker.kpis()) == expected, 60, interval=0.5,
+                         what="/kpis to equal the independently computed KPIs")
+            # after the drain, no events: the worker's CPU and Redis's commands are the endpoints' (and timers')
+            before, idle_started, cpu = _commands(state), time.monotonic(), _cpu_seconds(worker.proc.pid)
+            time.sleep(args.idle_seconds)
+            after = _commands(state)
+            idle = time.monotonic() - idle_started
+            result["idle_cpu_share"] = (_cpu_seconds(worker.proc.pid) - cpu) / idle
+            result["idle_commands_per_s"] = (after[0] - before[0]) / idle
+            result["idle_zcount_per_s"] = (after[1] - before[1]) / idle
+            if clients is not None:
+                result["clients"] = clients.stop()
+                clients = None
+            teams = state.scard("advocacy:teams")
+            result["commands_per_read"] = 5 + len(WINDOWS) * (state.scard("advocacy:segments") + 2 * teams)
+            result["zcount_per_read"] = len(WINDOWS) * teams
+            return result
+        finally:
+            if clients is not None:
+                clients.stop()
+            worker.stop()
+            state.close()
+
+
+def _spread(events: list[tuple[str, dict[str, Any]]], segments: int, teams: int) -> list[tuple[str, dict[str, Any]]]:
+    """The bench's events with ``segments`` segment names and ``teams`` team names."""
+    rng = random.Random(5)
+    for kind, event in events:
+        if kind == "customer":
+            event["segment"] = f"segment-{rng.randrange(segments):03d}"
+        elif kind == "ticket":
+            event["team"] = f"team-{rng.randrange(teams):03d}"
+    return events
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["clients"]:
+        return clients_main(sys.argv[2:])
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=400_000)
+    parser.add_argument("--customers", type=int, default=40_000)
+    parser.add_argument("--segments", type=int, default=100)
+    parser.add_argument("--teams", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--intervals", default="5,1",
+                        help="each client's pause after /kpis + /metrics, seconds; one column each (the page: 5)")
+    parser.add_argument("--idle-seconds", type=float, default=15.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--compare-tree", type=Path, default=None,
+                        help="also measure the worker of this source tree under the same load")
+    parser.add_argument("--compare-seconds", type=float, default=60.0,
+                        help="how long the other tree's worker drains, at most")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+    intervals = [float(v) for v in args.intervals.split(",")]
+    events = _spread(generate(args.events, args.customers, time.time()), args.segments, args.teams)
+    alone: list[dict[str, Any]] = []
+    polled: dict[float, list[dict[str, Any]]] = {interval: [] for interval in intervals}
+    for run in range(args.runs):
+        alone.append(drain(events, args, None))
+        print(f"run {run + 1}: alone {json.dumps(alone[-1])}", flush=True)
+        for interval in intervals:
+            polled[interval].append(drain(events, args, interval))
+            print(f"  every {interval:g} s: {json.dumps(polled[interval][-1])}", flush=True)
+    older = {interval: drain(events, args, interval, tree=args.compare_tree) for interval in intervals
+             } if args.compare_tree else {}
+    for interval, result in older.items():
+        print(f"{args.compare_tree}, every {interval:g} s: {json.dumps(result)}", flush=True)
+    write(args, alone, polled, older)
+    return 0
+
+
+def write(args: argparse.Namespace, alone: list[dict[str, Any]], polled: dict[float, list[dict[str, Any]]],
+          older: dict[float, dict[str, Any]]) -> None:
+    med = statistics.median
+
+    def runs(values: list[float], form: str = "{:.1%}") -> str:
+        return f"{form.format(med(values))} ({', '.join(form.format(v) for v in values)})"
+
+    def row(what: str, cell: Any) -> str:
+        return f"| {what} | " + " | ".join(cell(interval, polled[interval]) for interval in polled) + " |"
+
+    def pairs(results: list[dict[str, Any]], measure: Any) -> list[float]:
+        return [measure(a, p) for a, p in zip(alone, results, strict=True)]
+
+    def answers(results: list[dict[str, Any]]) -> str:
+        total = Counter[str]()
+        for p in results:
+            total.update(p["clients"]["outcomes"])
+        return ", ".join(f"{k} {n:,}" for k, n in sorted(total.items()))
+
+    first = next(iter(polled.values()))[0]
+    lines = [
+        BEGIN, "## Endpoints under load", "",
+        f"Measured by `make bench-web` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC ({os.cpu_count()} cores shared with "
+        f"other work, Python {platform.python_version()}, embedded tansu and redis-server on loopback): "
+        f"{args.events:,} events, {args.segments} segments, {args.teams} teams, so one read of the totals is "
+        f"{first['commands_per_read']:,} Redis commands. {args.clients} clients (one process, each client on its own "
+        f"keep-alive connection, accepting gzip as browsers and Prometheus do) GET /kpis then /metrics and wait, "
+        f"from the worker being ready, through its drain (its end read from the state) and {args.idle_seconds:g} s "
+        f"after it with no events. Each run drains the same events on a fresh broker and Redis without clients, "
+        f"then with each set of clients; medians of {args.runs} runs (each run's figure in brackets). On this "
+        "shared machine drain rates vary by a third from run to run; the worker's CPU time while serving with no "
+        "events flowing is the steadier measure of what the clients cost it.", "",
+        "| what | " + " | ".join(f"clients wait {i:g} s{' (the page polls every 5 s)' if i == 5 else ''}"
+                                for i in polled) + " |",
+        "|---|" + "---|" * len(polled),
+        row("requests/s, all clients",
+            lambda i, r: f"{med(p['clients']['requests'] / p['clients']['seconds'] for p in r):,.0f}"),
+        row("worker CPU serving them, no events flowing (share of one core, beyond its idle timers)",
+            lambda i, r: runs(pairs(r, lambda a, p: p["idle_cpu_share"] - a["idle_cpu_share"]))),
+        row("drain without / with the clients, events/s",
+            lambda i, r: f"{med(a['rate'] for a in alone):,.0f} / {med(p['rate'] for p in r):,.0f}"),
+        row("throughput the clients cost (target < 10%)",
+            lambda i, r: runs(pairs(r, lambda a, p: 1 - p["rate"] / a["rate"]))),
+        row("worker CPU per event, change with the clients",
+            lambda i, r: runs(pairs(r, lambda a, p: p["cpu_us_per_event"] / a["cpu_us_per_event"] - 1), "{:+.1%}")),
+        row("answers", lambda i, r: answers(r)),
+        row("request latency p50 / p99", lambda i, r: f"{med(p['clients']['p50'] for p in r) * 1000:.1f} / "
+            f"{med(p['clients']['p99'] for p in r) * 1000:.0f} ms"),
+        row("state reads/s during the drain (Redis ZCOUNT calls / windows x teams)",
+            lambda i, r: runs([p["zcount_per_s"] / p["zcount_per_read"] for p in r], "{:.2f}")),
+        row("Redis commands/s with no events, without / with the clients",
+            lambda i, r: f"{med(a['idle_commands_per_s'] for a in alone):,.0f} / "
+                         f"{med(p['idle_commands_per_s'] for p in r):,.0f}"),
+    ]
+    if older:
+        def before(what: str, cell: Any) -> str:
+            return f"| before this change (a state read per request): {what} | " + " | ".join(
+                cell(older[interval]) if interval in older else "" for interval in polled) + " |"
+
+        lines += [
+            before("drain with the clients, events/s", lambda o: f"{o['rate']:,.0f}" + (
+                "" if o["stored"] == args.events
+                else f" ({o['stored']:,} of {args.events:,} in {o['seconds']:.0f} s)")),
+            before("worker CPU serving them, no events", lambda o: f"{o['idle_cpu_share']:.0%}"),
+            before("Redis commands/s during the drain; with no events",
+                   lambda o: f"{o['commands_per_s']:,.0f}; {o['idle_commands_per_s']:,.0f}"),
+            before("answers", lambda o: ", ".join(f"{k} {n:,}" for k, n in sorted(o["clients"]["outcomes"].items()))),
+        ]
+    lines += ["", END]
+    section = "\n".join(lines)
+    out = Path(args.out)
+    text = out.read_text()
+    if BEGIN in text:
+        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    out.write_text(text)
+    print(section)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
