@@ -59,9 +59,9 @@ class Metrics:
             "advocacy_state_reads", "Reads of the KPI totals from the shared state for /kpis and "
             "/metrics: at most one a second, whatever the number of clients.", registry=registry)
         self.state_read_seconds = Gauge(
-            "advocacy_state_read_seconds", "How long the latest read of the KPI totals for /kpis and "
-            "/metrics took (with building the bodies); reads are at least a second apart, and at least 20 "
-            "times this.", registry=registry)
+            "advocacy_state_read_seconds", "The event loop's time the latest read of the KPI totals for "
+            "/kpis and /metrics took (with building the bodies); reads are at least a second apart, and at "
+            "least 20 times this.", registry=registry)
         self.http_rejected = Counter(
             "advocacy_http_rejected", "Requests answered 503 at once because ADVOCACY_WEB_MAX_REQUESTS "
             "requests were in progress.", registry=registry)

@@ -14,7 +14,7 @@ import gzip
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,9 +52,9 @@ class Coalesced(Generic[T]):
     """The result of ``compute``, shared by every caller: computed by one computation at a time,
     on its own task (a caller that goes away does not cancel it), at most once per ``spacing``.
 
-    ``spacing`` is ``interval``, or ``1 / max_share`` times as long as the latest computation
-    took if that is longer: computing never takes more than ``max_share`` of the time,
-    however costly it becomes (a large state, a loop busy with batches).
+    ``spacing`` is ``interval``, or ``1 / max_share`` times the event loop's time that the
+    latest computation took (``Timed``) if that is longer: computing never takes more than
+    ``max_share`` of the worker's time, however costly it becomes (a large state).
 
     A caller gets the latest result while it is younger than ``spacing``. Then the first
     caller starts a new computation; if the latest result was younger than twice
@@ -64,7 +64,7 @@ class Coalesced(Generic[T]):
     computation.
     """
 
-    def __init__(self, compute: Callable[[], Awaitable[T]], interval: float = REFRESH_SECONDS,
+    def __init__(self, compute: Callable[[], Coroutine[Any, Any, T]], interval: float = REFRESH_SECONDS,
                  clock: Callable[[], float] = time.monotonic, max_share: float = MAX_SHARE) -> None:
         self._compute = compute
         self.interval = interval
@@ -93,13 +93,43 @@ class Coalesced(Generic[T]):
         self.runs += 1
         started = self.clock()
         try:
-            value = await self._compute()
+            timed = Timed(self._compute())
+            value = await timed
             self._latest = (started, value)
-            self.took = self.clock() - started
+            self.took = timed.busy
             self.spacing = max(self.interval, self.took / self.max_share)
             return value
         finally:
             self._running = None
+
+
+class Timed(Generic[T]):
+    """Awaits a coroutine and measures ``busy``: the time the event loop spent running it, between
+    its suspensions, not the time it waited (for Redis, or while the loop ran batches)."""
+
+    def __init__(self, coroutine: Coroutine[Any, Any, T]) -> None:
+        self.coroutine = coroutine
+        self.busy = 0.0
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        steps = self.coroutine.__await__()
+        send: Any = None
+        error: BaseException | None = None
+        while True:
+            started = time.perf_counter()
+            try:
+                suspended = steps.throw(error) if error is not None else steps.send(send)
+            except StopIteration as done:
+                self.busy += time.perf_counter() - started
+                return done.value  # type: ignore[no-any-return]
+            except BaseException:
+                self.busy += time.perf_counter() - started
+                raise
+            self.busy += time.perf_counter() - started
+            try:
+                send, error = (yield suspended), None
+            except BaseException as exc:  # thrown in by the task (a cancellation): into the coroutine
+                send, error = None, exc
 
 
 @dataclass
