@@ -59,7 +59,7 @@ bench: deps
 	$(PY) -m tests.bench.run $(BENCH_ARGS)
 
 # 200 clients polling /kpis and /metrics during a drain: the throughput and Redis commands they cost;
-# writes the section "Endpoints under load" of docs/benchmarks.md (~10 min)
+# writes the section "Endpoints under load" of docs/benchmarks.md (~30 min)
 bench-web: deps
 	$(PY) -m tests.bench.web_load $(BENCH_ARGS)
 

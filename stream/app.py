@@ -83,7 +83,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     store = Store(client, settings.app_id, rules, settings.max_segments, settings.max_teams,
                   settings.state_cache_customers)
     pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(lambda: app.producer, settings.dlq_topic), health)
-    api = Api(store, metrics, health, settings.windows)
+    # behind: more than ten fetches' worth of messages to read (health.lag, every 2 s)
+    api = Api(store, metrics, health, settings.windows, behind=lambda: health.lag > 10 * settings.batch_max_events)
     metrics.declare(list(topic_kinds(settings)), REASONS)
     app.advocacy = {"health": health, "metrics": metrics, "store": store, "pipeline": pipeline}
 

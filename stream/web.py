@@ -4,7 +4,8 @@
 state and the bodies built from them. The state is read at most once a second, by one
 read at a time, whatever the number of clients (``Coalesced``); reads are spaced further
 when one takes more than 50 ms (many segments and teams), so that they never take more
-than 5% of the worker's time. Under steady polling nobody waits for a read.
+than 5% of the worker's time, 1% while it is behind (a backlog: the numbers are behind
+anyway, and catching up comes first). Under steady polling nobody waits for a read.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ log = logging.getLogger("stream.web")
 T = TypeVar("T")
 REFRESH_SECONDS = 1.0
 MAX_SHARE = 0.05  # of the worker's time spent reading the state for /kpis and /metrics, at most
+BEHIND_SHARE = 0.01  # the same while the worker is behind: its numbers are behind anyway
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 NOSNIFF = {"X-Content-Type-Options": "nosniff"}
@@ -52,9 +54,9 @@ class Coalesced(Generic[T]):
     """The result of ``compute``, shared by every caller: computed by one computation at a time,
     on its own task (a caller that goes away does not cancel it), at most once per ``spacing``.
 
-    ``spacing`` is ``interval``, or ``1 / max_share`` times the event loop's time that the
-    latest computation took (``Timed``) if that is longer: computing never takes more than
-    ``max_share`` of the worker's time, however costly it becomes (a large state).
+    ``spacing`` is ``interval``, or the event loop's time that the latest computation took
+    (``Timed``) divided by ``max_share()`` if that is longer: computing never takes more
+    than that share of the worker's time, however costly it becomes (a large state).
 
     A caller gets the latest result while it is younger than ``spacing``. Then the first
     caller starts a new computation; if the latest result was younger than twice
@@ -65,25 +67,30 @@ class Coalesced(Generic[T]):
     """
 
     def __init__(self, compute: Callable[[], Coroutine[Any, Any, T]], interval: float = REFRESH_SECONDS,
-                 clock: Callable[[], float] = time.monotonic, max_share: float = MAX_SHARE) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 max_share: Callable[[], float] = lambda: MAX_SHARE) -> None:
         self._compute = compute
         self.interval = interval
         self.max_share = max_share
         self.clock = clock
-        self.spacing = interval
-        self.took = 0.0  # how long the latest computation took
+        self.took = 0.0  # the event loop's time the latest computation took
         self._latest: tuple[float, T] | None = None
         self._running: asyncio.Future[T] | None = None
         self._serve_latest = False  # while the running computation runs
         self.runs = 0
 
+    @property
+    def spacing(self) -> float:
+        return max(self.interval, self.took / self.max_share())
+
     async def get(self) -> T:
         latest = self._latest
         age = self.clock() - latest[0] if latest is not None else float("inf")
-        if latest is not None and age < self.spacing:
+        spacing = self.spacing
+        if latest is not None and age < spacing:
             return latest[1]
         if self._running is None:
-            self._serve_latest = age < 2 * self.spacing
+            self._serve_latest = age < 2 * spacing
             self._running = asyncio.ensure_future(self._run())
         if latest is not None and self._serve_latest:
             return latest[1]
@@ -97,7 +104,6 @@ class Coalesced(Generic[T]):
             value = await timed
             self._latest = (started, value)
             self.took = timed.busy
-            self.spacing = max(self.interval, self.took / self.max_share)
             return value
         finally:
             self._running = None
@@ -190,13 +196,15 @@ class Api:
     """The endpoints, as (status, body) pairs; bodies are bytes."""
 
     def __init__(self, store: Store, metrics: Metrics, health: Health, windows: tuple[Window, ...],
-                 clock: Callable[[], float] = time.time, refresh_seconds: float = REFRESH_SECONDS) -> None:
+                 clock: Callable[[], float] = time.time, refresh_seconds: float = REFRESH_SECONDS,
+                 behind: Callable[[], bool] = lambda: False) -> None:
         self.store = store
         self.metrics = metrics
         self.health = health
         self.windows = windows
         self.clock = clock
-        self.snapshots = Coalesced(self._snapshot, refresh_seconds)
+        self.snapshots = Coalesced(self._snapshot, refresh_seconds,
+                                   max_share=lambda: BEHIND_SHARE if behind() else MAX_SHARE)
         self.pings = Coalesced(self._ping, refresh_seconds)
         self._failing = ""
 

@@ -1,5 +1,7 @@
 """``make bench-web``: what 200 clients polling /kpis and /metrics cost a draining worker and Redis.
 
+With 4 segments and 4 teams (as the demo), and with 100 of each (``--labels``).
+
 Each run, on a fresh embedded broker and Redis with the same events, drains them
 once with no clients, then with ``--clients`` clients (a separate process, each client on
 its own keep-alive connection) that each GET /kpis and then /metrics, then wait, for each
@@ -209,17 +211,20 @@ def _spread(events: list[tuple[str, dict[str, Any]]], segments: int, teams: int)
     return events
 
 
+Column = tuple[int, int, float]  # segments, teams, the clients' pause
+
+
 def main() -> int:
     if sys.argv[1:2] == ["clients"]:
         return clients_main(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=400_000)
     parser.add_argument("--customers", type=int, default=40_000)
-    parser.add_argument("--segments", type=int, default=100)
-    parser.add_argument("--teams", type=int, default=100)
+    parser.add_argument("--labels", default="4x4,100x100",
+                        help="segments x teams in the events; a set of columns each (the demo has 4 x 4)")
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--intervals", default="5,1",
-                        help="each client's pause after /kpis + /metrics, seconds; one column each (the page: 5)")
+                        help="each client's pause after /kpis + /metrics, seconds; a column each (the page: 5)")
     parser.add_argument("--idle-seconds", type=float, default=15.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=600.0)
@@ -230,81 +235,87 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
     intervals = [float(v) for v in args.intervals.split(",")]
-    events = _spread(generate(args.events, args.customers, time.time()), args.segments, args.teams)
-    alone: list[dict[str, Any]] = []
-    polled: dict[float, list[dict[str, Any]]] = {interval: [] for interval in intervals}
-    for run in range(args.runs):
-        alone.append(drain(events, args, None))
-        print(f"run {run + 1}: alone {json.dumps(alone[-1])}", flush=True)
-        for interval in intervals:
-            polled[interval].append(drain(events, args, interval))
-            print(f"  every {interval:g} s: {json.dumps(polled[interval][-1])}", flush=True)
-    older = {interval: drain(events, args, interval, tree=args.compare_tree) for interval in intervals
-             } if args.compare_tree else {}
-    for interval, result in older.items():
-        print(f"{args.compare_tree}, every {interval:g} s: {json.dumps(result)}", flush=True)
+    labels = [(int(a), int(b)) for a, b in (pair.split("x") for pair in args.labels.split(","))]
+    alone: dict[tuple[int, int], list[dict[str, Any]]] = {pair: [] for pair in labels}
+    polled: dict[Column, list[dict[str, Any]]] = {(*pair, i): [] for pair in labels for i in intervals}
+    older: dict[Column, dict[str, Any]] = {}
+    for segments, teams in labels:
+        events = _spread(generate(args.events, args.customers, time.time()), segments, teams)
+        for run in range(args.runs):
+            alone[segments, teams].append(drain(events, args, None))
+            print(f"{segments}x{teams} run {run + 1}: alone {json.dumps(alone[segments, teams][-1])}", flush=True)
+            for interval in intervals:
+                polled[segments, teams, interval].append(drain(events, args, interval))
+                print(f"  every {interval:g} s: {json.dumps(polled[segments, teams, interval][-1])}", flush=True)
+        if args.compare_tree:
+            for interval in intervals:
+                older[segments, teams, interval] = drain(events, args, interval, tree=args.compare_tree)
+                print(f"  {args.compare_tree}, every {interval:g} s: {json.dumps(older[segments, teams, interval])}",
+                      flush=True)
     write(args, alone, polled, older)
     return 0
 
 
-def write(args: argparse.Namespace, alone: list[dict[str, Any]], polled: dict[float, list[dict[str, Any]]],
-          older: dict[float, dict[str, Any]]) -> None:
+def write(args: argparse.Namespace, alone: dict[tuple[int, int], list[dict[str, Any]]],
+          polled: dict[Column, list[dict[str, Any]]], older: dict[Column, dict[str, Any]]) -> None:
     med = statistics.median
 
     def runs(values: list[float], form: str = "{:.1%}") -> str:
         return f"{form.format(med(values))} ({', '.join(form.format(v) for v in values)})"
 
     def row(what: str, cell: Any) -> str:
-        return f"| {what} | " + " | ".join(cell(interval, polled[interval]) for interval in polled) + " |"
+        return f"| {what} | " + " | ".join(cell(alone[c[0], c[1]], polled[c]) for c in polled) + " |"
 
-    def pairs(results: list[dict[str, Any]], measure: Any) -> list[float]:
-        return [measure(a, p) for a, p in zip(alone, results, strict=True)]
+    def pairs(base: list[dict[str, Any]], results: list[dict[str, Any]], measure: Any) -> list[float]:
+        return [measure(a, p) for a, p in zip(base, results, strict=True)]
+
+    def outcomes(counts: dict[str, int]) -> str:
+        return ", ".join(f"{k} {n:,}" for k, n in sorted(counts.items()))
 
     def answers(results: list[dict[str, Any]]) -> str:
         total = Counter[str]()
         for p in results:
             total.update(p["clients"]["outcomes"])
-        return ", ".join(f"{k} {n:,}" for k, n in sorted(total.items()))
+        return outcomes(dict(total))
 
-    first = next(iter(polled.values()))[0]
     lines = [
         BEGIN, "## Endpoints under load", "",
         f"Measured by `make bench-web` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC ({os.cpu_count()} cores shared with "
         f"other work, Python {platform.python_version()}, embedded tansu and redis-server on loopback): "
-        f"{args.events:,} events, {args.segments} segments, {args.teams} teams, so one read of the totals is "
-        f"{first['commands_per_read']:,} Redis commands. {args.clients} clients (one process, each client on its own "
-        f"keep-alive connection, accepting gzip as browsers and Prometheus do) GET /kpis then /metrics and wait, "
-        f"from the worker being ready, through its drain (its end read from the state) and {args.idle_seconds:g} s "
-        f"after it with no events. Each run drains the same events on a fresh broker and Redis without clients, "
-        f"then with each set of clients; medians of {args.runs} runs (each run's figure in brackets). On this "
-        "shared machine drain rates vary by a third from run to run; the worker's CPU time while serving with no "
-        "events flowing is the steadier measure of what the clients cost it.", "",
-        "| what | " + " | ".join(f"clients wait {i:g} s{' (the page polls every 5 s)' if i == 5 else ''}"
-                                for i in polled) + " |",
+        f"{args.events:,} events of {args.customers:,} customers, with 4 segments and 4 teams (as the demo) or 100 "
+        f"of each (one read of the totals is then 1,505 Redis commands instead of 65). {args.clients} clients (one "
+        "process, each client on its own keep-alive connection, accepting gzip as browsers and Prometheus do) GET "
+        "/kpis then /metrics and wait 5 s (as the page does) or 1 s, from the worker being ready, through its "
+        f"drain (its end read from the state) and {args.idle_seconds:g} s after it with no events. Each run "
+        "drains the same events on a fresh broker and Redis without clients, then with each set of clients; "
+        f"medians of {args.runs} runs (each run's figure in brackets). Drain rates on this shared machine vary "
+        "from run to run; the worker's CPU time while serving with no events flowing is the steadier measure.", "",
+        "| what | " + " | ".join(f"{a} x {b} labels, clients wait {i:g} s" for a, b, i in polled) + " |",
         "|---|" + "---|" * len(polled),
         row("requests/s, all clients",
-            lambda i, r: f"{med(p['clients']['requests'] / p['clients']['seconds'] for p in r):,.0f}"),
-        row("worker CPU serving them, no events flowing (share of one core, beyond its idle timers)",
-            lambda i, r: runs(pairs(r, lambda a, p: p["idle_cpu_share"] - a["idle_cpu_share"]))),
+            lambda a, r: f"{med(p['clients']['requests'] / p['clients']['seconds'] for p in r):,.0f}"),
         row("drain without / with the clients, events/s",
-            lambda i, r: f"{med(a['rate'] for a in alone):,.0f} / {med(p['rate'] for p in r):,.0f}"),
-        row("throughput the clients cost (target < 10%)",
-            lambda i, r: runs(pairs(r, lambda a, p: 1 - p["rate"] / a["rate"]))),
+            lambda a, r: f"{med(x['rate'] for x in a):,.0f} / {med(p['rate'] for p in r):,.0f}"),
+        row("**throughput the clients cost** (target < 10%)",
+            lambda a, r: runs(pairs(a, r, lambda x, p: 1 - p["rate"] / x["rate"]))),
         row("worker CPU per event, change with the clients",
-            lambda i, r: runs(pairs(r, lambda a, p: p["cpu_us_per_event"] / a["cpu_us_per_event"] - 1), "{:+.1%}")),
-        row("answers", lambda i, r: answers(r)),
-        row("request latency p50 / p99", lambda i, r: f"{med(p['clients']['p50'] for p in r) * 1000:.1f} / "
+            lambda a, r: runs(pairs(a, r, lambda x, p: p["cpu_us_per_event"] / x["cpu_us_per_event"] - 1),
+                              "{:+.1%}")),
+        row("worker CPU serving them, no events flowing (share of one core, beyond its idle timers)",
+            lambda a, r: runs(pairs(a, r, lambda x, p: p["idle_cpu_share"] - x["idle_cpu_share"]))),
+        row("answers", lambda a, r: answers(r)),
+        row("request latency p50 / p99", lambda a, r: f"{med(p['clients']['p50'] for p in r) * 1000:.1f} / "
             f"{med(p['clients']['p99'] for p in r) * 1000:.0f} ms"),
         row("state reads/s during the drain (Redis ZCOUNT calls / windows x teams)",
-            lambda i, r: runs([p["zcount_per_s"] / p["zcount_per_read"] for p in r], "{:.2f}")),
-        row("Redis commands/s with no events, without / with the clients",
-            lambda i, r: f"{med(a['idle_commands_per_s'] for a in alone):,.0f} / "
+            lambda a, r: runs([p["zcount_per_s"] / p["zcount_per_read"] for p in r], "{:.2f}")),
+        row("**Redis commands/s** with no events, without / with the clients",
+            lambda a, r: f"{med(x['idle_commands_per_s'] for x in a):,.0f} / "
                          f"{med(p['idle_commands_per_s'] for p in r):,.0f}"),
     ]
     if older:
         def before(what: str, cell: Any) -> str:
             return f"| before this change (a state read per request): {what} | " + " | ".join(
-                cell(older[interval]) if interval in older else "" for interval in polled) + " |"
+                cell(older[c]) if c in older else "" for c in polled) + " |"
 
         lines += [
             before("drain with the clients, events/s", lambda o: f"{o['rate']:,.0f}" + (
@@ -313,7 +324,7 @@ def write(args: argparse.Namespace, alone: list[dict[str, Any]], polled: dict[fl
             before("worker CPU serving them, no events", lambda o: f"{o['idle_cpu_share']:.0%}"),
             before("Redis commands/s during the drain; with no events",
                    lambda o: f"{o['commands_per_s']:,.0f}; {o['idle_commands_per_s']:,.0f}"),
-            before("answers", lambda o: ", ".join(f"{k} {n:,}" for k, n in sorted(o["clients"]["outcomes"].items()))),
+            before("answers", lambda o: outcomes(o["clients"]["outcomes"])),
         ]
     lines += ["", END]
     section = "\n".join(lines)

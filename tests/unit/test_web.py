@@ -103,13 +103,18 @@ async def test_a_costly_computation_is_spaced_to_take_at_most_its_share_of_the_l
         await asyncio.sleep(0.2)  # waiting
         return clock.now
 
-    shared = Coalesced(costly, 1.0, clock, max_share=0.05)
+    behind = False
+    shared = Coalesced(costly, 1.0, clock, max_share=lambda: 0.01 if behind else 0.05)
     first = await shared.get()
     assert 0.06 <= shared.took < 0.1, shared.took
     assert shared.spacing == pytest.approx(shared.took / 0.05)
     clock.now += 1.1  # past the interval, not past the spacing
     assert await shared.get() == first and shared.runs == 1
+    behind = True  # the worker has a backlog: a fifth of the share
     clock.now += 0.2
+    assert shared.spacing == pytest.approx(shared.took / 0.01)
+    assert await shared.get() == first and shared.runs == 1
+    behind = False
     assert await shared.get() == first  # served while the next one runs
     await asyncio.sleep(0)
     assert shared.runs == 2
