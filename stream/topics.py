@@ -74,7 +74,7 @@ async def ensure_topics(settings: Settings, attempts: int = 60,
                 log.error("%s; not ready until it is fixed", reason)
             last = reason
             if report is not None:
-                report(reason if denied else f"waiting for kafka at {settings.kafka_bootstrap_servers}")
+                report(reason if denied else "waiting for kafka")  # no address on /health: the log has it
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
         finally:
