@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,9 +39,12 @@ TOPICS = {"review": "reviews", "referral": "referrals", "ticket": "tickets-close
 
 @contextmanager
 def stack() -> Iterator[tuple[str, str, Path]]:
+    """A fresh broker and Redis in a temporary directory, removed afterwards unless the run failed
+    (its logs then stay for a look)."""
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     with embedded(work) as (bootstrap, redis_url):
         yield bootstrap, redis_url, work
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def worker_env(bootstrap: str, redis_url: str, **extra: str) -> dict[str, str]:

@@ -329,7 +329,7 @@ def write(args: argparse.Namespace, alone: dict[tuple[int, int], list[dict[str, 
     lines += ["", END]
     section = "\n".join(lines)
     out = Path(args.out)
-    text = out.read_text()
+    text = out.read_text() if out.exists() else ""
     if BEGIN in text:
         text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
     else:
