@@ -28,6 +28,7 @@ async def _redis_ready(store: Any, settings: Settings, report: Any = None, attem
     only an unreachable Redis counts towards ``attempts``.
     """
     from stream.errors import StateError, StateUnavailable
+    from stream.health import REDIS_UNAVAILABLE, Problem, redis_problem
     from stream.startup import redis_tls_problem
 
     log = logging.getLogger("stream.worker")
@@ -36,25 +37,21 @@ async def _redis_ready(store: Any, settings: Settings, report: Any = None, attem
         try:
             return bool(await store.has_state())
         except StateError as exc:  # StateUnavailable is one
-            reason = str(exc)
-            if not isinstance(exc, StateUnavailable):  # Redis answered with an error: NOPERM, say
-                reason += f"; the Redis user needs access to the keys {settings.app_id}:*"
-            elif reason.endswith("AuthenticationError"):
-                reason += "; check the user and password in ADVOCACY_REDIS_URL"
-            elif reason.endswith("ConnectionError"):
+            unavailable = isinstance(exc, StateUnavailable)
+            problem = Problem(redis_problem(str(exc), unavailable, settings.app_id), str(exc))
+            if problem.reason == REDIS_UNAVAILABLE and str(exc).endswith("ConnectionError"):
                 url = settings.redis_url.get_secret_value()
-                reason = await redis_tls_problem(url, settings.redis_ssl_ca_file) or reason
-            unreachable = isinstance(exc, StateUnavailable) and reason == str(exc)
-            if unreachable:
+                problem = await redis_tls_problem(url, settings.redis_ssl_ca_file) or problem
+            if problem.reason == REDIS_UNAVAILABLE:
                 failures += 1
-                log.warning("%s (attempt %d/%d)", reason, failures, attempts)
+                log.warning("%s (attempt %d/%d)", problem.logged(), failures, attempts)
                 if failures >= attempts:
                     break
-            elif reason != last:
-                log.error("%s; not ready until it is fixed", reason)
-            last = reason
+            elif problem.reason != last:
+                log.error("%s", problem.logged("not ready until it is fixed"))
+            last = problem.reason
             if report is not None:
-                report(reason)
+                report(problem.reason)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
     raise StateUnavailable("redis did not answer; check ADVOCACY_REDIS_URL")

@@ -77,14 +77,16 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         TableManager=NoTableManager,
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
-    health = Health(stall_seconds=settings.stall_seconds)
+    health = Health(stall_seconds=settings.stall_seconds, namespace=settings.app_id)
     client = redis_client(settings)
     rules = Rules(settings.windows, settings.attribution_window * 1000)
     store = Store(client, settings.app_id, rules, settings.max_segments, settings.max_teams,
                   settings.state_cache_customers)
     pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(lambda: app.producer, settings.dlq_topic), health)
     # behind: more than ten fetches' worth of messages to read (health.lag, every 2 s)
-    api = Api(store, metrics, health, settings.windows, behind=lambda: health.lag > 10 * settings.batch_max_events)
+    api = Api(store, metrics, health, settings.windows, refresh_seconds=settings.web_refresh_seconds,
+              behind=lambda: health.lag > 10 * settings.batch_max_events)
+    pipeline.on_commit = api.snapshots.changed  # a stored batch: /kpis and /metrics are read again soon
     metrics.declare(list(topic_kinds(settings)), REASONS)
     app.advocacy = {"health": health, "metrics": metrics, "store": store, "pipeline": pipeline}
 
@@ -215,12 +217,12 @@ def _add_kafka_probe(app: faust.App, settings: Settings, health: Health) -> None
 
     @app.timer(3.0)
     async def _kafka() -> None:
-        error = await probe.check()
-        if error and not health.kafka_error:
-            log.error("%s; not ready until it answers", error)  # /health says only "kafka unreachable"
-        elif health.kafka_error and not error:
+        problem = await probe.check()
+        if problem is not None and problem.reason != health.kafka_error:
+            log.error("%s", problem.logged("not ready until it answers"))  # /health: the reason only
+        elif health.kafka_error and problem is None:
             log.info("kafka answers again")
-        health.kafka_error = error
+        health.kafka_error = problem.reason if problem is not None else ""
 
 
 def _add_gap_check(app: faust.App, sources: set[str], store: Store, metrics: Metrics, health: Health) -> None:

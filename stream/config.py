@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535)
     web_bind: str = "127.0.0.1"  # a developer's run; the image and docker-compose.yml set 0.0.0.0
     web_max_requests: int = Field(64, ge=1, le=100_000)
+    web_refresh_seconds: float = Field(0.2, ge=0.01, le=1.0)
     app_id: str = Field("advocacy", pattern=r"^[A-Za-z0-9._-]{1,64}$")
     windows: Annotated[tuple[Window, ...], NoDecode] = Field(
         default_factory=lambda: _parse_windows("1h,1d,7d,30d,90d")

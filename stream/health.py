@@ -1,17 +1,64 @@
 """What /health reports: is this worker consuming, and does Redis answer.
 
-The reasons are fixed phrases (plus topic names, partitions, offsets and counts): never
-a host name, an address or an exception's text, which go to the worker's log instead.
+The reasons say what is wrong and what to check in fixed phrases (plus setting, user,
+group, topic and key names, partitions, offsets and counts): never a host name, an
+address, a secret or an exception's text, which go to the worker's log instead
+(``Problem.detail``).
 """
 
 from __future__ import annotations
 
+import ssl
 import time
 from dataclasses import dataclass, field
 
 REDIS_UNAVAILABLE = "redis unavailable"
 REDIS_FAILING = "redis error (details in the worker's log)"
 KAFKA_UNREACHABLE = "kafka unreachable"
+REDIS_AUTHENTICATION = "redis: authentication failed; check the user and password in ADVOCACY_REDIS_URL"
+
+# OpenSSL's verification codes, in fixed words (its own message may name the host)
+_CERTIFICATE = {2: "issued by an unknown authority", 9: "not yet valid", 10: "expired",
+                18: "self-signed", 19: "issued by an unknown authority", 20: "issued by an unknown authority",
+                21: "issued by an unknown authority", 23: "revoked", 62: "issued for another host name",
+                64: "issued for another IP address"}
+NAME_MISMATCH = (62, 64)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a connection or a call failed: ``reason`` for /health (and the log), ``detail`` for the
+    log only (where, and the library's own words)."""
+
+    reason: str
+    detail: str = ""
+
+    def logged(self, then: str = "") -> str:
+        """The log line: the reason (so that a search for /health's words finds it), then the detail."""
+        return self.reason + (f"; {then}" if then else "") + (f" ({self.detail})" if self.detail else "")
+
+
+def certificate(exc: ssl.SSLCertVerificationError) -> tuple[str, bool]:
+    """Why a server's certificate was refused, in fixed words; and whether its name did not match."""
+    code = getattr(exc, "verify_code", None)
+    return _CERTIFICATE.get(code or 0, "verification failed"), code in NAME_MISMATCH
+
+
+def redis_problem(error: str, unavailable: bool, namespace: str = "") -> str:
+    """/health's words for a failed Redis call (``error``: the StateError's text, for the log)."""
+    if unavailable:
+        return REDIS_AUTHENTICATION if error.endswith("AuthenticationError") else REDIS_UNAVAILABLE
+    upper = error.upper()
+    if "NOPERM" in upper or "NO PERMISSIONS" in upper:
+        keys = f" to the keys {namespace}:*" if namespace else ""
+        return f"redis: permission denied; the Redis user needs access{keys}"
+    if "WRONGPASS" in upper or "NOAUTH" in upper:
+        return REDIS_AUTHENTICATION
+    if "OOM " in upper:
+        return "redis: out of memory (maxmemory reached); writes are refused"
+    if "READONLY" in upper:
+        return "redis: the server is a read-only replica; check ADVOCACY_REDIS_URL"
+    return REDIS_FAILING
 
 
 @dataclass
@@ -19,13 +66,14 @@ class Health:
     """Readiness facts, updated by the pipeline and the Faust adapter."""
 
     stall_seconds: float = 60.0
+    namespace: str = ""  # the app id: the Redis keys, named when permission is denied
     started: bool = False
     rebalancing: bool = True
     redis_ok: bool = False
     redis_problem: str = REDIS_UNAVAILABLE  # what /health says while redis_ok is false
     redis_error: str = ""  # the latest error in full, for the log only
     crashed: list[str] = field(default_factory=list)  # agents that crashed, per the latest check
-    kafka_error: str = ""  # why the latest metadata request failed, for the log only
+    kafka_error: str = ""  # why the latest metadata request failed, in /health's words (Problem.reason)
     warnings: list[str] = field(default_factory=list)  # degraded, still ready (e.g. a topic's retention)
     rebuilding: str = ""  # partitions being read again from their start because the state had none
     lag: int = 0
@@ -38,7 +86,7 @@ class Health:
         answer, else it answered with an error."""
         self.redis_ok = ok
         self.redis_error = "" if ok else error
-        self.redis_problem = REDIS_UNAVAILABLE if ok or unavailable else REDIS_FAILING
+        self.redis_problem = REDIS_UNAVAILABLE if ok else redis_problem(error, unavailable, self.namespace)
 
     def degraded(self) -> list[str]:
         """Why the numbers may be incomplete although the worker counts (still ready)."""
@@ -53,7 +101,7 @@ class Health:
         if self.crashed:
             out.append(f"agent crashed: {', '.join(self.crashed)}")
         if self.kafka_error:
-            out.append(KAFKA_UNREACHABLE)
+            out.append(self.kafka_error)
         out.extend(self.gaps)
         if not self.started:
             out.append("worker starting")

@@ -7,6 +7,7 @@ import ssl
 from typing import Any
 
 from stream.config import Settings
+from stream.health import KAFKA_UNREACHABLE, Problem, certificate
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -55,8 +56,8 @@ class AccessDenied(Exception):
     """The broker answered but refuses this principal something the worker needs (an ACL)."""
 
 
-async def login_problem(settings: Settings) -> str:
-    """Why a connection to the first bootstrap server fails (TLS, SASL login, network), or "".
+async def login_problem(settings: Settings) -> Problem | None:
+    """Why a connection to the first bootstrap server fails (TLS, SASL login, network), or None.
 
     aiokafka's bootstrap reports only "Unable to bootstrap"; one direct connection says why.
     The text never carries a password.
@@ -72,25 +73,33 @@ async def login_problem(settings: Settings) -> str:
     except Exception as exc:  # every failure is a reason to report, none a reason to crash
         return describe(settings, exc)
     conn.close()
-    return ""
+    return None
 
 
-def describe(settings: Settings, exc: BaseException) -> str:
-    """One secret-free sentence for a Kafka connection or authorization failure."""
+def describe(settings: Settings, exc: BaseException) -> Problem:
+    """A Kafka connection or authorization failure: one secret-free sentence for /health, naming
+    the setting to check, and the server's address and the library's words for the log."""
     from aiokafka.errors import GroupAuthorizationFailedError, SaslAuthenticationFailed, TopicAuthorizationFailedError
 
-    where = settings.kafka_bootstrap_servers
+    detail = f"kafka at {settings.kafka_bootstrap_servers}: {type(exc).__name__}"
+    user = settings.kafka_sasl_username
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return (f"kafka at {where}: TLS certificate not trusted ({exc.verify_message}); "
-                "check ADVOCACY_KAFKA_SSL_CAFILE")
+        cause, mismatch = certificate(exc)
+        check = "ADVOCACY_KAFKA_BOOTSTRAP_SERVERS" if mismatch else "ADVOCACY_KAFKA_SSL_CAFILE"
+        return Problem(f"kafka: TLS certificate not trusted ({cause}); check {check}",
+                       f"{detail}: {exc.verify_message}")
     if isinstance(exc, ssl.SSLError):
-        return f"kafka at {where}: TLS handshake failed ({exc.reason}); check ADVOCACY_KAFKA_SECURITY_PROTOCOL"
+        return Problem("kafka: TLS handshake failed; check ADVOCACY_KAFKA_SECURITY_PROTOCOL",
+                       f"{detail}: {exc.reason}")
     if isinstance(exc, SaslAuthenticationFailed):
-        return (f"kafka at {where}: SASL {settings.kafka_sasl_mechanism} login of user "
-                f"{settings.kafka_sasl_username!r} rejected; check ADVOCACY_KAFKA_SASL_USERNAME and its password")
+        return Problem(f"kafka: authentication failed: SASL {settings.kafka_sasl_mechanism} login of user "
+                       f"{user!r} rejected; check ADVOCACY_KAFKA_SASL_USERNAME and its password", detail)
     if isinstance(exc, GroupAuthorizationFailedError):
-        return (f"kafka at {where}: user {settings.kafka_sasl_username!r} is not authorized for consumer group "
-                f"{settings.app_id!r}; grant it Read and Describe on the group")
-    if isinstance(exc, TopicAuthorizationFailedError | AccessDenied):
-        return f"kafka at {where}: user {settings.kafka_sasl_username!r} is not authorized: {exc}"
-    return f"kafka unreachable at {where}: {type(exc).__name__}"
+        return Problem(f"kafka: user {user!r} is not authorized for consumer group {settings.app_id!r}; "
+                       "grant it Read and Describe on the group", detail)
+    if isinstance(exc, AccessDenied):  # our own words, naming the topic
+        return Problem(f"kafka: user {user!r} is not authorized: {exc}", detail)
+    if isinstance(exc, TopicAuthorizationFailedError):
+        return Problem(f"kafka: user {user!r} is not authorized for a topic it reads or writes; grant it the "
+                       "ACLs of deploy/kafka/init.sh", f"{detail}: {exc}")
+    return Problem(KAFKA_UNREACHABLE, detail)

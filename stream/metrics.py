@@ -57,11 +57,12 @@ class Metrics:
             "changed the same customer.", registry=registry)
         self.state_reads = Counter(
             "advocacy_state_reads", "Reads of the KPI totals from the shared state for /kpis and "
-            "/metrics: at most one a second, whatever the number of clients.", registry=registry)
+            "/metrics, whatever the number of clients: while they poll, after a stored batch, "
+            "ADVOCACY_WEB_REFRESH_SECONDS apart (0.2 s), else one a second.", registry=registry)
         self.state_read_seconds = Gauge(
             "advocacy_state_read_seconds", "The event loop's time the latest read of the KPI totals for "
-            "/kpis and /metrics took (with building the bodies); reads are at least a second apart, and at "
-            "least 20 times this.", registry=registry)
+            "/kpis and /metrics took (with building the /kpis body); reads are at least "
+            "ADVOCACY_WEB_REFRESH_SECONDS apart, and at least 20 times this.", registry=registry)
         self.http_rejected = Counter(
             "advocacy_http_rejected", "Requests answered 503 at once because ADVOCACY_WEB_MAX_REQUESTS "
             "requests were in progress.", registry=registry)

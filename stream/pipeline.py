@@ -90,6 +90,7 @@ class Pipeline:
         self._folded_logged = 0.0
         # a flood of bad input must not flood the log: 10 lines per 10 s, then a count
         self.dead_letter_log = Throttle(log, "dead letters and validation errors")
+        self.on_commit: Callable[[], None] = lambda: None  # after each batch stored (the web's snapshots)
 
     async def handle(self, messages: Sequence[Record],
                      progress: Sequence[tuple[str, int, int]] = ()) -> dict[str, int | None]:
@@ -170,6 +171,7 @@ class Pipeline:
             else:
                 self.health.redis(ok=True)
                 self.metrics.redis_state(ok=True)
+                self.on_commit()
                 return outcomes
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.redis_retry_max_seconds)

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from stream.health import Problem, certificate
+
 
 @dataclass
 class Waiting:
@@ -49,25 +51,29 @@ async def interim_health(bind: str, port: int, waiting: Waiting) -> AsyncIterato
         await runner.cleanup()
 
 
-async def redis_tls_problem(url: str, cafile: str | None) -> str:
-    """Why the TLS handshake with the server of a ``rediss://`` URL fails, or "".
+async def redis_tls_problem(url: str, cafile: str | None) -> Problem | None:
+    """Why the TLS handshake with the server of a ``rediss://`` URL fails, or None.
 
     redis-py reports a failed handshake as a plain ConnectionError; one handshake of our own says
-    why. The text names host and port only, never the URL (it may hold a password).
+    why. The reason names no host; the detail (for the log) names host and port, never the URL
+    (it may hold a password).
     """
     parts = urlsplit(url)
     if parts.scheme != "rediss":
-        return ""
+        return None
     where = f"redis at {parts.hostname}:{parts.port or 6379}"
     context = ssl.create_default_context(cafile=cafile)
     try:
         async with asyncio.timeout(5):
             _, writer = await asyncio.open_connection(parts.hostname, parts.port or 6379, ssl=context)
     except ssl.SSLCertVerificationError as exc:
-        return f"{where}: TLS certificate not trusted ({exc.verify_message}); check ADVOCACY_REDIS_SSL_CA_FILE"
+        cause, mismatch = certificate(exc)
+        check = "the host in ADVOCACY_REDIS_URL" if mismatch else "ADVOCACY_REDIS_SSL_CA_FILE"
+        return Problem(f"redis: TLS certificate not trusted ({cause}); check {check}", f"{where}: {exc.verify_message}")
     except ssl.SSLError as exc:
-        return f"{where}: TLS handshake failed ({exc.reason})"
+        return Problem("redis: TLS handshake failed; check that the server speaks TLS (rediss://)",
+                       f"{where}: {exc.reason}")
     except (OSError, TimeoutError):
-        return ""
+        return None
     writer.close()
-    return ""
+    return None

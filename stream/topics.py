@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError, TopicAuthorizat
 
 from stream.config import Settings
 from stream.errors import BrokerUnavailable
+from stream.health import KAFKA_UNREACHABLE, Problem
 from stream.kafka import AccessDenied, client_options, describe, login_problem
 from stream.retention import creation_configs
 
@@ -60,21 +61,21 @@ async def ensure_topics(settings: Settings, attempts: int = 60,
                 log.info("kafka at %s accepts this worker now", settings.kafka_bootstrap_servers)
             return
         except (KafkaError, OSError, AccessDenied) as exc:
-            reason = describe(settings, exc)
-            if reason.startswith("kafka unreachable"):
-                reason = await login_problem(settings) or reason
-            denied = not reason.startswith("kafka unreachable")
+            problem = describe(settings, exc)
+            if problem.reason == KAFKA_UNREACHABLE:
+                problem = await login_problem(settings) or problem
+            denied = problem.reason != KAFKA_UNREACHABLE
             if not denied:
                 failures += 1
                 log.warning("kafka at %s not reachable (attempt %d/%d): %s",
                             settings.kafka_bootstrap_servers, failures, attempts, type(exc).__name__)
                 if failures >= attempts:
                     break
-            elif reason != last:
-                log.error("%s; not ready until it is fixed", reason)
-            last = reason
+            elif problem.reason != last:
+                log.error("%s", problem.logged("not ready until it is fixed"))
+            last = problem.reason
             if report is not None:
-                report(reason if denied else "waiting for kafka")  # no address on /health: the log has it
+                report(problem.reason if denied else "waiting for kafka")  # no address on /health: the log has it
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
         finally:
@@ -114,11 +115,12 @@ class KafkaProbe:
     """Asks the cluster for metadata, to tell /health whether Kafka answers."""
 
     def __init__(self, settings: Settings) -> None:
+        self._settings = settings
         self._options = client_options(settings)
         self._client: Any = None  # created on the worker's loop, at the first check
 
-    async def check(self) -> str:
-        """Empty when Kafka answered within 4 s, else why not."""
+    async def check(self) -> Problem | None:
+        """None when Kafka answered within 4 s, else why not."""
         from aiokafka.client import AIOKafkaClient
 
         try:
@@ -129,5 +131,5 @@ class KafkaProbe:
                     self._client = client
                 await self._client.fetch_all_metadata()
         except (KafkaError, OSError, TimeoutError) as exc:
-            return f"kafka unreachable at {self._options['bootstrap_servers']}: {type(exc).__name__}"
-        return ""
+            return describe(self._settings, exc)
+        return None

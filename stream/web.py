@@ -1,19 +1,27 @@
 """HTTP: GET /kpis, /metrics, /health, the page. Bounded work per request; Faust serves them.
 
 ``/kpis`` and ``/metrics`` are served from one snapshot: the totals read from the shared
-state and the bodies built from them. The state is read at most once a second, by one
-read at a time, whatever the number of clients (``Coalesced``); reads are spaced further
-when one takes more than 50 ms (many segments and teams), so that they never take more
-than 5% of the worker's time, 1% while it is behind (a backlog: the numbers are behind
-anyway, and catching up comes first). Under steady polling nobody waits for a read.
+state and the bodies built from them, by one read at a time whatever the number of
+clients (``Refreshed``). While clients keep polling, the snapshot is refreshed in the
+background as soon as this worker has stored a batch and ``ADVOCACY_WEB_REFRESH_SECONDS``
+(0.2 s) has passed since the previous read began, and at least once a second otherwise
+(other workers' batches, windows moving on): a client gets the current snapshot at once,
+at most 0.2 s plus one read behind. The /metrics body (the registry, its histograms too)
+is built from the latest snapshot when asked for, at most once a second (``Exposition``).
+Reads are spaced further when one takes more of the event loop than 5% of the spacing
+(many segments and teams), 1% while the worker is behind (a backlog: the numbers are
+behind anyway, and catching up comes first). Nobody polling: no reads; the first request
+after a quiet spell waits for one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
@@ -25,14 +33,16 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stream.errors import StateError, StateUnavailable
-from stream.health import Health
+from stream.health import Health, redis_problem
 from stream.kpi import Totals, Window, report
 from stream.metrics import Metrics
 from stream.state import Store
 
 log = logging.getLogger("stream.web")
 T = TypeVar("T")
-REFRESH_SECONDS = 1.0
+REFRESH_SECONDS = 0.2  # ADVOCACY_WEB_REFRESH_SECONDS: the least time between two reads of the state
+MAX_AGE_SECONDS = 1.0  # a read at least this often while polled, changed or not (other workers, windows)
+KEEP_WARM_SECONDS = 10.0  # reads go on this long after the latest request
 MAX_SHARE = 0.05  # of the worker's time spent reading the state for /kpis and /metrics, at most
 BEHIND_SHARE = 0.01  # the same while the worker is behind: its numbers are behind anyway
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
@@ -50,63 +60,129 @@ def json_bytes(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-class Coalesced(Generic[T]):
-    """The result of ``compute``, shared by every caller: computed by one computation at a time,
-    on its own task (a caller that goes away does not cancel it), at most once per ``spacing``.
+class Refreshed(Generic[T]):
+    """The latest result of ``compute``, kept fresh in the background while callers keep asking.
+
+    One computation at a time, on its own task (a caller that goes away cancels nothing),
+    whatever the number of callers. The first caller after a quiet spell (nobody asked for
+    ``keep_warm`` seconds, or never) starts a background task and waits for its first result.
+    While callers keep coming, the task computes again as soon as ``spacing`` has passed
+    since the latest computation started and either ``changed()`` was called since (this
+    worker stored a batch) or ``max_age`` has passed (other workers' batches, windows moving
+    on); callers get the latest result at once. So a result served is at most ``spacing``
+    plus one computation behind this worker's batches, ``max_age`` plus one computation
+    behind anything else; with no change, a computation per ``max_age``.
 
     ``spacing`` is ``interval``, or the event loop's time that the latest computation took
     (``Timed``) divided by ``max_share()`` if that is longer: computing never takes more
     than that share of the worker's time, however costly it becomes (a large state).
-
-    A caller gets the latest result while it is younger than ``spacing``. Then the first
-    caller starts a new computation; if the latest result was younger than twice
-    ``spacing`` at that moment (callers keep coming), it and every caller until the
-    computation ends still get the latest result, waiting for nothing; if it was older
-    (nobody asked for a while), they wait for the new one. Ages count from the start of a
-    computation.
     """
 
     def __init__(self, compute: Callable[[], Coroutine[Any, Any, T]], interval: float = REFRESH_SECONDS,
-                 clock: Callable[[], float] = time.monotonic,
+                 max_age: float = MAX_AGE_SECONDS, keep_warm: float = KEEP_WARM_SECONDS,
                  max_share: Callable[[], float] = lambda: MAX_SHARE) -> None:
         self._compute = compute
         self.interval = interval
+        self.max_age = max(max_age, interval)
+        self.keep_warm = keep_warm
         self.max_share = max_share
-        self.clock = clock
         self.took = 0.0  # the event loop's time the latest computation took
-        self._latest: tuple[float, T] | None = None
-        self._running: asyncio.Future[T] | None = None
-        self._serve_latest = False  # while the running computation runs
         self.runs = 0
+        self._latest: tuple[T] | None = None  # a tuple: a result may be None
+        self._started = -math.inf  # when the latest computation started (time.monotonic)
+        self._asked = -math.inf
+        self._dirty = True
+        self._wake = asyncio.Event()
+        self._next: asyncio.Future[T] | None = None  # the running computation's result, for the cold
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
 
     @property
     def spacing(self) -> float:
         return max(self.interval, self.took / self.max_share())
 
-    async def get(self) -> T:
-        latest = self._latest
-        age = self.clock() - latest[0] if latest is not None else float("inf")
-        spacing = self.spacing
-        if latest is not None and age < spacing:
-            return latest[1]
-        if self._running is None:
-            self._serve_latest = age < 2 * spacing
-            self._running = asyncio.ensure_future(self._run())
-        if latest is not None and self._serve_latest:
-            return latest[1]
-        return await asyncio.shield(self._running)
+    @property
+    def warm(self) -> bool:
+        """Whether the background task runs (and so the latest result is current)."""
+        return self._task is not None
 
-    async def _run(self) -> T:
-        self.runs += 1
-        started = self.clock()
+    def changed(self) -> None:
+        """The state changed (this worker stored a batch): compute again once the spacing allows."""
+        self._dirty = True
+        self._wake.set()
+
+    async def get(self) -> T:
+        self._asked = time.monotonic()
+        if self._task is None:  # cold: the latest result may be old; wait for a new one
+            self._latest = None
+            self._next = asyncio.get_running_loop().create_future()
+            self._task = asyncio.ensure_future(self._refresh())
+            return await asyncio.shield(self._next)
+        if self._latest is None:
+            assert self._next is not None
+            return await asyncio.shield(self._next)
+        return self._latest[0]
+
+    async def _refresh(self) -> None:
         try:
-            timed = Timed(self._compute())
-            value = await timed
-            self._latest = (started, value)
-            self.took = timed.busy
-            return value
+            while True:
+                await self._run()
+                if not await self._due():
+                    return
         finally:
-            self._running = None
+            self._task = None
+            if self._next is not None and not self._next.done():  # failing for longer than keep_warm
+                self._next.set_exception(RuntimeError("no snapshot computed"))
+                self._next.exception()
+
+    async def _due(self) -> bool:
+        """Wait until the next computation is due; False when nobody asked for ``keep_warm`` s."""
+        while True:
+            now = time.monotonic()
+            if now - self._asked > self.keep_warm:
+                return False
+            wait = self._started + self.spacing - now
+            if wait <= 0:
+                if self._dirty:
+                    return True
+                wait = self._started + self.max_age - now
+                if wait <= 0:
+                    return True
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), min(wait, self._asked + self.keep_warm - now))
+            else:
+                await asyncio.sleep(wait)
+
+    async def _run(self) -> None:
+        self.runs += 1
+        self._started = time.monotonic()
+        self._dirty = False
+        waiting = self._next
+        timed = Timed(self._compute())
+        try:
+            value = await timed
+        except asyncio.CancelledError:
+            if waiting is not None and not waiting.done():
+                waiting.cancel()
+            raise
+        except Exception as exc:
+            self._dirty = True  # try again once the spacing allows (or with the next caller)
+            if waiting is not None and not waiting.done():
+                waiting.set_exception(exc)
+                waiting.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            if self._latest is None:
+                self._next = asyncio.get_running_loop().create_future()
+            if not self._failing:
+                log.exception("computing a snapshot failed; trying again")
+            self._failing = True
+            return
+        finally:
+            self.took = timed.busy
+        self._latest, self._failing = (value,), False
+        if waiting is not None and not waiting.done():
+            waiting.set_result(value)
+        self._next = None
 
 
 class Timed(Generic[T]):
@@ -140,13 +216,12 @@ class Timed(Generic[T]):
 
 @dataclass
 class Snapshot:
-    """The KPI totals as read at ``at`` (or why they could not be), with the bodies built from them:
-    each body is built once per snapshot, and gzip-compressed once for the clients that accept it."""
+    """The KPI totals as read at ``at`` (or why they could not be), with the /kpis bodies built from
+    them: each body is built once per snapshot, and gzip-compressed once for the clients that accept it."""
 
     at: float
     totals: Totals | None
     error: str  # public text, when totals is None
-    metrics: bytes
     windows: tuple[Window, ...]
     _bodies: dict[tuple[str, str | None, bool], bytes] = field(default_factory=dict)
     _report: dict[str, list[dict[str, Any]]] | None = None
@@ -169,13 +244,45 @@ class Snapshot:
             self._bodies[key] = body
         return body
 
-    def metrics_body(self, gzipped: bool = False) -> bytes:
-        """The /metrics body."""
-        if not gzipped:
-            return self.metrics
-        body = self._bodies.get(("metrics", None, True))
+
+
+class Exposition:
+    """The /metrics body: the registry (the latest snapshot's KPI totals, the worker's own metrics)
+    in the text format, built when asked for, at most once per ``spacing`` whatever the number of
+    scrapers, and gzip-compressed once for those that accept it.
+
+    It is not rebuilt with every snapshot: with its histograms it costs several times a read of
+    the totals (9 ms of 28 kB with 4 segments and 4 teams, 90 ms with 100 of each), and
+    Prometheus scrapes every 15 s. ``spacing`` is a second, or the time the latest build took
+    divided by ``max_share()`` if that is longer. The build has no await: concurrent requests
+    never build twice.
+    """
+
+    def __init__(self, build: Callable[[], bytes], interval: float = MAX_AGE_SECONDS,
+                 max_share: Callable[[], float] = lambda: MAX_SHARE) -> None:
+        self.build = build
+        self.interval = interval
+        self.max_share = max_share
+        self.took = 0.0
+        self.builds = 0
+        self._built = -math.inf
+        self._source: object = None
+        self._bodies: dict[bool, bytes] = {}
+
+    def body(self, source: object, gzipped: bool = False) -> bytes:
+        """The body, rebuilt if ``source`` (the snapshot) is newer than the one it was built from and
+        the spacing has passed."""
+        now = time.monotonic()
+        if not self._bodies or (source is not self._source
+                                and now - self._built >= max(self.interval, self.took / self.max_share())):
+            started = time.perf_counter()
+            self._bodies = {False: self.build()}
+            self.took = time.perf_counter() - started
+            self._built, self._source = now, source
+            self.builds += 1
+        body = self._bodies.get(gzipped)
         if body is None:
-            body = self._bodies["metrics", None, True] = gzip.compress(self.metrics, GZIP_LEVEL)
+            body = self._bodies[gzipped] = gzip.compress(self._bodies[False], GZIP_LEVEL)
         return body
 
 
@@ -203,9 +310,10 @@ class Api:
         self.health = health
         self.windows = windows
         self.clock = clock
-        self.snapshots = Coalesced(self._snapshot, refresh_seconds,
-                                   max_share=lambda: BEHIND_SHARE if behind() else MAX_SHARE)
-        self.pings = Coalesced(self._ping, refresh_seconds)
+        share = lambda: BEHIND_SHARE if behind() else MAX_SHARE  # noqa: E731
+        self.snapshots = Refreshed(self._snapshot, refresh_seconds, max_share=share)
+        self.exposition = Exposition(lambda: generate_latest(self.metrics.registry), max_share=share)
+        self.pings = Refreshed(self._ping, MAX_AGE_SECONDS)
         self._failing = ""
 
     async def _snapshot(self) -> Snapshot:
@@ -217,7 +325,7 @@ class Api:
             totals = await self.store.totals(int(now * 1000))
         except StateError as exc:
             unavailable = isinstance(exc, StateUnavailable)
-            error = "redis unavailable" if unavailable else "state read failed (details in the worker's log)"
+            error = redis_problem(str(exc), unavailable, self.health.namespace)  # no address, no exception text
             self._redis(ok=not unavailable, error=str(exc))
             if str(exc) != self._failing:
                 log.warning("KPI totals not read: %s", exc)
@@ -228,11 +336,10 @@ class Api:
         self.metrics.kpis.totals = totals  # never export stale KPIs as if current
         self.metrics.ready.set(0 if self.health.reasons() else 1)
         self.metrics.state_read_seconds.set(self.snapshots.took)  # the previous read's
-        snapshot = Snapshot(now, totals, error, generate_latest(self.metrics.registry), self.windows)
-        await asyncio.sleep(0)  # let batches run between the read and building the bodies
-        snapshot.metrics_body(gzipped=True)  # the bodies most clients ask for, built in the read's time
+        snapshot = Snapshot(now, totals, error, self.windows)
         if totals is not None:
-            snapshot.kpis(None, gzipped=True)
+            await asyncio.sleep(0)  # let batches run between the read and building the body
+            snapshot.kpis(None, gzipped=True)  # the body most clients ask for, built in the read's time
         return snapshot
 
     async def kpis(self, window: str | None, gzipped: bool = False) -> tuple[int, bytes, bool]:
@@ -246,7 +353,7 @@ class Api:
         return 200, snapshot.kpis(window, gzipped), gzipped
 
     async def metrics_text(self, gzipped: bool = False) -> bytes:
-        return (await self.snapshots.get()).metrics_body(gzipped)
+        return self.exposition.body(await self.snapshots.get(), gzipped)
 
     def _redis(self, ok: bool, error: str = "") -> None:
         self.health.redis(ok, error)

@@ -1,6 +1,7 @@
 """Live security: Apache Kafka with SASL_SSL (SCRAM-SHA-512), TLS and ACLs; redis-server with TLS and an
 ACL user. The right credentials give exact numbers; a wrong password, an untrusted certificate and a
-missing ACL each give one clear log line and a /health 503 with the reason, never a secret, never an exit.
+missing ACL each give one clear log line and a /health 503 with the reason (what is wrong and what to check; the
+log line adds where and the library's words), never a secret, never an exit.
 """
 
 from __future__ import annotations
@@ -214,23 +215,26 @@ def test_the_right_credentials_give_exact_numbers(secure: Secure, tmp_path: Path
 
 FAILURES = {
     "wrong password": ({"ADVOCACY_KAFKA_SASL_PASSWORD": "wrong-pw-0000"},
-                       "SASL SCRAM-SHA-512 login of user 'worker' rejected"),
-    "untrusted certificate": ({"ADVOCACY_KAFKA_SSL_CAFILE": "OTHER_CA"}, "TLS certificate not trusted"),
+                       "kafka: authentication failed: SASL SCRAM-SHA-512 login of user 'worker' rejected"),
+    "untrusted certificate": ({"ADVOCACY_KAFKA_SSL_CAFILE": "OTHER_CA"},
+                              "kafka: TLS certificate not trusted (issued by an unknown authority); "
+                              "check ADVOCACY_KAFKA_SSL_CAFILE"),
     "no group ACL": ({"ADVOCACY_KAFKA_SASL_USERNAME": "stranger", "ADVOCACY_KAFKA_SASL_PASSWORD": STRANGER_PASSWORD},
-                     "user 'stranger' is not authorized for consumer group 'sec'"),
+                     "kafka: user 'stranger' is not authorized for consumer group 'sec'"),
     # a topic that does not exist: the worker may not create it (no Create ACL), and says so
     "no create ACL": ({"ADVOCACY_DLQ_TOPIC": "sec-missing-dlq"},
                       "may not create topic 'sec-missing-dlq'; create it beforehand or grant Create on it"),
     "redis wrong password": ({"ADVOCACY_REDIS_URL": "rediss://worker:wrong-pw-0000@localhost:REDIS_PORT/0"},
-                             "redis unavailable: AuthenticationError; check the user and password"),
+                             "redis: authentication failed; check the user and password in ADVOCACY_REDIS_URL"),
     "redis untrusted certificate": ({"ADVOCACY_REDIS_SSL_CA_FILE": "OTHER_CA"},
+                                    "redis: TLS certificate not trusted (issued by an unknown authority); "
                                     "check ADVOCACY_REDIS_SSL_CA_FILE"),
     "redis hostname mismatch": ({"ADVOCACY_REDIS_URL": f"rediss://worker:{REDIS_PASSWORD}@127.0.0.1:REDIS_PORT/0"},
-                                "IP address mismatch, certificate is not valid for '127.0.0.1'"),
+                                "redis: TLS certificate not trusted (issued for another IP address); "
+                                "check the host in ADVOCACY_REDIS_URL"),
     # its keys (sec2:*) are outside the Redis user's ~sec:* (its Kafka group sec2 is within the prefix sec)
     "redis keys outside the ACL": ({"ADVOCACY_APP_ID": "sec2"},
-                                   "no permissions to access one of the keys used as arguments; "
-                                   "the Redis user needs access to the keys sec2:*"),
+                                   "redis: permission denied; the Redis user needs access to the keys sec2:*"),
 }
 
 
@@ -253,6 +257,10 @@ def test_a_security_failure_gives_one_clear_line_and_a_503_and_no_exit(secure: S
         wait_for(reported, 60, interval=0.1, what=f"/health to say {reason!r}")
         if "certificate" in case or "hostname" in case:
             assert "TLS certificate not trusted" in health(worker)[1]
+        # what is wrong, without where: no host, no port, no exception's text (those are in the log line)
+        reasons = " ".join(json.loads(health(worker)[1])["reasons"])
+        for where in ("127.0.0.1", "localhost", str(secure.redis_port), *secure.bootstrap.split(":")[-1:], "Error"):
+            assert where not in reasons, (where, reasons)
         print(f"{case}: /health 503 with the reason after {time.monotonic() - started:.1f} s")
         time.sleep(6)  # several retries later: still running, still one line, still the reason
         assert worker.proc is not None and worker.proc.poll() is None, "the worker exited"

@@ -61,22 +61,56 @@ def test_secrets_never_show_in_repr_or_errors(monkeypatch: pytest.MonkeyPatch) -
     assert "hunter" not in str(info.value)
 
 
-def test_security_failures_are_described_without_the_password() -> None:
-    """A refused login, an untrusted certificate and a denied group each read as one sentence naming the
-    setting to check, with the user but never the password."""
+def test_security_failures_are_described_without_the_password_or_the_address() -> None:
+    """A refused login, an untrusted certificate, a certificate for another name and a denied group each
+    read as one sentence saying what is wrong and naming the setting to check, with the user but never the
+    password, the broker's address or the library's words; those go to the log line only."""
     from aiokafka.errors import GroupAuthorizationFailedError, SaslAuthenticationFailed
 
     from stream.kafka import describe
 
     settings = Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_username="svc",
-                        kafka_sasl_password="pw-secret-42", app_id="adv")
+                        kafka_sasl_password="pw-secret-42", app_id="adv",
+                        kafka_bootstrap_servers="kafka-0.internal:9093")
     untrusted = ssl.SSLCertVerificationError(1, "certificate verify failed")
-    untrusted.verify_message = "unable to get local issuer certificate"
-    texts = [describe(settings, SaslAuthenticationFailed("invalid credentials")),
-             describe(settings, untrusted),
-             describe(settings, GroupAuthorizationFailedError())]
-    assert "login of user 'svc' rejected; check ADVOCACY_KAFKA_SASL_USERNAME" in texts[0]
-    assert "TLS certificate not trusted (unable to get local issuer certificate); check ADVOCACY_KAFKA_SSL_CAFILE" \
-        in texts[1]
-    assert "not authorized for consumer group 'adv'" in texts[2]
-    assert all("pw-secret-42" not in text for text in texts)
+    untrusted.verify_code, untrusted.verify_message = 20, "unable to get local issuer certificate"
+    mismatch = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    mismatch.verify_code = 62
+    mismatch.verify_message = "Hostname mismatch, certificate is not valid for 'kafka-0.internal'."
+    problems = [describe(settings, SaslAuthenticationFailed("invalid credentials")), describe(settings, untrusted),
+                describe(settings, mismatch), describe(settings, GroupAuthorizationFailedError()),
+                describe(settings, ConnectionRefusedError(111, "Connect call failed ('10.1.2.3', 9093)"))]
+    reasons = [p.reason for p in problems]
+    assert reasons[0] == ("kafka: authentication failed: SASL SCRAM-SHA-512 login of user 'svc' rejected; "
+                          "check ADVOCACY_KAFKA_SASL_USERNAME and its password")
+    assert reasons[1] == ("kafka: TLS certificate not trusted (issued by an unknown authority); "
+                          "check ADVOCACY_KAFKA_SSL_CAFILE")
+    assert reasons[2] == ("kafka: TLS certificate not trusted (issued for another host name); "
+                          "check ADVOCACY_KAFKA_BOOTSTRAP_SERVERS")
+    assert reasons[3] == ("kafka: user 'svc' is not authorized for consumer group 'adv'; "
+                          "grant it Read and Describe on the group")
+    assert reasons[4] == "kafka unreachable"
+    for text in reasons:
+        for leak in ("pw-secret-42", "internal", "9093", "10.1.2.3", "Error", "local issuer"):
+            assert leak not in text, (leak, text)
+    logged = [p.logged("not ready until it is fixed") for p in problems]
+    assert all(line.startswith(reason) for line, reason in zip(logged, reasons, strict=True))
+    assert "kafka at kafka-0.internal:9093" in logged[1] and "unable to get local issuer certificate" in logged[1]
+    assert "ConnectionRefusedError" in logged[4]
+    assert all("pw-secret-42" not in line for line in logged)
+
+
+def test_redis_failures_are_described_without_the_address_or_the_servers_words() -> None:
+    from stream.health import redis_problem
+
+    assert redis_problem("redis unavailable: AuthenticationError", True) == \
+        "redis: authentication failed; check the user and password in ADVOCACY_REDIS_URL"
+    assert redis_problem("redis unavailable: ConnectionError", True) == "redis unavailable"
+    assert redis_problem("redis error: No permissions to access a key", False, "adv") == \
+        "redis: permission denied; the Redis user needs access to the keys adv:*"
+    assert redis_problem("redis error: WRONGPASS invalid username-password pair", False) == \
+        "redis: authentication failed; check the user and password in ADVOCACY_REDIS_URL"
+    assert redis_problem("redis error: OOM command not allowed when used memory > 'maxmemory'.", False) == \
+        "redis: out of memory (maxmemory reached); writes are refused"
+    assert redis_problem("redis error: NOSCRIPT No matching script at 10.0.0.7", False) == \
+        "redis error (details in the worker's log)"
