@@ -13,9 +13,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import faust
+from aiohttp import web
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
@@ -178,18 +179,23 @@ class StatePositions:
 
 
 def _add_routes(app: faust.App, api: Api) -> None:
-    class Kpis(View):
-        async def get(self, request: Request) -> Response:
-            status, body, gzipped = await api.kpis(request.query.get("window"),
-                                                   accepts_gzip(request.headers.get("Accept-Encoding")))
-            headers = {"Content-Type": JSON_CONTENT_TYPE, "Cache-Control": "no-store", "Vary": "Accept-Encoding"}
-            return self.bytes(body, status=status, headers={**headers, **GZIPPED} if gzipped else headers)
+    # /kpis and /metrics, the endpoints polled by many: plain aiohttp handlers on Faust's own server,
+    # without a Faust view's dispatch and sensors around each request (a tenth of a request's time)
+    async def kpis(request: web.Request) -> web.Response:
+        status, body, gzipped = await api.kpis(request.query.get("window"),
+                                               accepts_gzip(request.headers.get("Accept-Encoding")))
+        headers = {"Content-Type": JSON_CONTENT_TYPE, "Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+        return web.Response(body=body, status=status, headers={**headers, **GZIPPED} if gzipped else headers)
 
-    class Metrics(View):
-        async def get(self, request: Request) -> Response:
-            gzipped = accepts_gzip(request.headers.get("Accept-Encoding"))
-            headers = {"Content-Type": METRICS_CONTENT_TYPE, "Vary": "Accept-Encoding"}
-            return self.bytes(await api.metrics_text(gzipped), headers={**headers, **GZIPPED} if gzipped else headers)
+    async def metrics(request: web.Request) -> web.Response:
+        gzipped = accepts_gzip(request.headers.get("Accept-Encoding"))
+        headers = {"Content-Type": METRICS_CONTENT_TYPE, "Vary": "Accept-Encoding"}
+        body = await api.metrics_text(gzipped)
+        return web.Response(body=body, headers={**headers, **GZIPPED} if gzipped else headers)
+
+    router = cast(Any, app.web).web_app.router
+    router.add_get("/kpis", kpis)
+    router.add_get("/metrics", metrics)
 
     class HealthView(View):
         async def get(self, request: Request) -> Response:
@@ -207,8 +213,6 @@ def _add_routes(app: faust.App, api: Api) -> None:
 
     app.page("/")(Page)
     app.page("/static/{name}")(Page)
-    app.page("/kpis")(Kpis)
-    app.page("/metrics")(Metrics)
     app.page("/health")(HealthView)
 
 
