@@ -313,7 +313,8 @@ class Api:
         share = lambda: BEHIND_SHARE if behind() else MAX_SHARE  # noqa: E731
         self.snapshots = Refreshed(self._snapshot, refresh_seconds, max_share=share)
         self.exposition = Exposition(lambda: generate_latest(self.metrics.registry), max_share=share)
-        self.pings = Refreshed(self._ping, MAX_AGE_SECONDS)
+        # /health: a Redis PING a second at most however many probes, none after them
+        self.pings = Refreshed(self._ping, MAX_AGE_SECONDS, keep_warm=MAX_AGE_SECONDS)
         self._failing = ""
 
     async def _snapshot(self) -> Snapshot:
