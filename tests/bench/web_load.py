@@ -263,6 +263,7 @@ def main() -> int:
 def write(args: argparse.Namespace, alone: dict[tuple[int, int], list[dict[str, Any]]],
           polled: dict[Column, list[dict[str, Any]]], older: dict[Column, dict[str, Any]]) -> None:
     med = statistics.median
+    intervals = sorted({c[2] for c in polled}, reverse=True)
 
     def runs(values: list[float], form: str = "{:.1%}") -> str:
         return f"{form.format(med(values))} ({', '.join(form.format(v) for v in values)})"
@@ -289,7 +290,8 @@ def write(args: argparse.Namespace, alone: dict[tuple[int, int], list[dict[str, 
         f"{args.events:,} events of {args.customers:,} customers, with 4 segments and 4 teams (as the demo) or 100 "
         f"of each (one read of the totals is then 1,505 Redis commands instead of 65). {args.clients} clients (one "
         "process, each client on its own keep-alive connection, accepting gzip as browsers and Prometheus do) GET "
-        "/kpis then /metrics and wait 5 s (as the page does) or 1 s, from the worker being ready, through its "
+        f"/kpis then /metrics and wait {' or '.join(f'{i:g} s' for i in intervals)} (the page waits 5 s), from the "
+        "worker being ready, through its "
         f"drain (its end read from the state) and {args.idle_seconds:g} s after it with no events (measured once the "
         "worker's background reads for the check of /kpis have stopped). Each run "
         "drains the same events on a fresh broker and Redis without clients, then with each set of clients; "
