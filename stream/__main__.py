@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from stream import __version__
-from stream.config import Settings, load_settings
+from stream.config import SOURCES, Settings, load_settings
 from stream.errors import AdvocacyError
 
 
@@ -130,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     schemas.add_argument("--out", default="schemas", help="directory (default: schemas)")
     schemas.add_argument("--check", action="store_true", help="only compare; exit 1 when out of date")
     publish = sub.add_parser("publish", help="validate JSON lines and publish the valid ones to a topic")
-    publish.add_argument("topic", choices=["reviews", "referrals", "tickets-closed", "customers"])
+    publish.add_argument("topic", choices=[t.default for t in SOURCES])
     publish.add_argument("file", nargs="?", default=None, help="JSON lines file (default: stdin)")
     publish.add_argument("--dry-run", action="store_true", help="validate only, send nothing")
     kpis = sub.add_parser("kpis", help="show a worker's KPIs as tables in the terminal")

@@ -30,7 +30,7 @@ from stream.health import Health
 from stream.kafka import faust_credentials
 from stream.kpi import Rules
 from stream.metrics import Metrics
-from stream.pipeline import Pipeline, Record, topic_kinds, where
+from stream.pipeline import Pipeline, Record, where
 from stream.retention import install as install_retention_check
 from stream.state import Store, partition_name
 from stream.topics import KafkaProbe
@@ -108,11 +108,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                   settings.state_cache_customers)
     pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(app, settings.dlq_topic), health)
     api = Api(store, metrics, health, settings.windows)
-    metrics.declare(list(topic_kinds(settings)), REASONS)
+    metrics.declare(list(settings.source_kinds()), REASONS)
     app.advocacy = {"health": health, "metrics": metrics, "store": store, "pipeline": pipeline}
 
     deliveries = {}
-    for topic_name, kind in topic_kinds(settings).items():
+    for topic_name, kind in settings.source_kinds().items():
         deliveries[topic_name] = _add_agent(app, settings, pipeline, store, topic_name, kind)
 
     async def deliver_batch(topic: str, batch: Batch) -> None:
@@ -297,7 +297,7 @@ def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics:
     async def _started() -> None:
         health.started = True
 
-    sources = set(topic_kinds(settings))
+    sources = set(settings.source_kinds())
     _add_kafka_probe(app, settings, health)
     _add_gap_check(app, sources, store, metrics, health)
 

@@ -49,16 +49,6 @@ class DeadLetterSink(Protocol):
     async def send(self, message: Record, reason: str, detail: str) -> None: ...
 
 
-def topic_kinds(settings: Settings) -> dict[str, str]:
-    """Topic name -> logical kind."""
-    return {
-        settings.reviews_topic: "review",
-        settings.referrals_topic: "referral",
-        settings.tickets_topic: "ticket",
-        settings.customers_topic: "customer",
-    }
-
-
 class Pipeline:
     """Handles batches from any topic; safe to call from several agents."""
 
@@ -70,7 +60,7 @@ class Pipeline:
         self.dead_letters = dead_letters
         self.health = health
         self.clock = clock
-        self.kinds = topic_kinds(settings)
+        self.kinds = settings.source_kinds()
         self._limits = (settings.longest_window_seconds * 1000, settings.attribution_window * 1000,
                         settings.future_tolerance_seconds * 1000, settings.max_message_bytes)
         self._folded_logged = 0.0

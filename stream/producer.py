@@ -25,7 +25,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from stream.config import Settings, load_settings
+from stream.config import SOURCES, Settings, load_settings
 from stream.errors import BrokerUnavailable, InvalidEvent
 from stream.events import parse
 from stream.kafka import client_options
@@ -35,8 +35,7 @@ from stream.schemas import TOPIC_KINDS
 ReviewKind = Literal["review", "testimonial", "case_study", "survey", "social"]
 Status = Literal["active", "churned"]
 Timestamp = datetime | str | None
-_TOPIC_SETTING = {"review": "reviews_topic", "referral": "referrals_topic", "ticket": "tickets_topic",
-                  "customer": "customers_topic"}
+_TOPIC = {t.default: t for t in SOURCES}
 
 
 def rfc3339(value: datetime) -> str:
@@ -51,7 +50,7 @@ def topic_name(settings: Settings, topic: str) -> str:
     """Logical topic (reviews, referrals, tickets-closed, customers) -> configured topic name."""
     if topic not in TOPIC_KINDS:
         raise ValueError(f"unknown topic {topic!r}; one of {', '.join(TOPIC_KINDS)}")
-    return str(getattr(settings, _TOPIC_SETTING[TOPIC_KINDS[topic]]))
+    return settings.topic_name(_TOPIC[topic])
 
 
 def validate(settings: Settings, topic: str, value: bytes, now: float | None = None) -> Event:

@@ -22,14 +22,9 @@ from stream.retention import creation_configs
 log = logging.getLogger("stream.topics")
 
 
-def topic_names(settings: Settings) -> list[str]:
-    return [settings.reviews_topic, settings.referrals_topic, settings.tickets_topic,
-            settings.customers_topic, settings.dlq_topic]
-
-
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     """Configs of the topics the service creates, by name (``stream.retention.creation_configs``)."""
-    return {name: creation_configs(settings, name) for name in topic_names(settings)}
+    return {name: creation_configs(settings, name) for name in settings.topic_names()}
 
 
 async def ensure_topics(settings: Settings, attempts: int = 60,
@@ -47,7 +42,7 @@ async def ensure_topics(settings: Settings, attempts: int = 60,
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            missing = [name for name in topic_names(settings) if name not in existing]
+            missing = [name for name in settings.topic_names() if name not in existing]
             if missing:
                 new = [NewTopic(name, settings.topic_partitions, settings.topic_replication,
                                 topic_configs=creation_configs(settings, name)) for name in missing]
