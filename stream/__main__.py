@@ -28,10 +28,11 @@ async def _redis_ready(store: Any, settings: Settings, report: Any = None, attem
     only an unreachable Redis counts towards ``attempts``.
     """
     from stream.errors import StateError, StateUnavailable
+    from stream.retry import Backoff
     from stream.startup import redis_tls_problem
 
     log = logging.getLogger("stream.worker")
-    delay, failures, last = 0.5, 0, ""
+    backoff, failures, last = Backoff(0.5, 5.0), 0, ""
     while True:
         try:
             return bool(await store.has_state())
@@ -55,8 +56,7 @@ async def _redis_ready(store: Any, settings: Settings, report: Any = None, attem
             last = reason
             if report is not None:
                 report(reason)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            await backoff.wait()
     raise StateUnavailable("redis did not answer; check ADVOCACY_REDIS_URL")
 
 

@@ -32,6 +32,7 @@ from stream.kpi import Rules
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline, Record, where
 from stream.retention import install as install_retention_check
+from stream.retry import Backoff
 from stream.state import Store, partition_name
 from stream.topics import KafkaProbe
 from stream.web import METRICS_CONTENT_TYPE, Api, static_file
@@ -155,14 +156,13 @@ async def _handle(pipeline: Pipeline, messages: list[Any], progress: list[tuple[
     """Handle a batch until it succeeds. Never give up on it: Faust commits past offsets that
     were never acked once later ones are, so a skipped batch would be lost for good. A batch
     that keeps failing stalls its topic, which /health reports."""
-    delay = 0.1
+    backoff = Backoff(0.1, 10.0)
     while True:
         try:
             return await _finish(pipeline.handle(messages, progress))
         except Exception:
             log.exception("batch of %d messages from %s failed; retrying it", len(messages), where(messages[0]))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            await backoff.wait()
 
 
 async def _finish(handling: Coroutine[Any, Any, T], grace: float = 10.0) -> tuple[bool, T]:

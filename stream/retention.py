@@ -9,7 +9,6 @@ shorter, says so in a log line, in ``advocacy_topic_retention_short`` and on /he
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -19,6 +18,7 @@ from aiokafka.errors import KafkaError
 
 from stream.config import Settings
 from stream.kafka import client_options
+from stream.retry import Backoff
 
 log = logging.getLogger("stream.retention")
 
@@ -91,13 +91,14 @@ def install(app: Any, settings: Settings, health: Any, metrics: Any) -> None:
 
     @app.task  # type: ignore[untyped-decorator]
     async def _check_retention() -> None:
+        backoff = Backoff(2.0, 2.0)
         for attempt in range(5):
             try:
                 short = await check(settings)
                 break
             except (KafkaError, OSError) as exc:
                 log.info("could not read topic retention (attempt %d/5): %s", attempt + 1, type(exc).__name__)
-                await asyncio.sleep(2.0)
+                await backoff.wait()
         else:
             return
         for name in list(settings.source_kinds()):

@@ -18,6 +18,7 @@ from stream.config import Settings
 from stream.errors import BrokerUnavailable
 from stream.kafka import AccessDenied, client_options, describe, login_problem
 from stream.retention import creation_configs
+from stream.retry import Backoff
 
 log = logging.getLogger("stream.topics")
 
@@ -36,7 +37,7 @@ async def ensure_topics(settings: Settings, attempts: int = 60,
     as it lasts, without giving up (an operator can fix an ACL or a credential at the broker).
     Only an unreachable broker counts towards ``attempts``.
     """
-    delay, failures, last = 0.5, 0, ""
+    backoff, failures, last = Backoff(0.5, 5.0), 0, ""
     while True:
         admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=10_000)
         try:
@@ -70,8 +71,7 @@ async def ensure_topics(settings: Settings, attempts: int = 60,
             last = reason
             if report is not None:
                 report(reason if denied else f"waiting for kafka at {settings.kafka_bootstrap_servers}")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            await backoff.wait()
         finally:
             await admin.close()
     raise BrokerUnavailable(f"kafka at {settings.kafka_bootstrap_servers} did not answer; check "
