@@ -33,7 +33,7 @@ def required_ms(settings: Settings) -> int:
 def creation_configs(settings: Settings, name: str) -> dict[str, str]:
     """Topic configs for a topic the service creates."""
     if settings.compacted(name):
-        return {"cleanup.policy": "compact"}
+        return {"cleanup.policy": "compact", "retention.ms": "-1"}  # every latest record, kept for good
     return {"retention.ms": str(required_ms(settings))}
 
 
