@@ -31,6 +31,19 @@ from stream.kafka import client_options
 from stream.producer import rfc3339
 from stream.topics import ensure_topics
 
+__all__ = [
+    "ADVOCATES",
+    "BAD_PAYLOADS",
+    "COLLAPSE_HOURS",
+    "DIP",
+    "FOLLOW_UP_HOURS",
+    "SEGMENTS",
+    "TEAMS",
+    "TICKETS_PER_CUSTOMER_HOUR",
+    "Demo",
+    "run_demo",
+]
+
 log = logging.getLogger("stream.demo")
 
 SEGMENTS = {"enterprise": 0.92, "mid_market": 0.74, "smb": 0.63, "startup": 0.45}

@@ -32,6 +32,8 @@ from stream.kafka import client_options
 from stream.kpi import Event
 from stream.schemas import TOPIC_KINDS
 
+__all__ = ["Producer", "Receipt", "ReviewKind", "Status", "Timestamp", "rfc3339", "topic_name", "validate"]
+
 ReviewKind = Literal["review", "testimonial", "case_study", "survey", "social"]
 Status = Literal["active", "churned"]
 Timestamp = datetime | str | None

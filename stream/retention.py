@@ -20,6 +20,8 @@ from stream.config import Settings
 from stream.kafka import client_options
 from stream.retry import Backoff
 
+__all__ = ["DAY_MS", "check", "creation_configs", "describe", "install", "required_ms", "shortfall"]
+
 log = logging.getLogger("stream.retention")
 
 DAY_MS = 86_400_000
