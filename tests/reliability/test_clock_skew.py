@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import Namespace
-from tests.reliability.bulk import ATTRIBUTION, WINDOWS, iso
+from tests.reliability.bulk import ATTRIBUTION, WINDOWS
 from tests.reliability.fast_oracle import expected
 from tests.reliability.harness import converge, metric_sum
-from tests.support import produce, require_binary
+from tests.support import iso, produce, require_binary
 
 pytestmark = pytest.mark.e2e
 
