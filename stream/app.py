@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
@@ -21,6 +20,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
 from stream.batching import Batch, BatchApp, NoTableManager
+from stream.clock import Clock, SharedClock, redis_time
 from stream.config import Settings
 from stream.dead_letters import KafkaDeadLetters
 from stream.errors import StateError
@@ -30,9 +30,10 @@ from stream.health import Health
 from stream.kafka import faust_credentials
 from stream.kpi import Rules
 from stream.metrics import Metrics
-from stream.pipeline import Pipeline, topic_kinds, where
+from stream.pipeline import Pipeline, where
 from stream.redis_client import redis_client
 from stream.retention import install as install_retention_check
+from stream.retry import Backoff
 from stream.state import Store, partition_name
 from stream.topics import KafkaProbe
 from stream.web import JSON_CONTENT_TYPE, METRICS_CONTENT_TYPE, Api, accepts_gzip, middlewares, static_file
@@ -83,16 +84,18 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     rules = Rules(settings.windows, settings.attribution_window * 1000)
     store = Store(client, settings.app_id, rules, settings.max_segments, settings.max_teams,
                   settings.state_cache_customers)
-    pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(lambda: app.producer, settings.dlq_topic), health)
+    clock = SharedClock(redis_time(client), on_sync=lambda reading: metrics.clock_skew.set(reading.skew))
+    pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(lambda: app.producer, settings.dlq_topic), health,
+                        clock)
     # behind: more than ten fetches' worth of messages to read (health.lag, every 2 s)
-    api = Api(store, metrics, health, settings.windows, refresh_seconds=settings.web_refresh_seconds,
+    api = Api(store, metrics, health, settings.windows, clock, refresh_seconds=settings.web_refresh_seconds,
               behind=lambda: health.lag > 10 * settings.batch_max_events)
     pipeline.on_commit = api.snapshots.changed  # a stored batch: /kpis and /metrics are read again soon
-    metrics.declare(list(topic_kinds(settings)), REASONS)
-    app.advocacy = {"health": health, "metrics": metrics, "store": store, "pipeline": pipeline}
+    metrics.declare(list(settings.source_kinds()), REASONS)
+    app.advocacy = {"health": health, "metrics": metrics, "store": store, "pipeline": pipeline, "clock": clock}
 
     deliveries = {}
-    for topic_name, kind in topic_kinds(settings).items():
+    for topic_name, kind in settings.source_kinds().items():
         deliveries[topic_name] = _add_agent(app, settings, pipeline, store, topic_name, kind)
 
     async def deliver_batch(topic: str, batch: Batch) -> None:
@@ -101,7 +104,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app.deliver_batch = deliver_batch
     app.positions = StatePositions(store)
     _add_routes(app, api)
-    _add_housekeeping(app, settings, store, pipeline, metrics, health)
+    _add_housekeeping(app, settings, store, pipeline, metrics, health, clock)
     install_retention_check(app, settings, health, metrics)
     return app
 
@@ -135,14 +138,13 @@ async def _handle(pipeline: Pipeline, messages: list[Any], progress: list[tuple[
     """Handle a batch until it succeeds. Never give up on it: Faust commits past offsets that
     were never acked once later ones are, so a skipped batch would be lost for good. A batch
     that keeps failing stalls its topic, which /health reports."""
-    delay = 0.1
+    backoff = Backoff(0.1, 10.0)
     while True:
         try:
             return await _finish(pipeline.handle(messages, progress))
         except Exception:
             log.exception("batch of %d messages from %s failed; retrying it", len(messages), where(messages[0]))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            await backoff.wait()
 
 
 async def _finish(handling: Coroutine[Any, Any, T], grace: float = 10.0) -> tuple[bool, T]:
@@ -272,7 +274,7 @@ def _report_rebuild(consumer: Any, readings: dict[Any, Any], health: Health) -> 
 
 
 def _add_housekeeping(app: faust.App, settings: Settings, store: Store, pipeline: Pipeline, metrics: Metrics,
-                      health: Health) -> None:
+                      health: Health, clock: Clock) -> None:
     @app.on_rebalance_complete.connect
     async def _rebalanced(sender: Any, **kwargs: Any) -> None:
         health.rebalancing = False
@@ -285,7 +287,7 @@ def _add_housekeeping(app: faust.App, settings: Settings, store: Store, pipeline
     async def _started() -> None:
         health.started = True
 
-    sources = set(topic_kinds(settings))
+    sources = set(settings.source_kinds())
     _add_kafka_probe(app, settings, health)
     _add_gap_check(app, sources, store, metrics, health)
 
@@ -312,7 +314,9 @@ def _add_housekeeping(app: faust.App, settings: Settings, store: Store, pipeline
         health.rebalancing = bool(app.rebalancing)
         try:
             await store.ping()
+            await clock.now_ms()  # measures Redis's time when due, even while no batch comes
         except StateError as exc:
+            clock.invalidate()  # Redis may come back on another host, with another clock
             health.redis(ok=False, error=str(exc))
         else:
             health.redis(ok=True)
@@ -327,7 +331,7 @@ def _add_housekeeping(app: faust.App, settings: Settings, store: Store, pipeline
     @app.timer(settings.janitor_interval_seconds)
     async def _janitor() -> None:
         try:
-            removed = await store.prune(int(time.time() * 1000))
+            removed = await store.prune(await clock.now_ms())
         except StateError as exc:
             log.warning("pruning skipped: %s", exc)
             return

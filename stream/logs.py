@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+__all__ = ["JsonFormatter", "LibraryRepeats", "Throttle", "logging_config", "setup"]
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, message (+ exc)."""

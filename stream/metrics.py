@@ -58,7 +58,7 @@ class Metrics:
         self.state_reads = Counter(
             "advocacy_state_reads", "Reads of the KPI totals from the shared state for /kpis and "
             "/metrics, whatever the number of clients: while they poll, after a stored batch, "
-            "ADVOCACY_WEB_REFRESH_SECONDS apart (0.2 s), else one a second.", registry=registry)
+            "ADVOCACY_WEB_REFRESH_SECONDS apart (0.1 s), else one a second.", registry=registry)
         self.state_read_seconds = Gauge(
             "advocacy_state_read_seconds", "The event loop's time the latest read of the KPI totals for "
             "/kpis and /metrics took (with building the /kpis body); reads are at least "
@@ -66,6 +66,10 @@ class Metrics:
         self.http_rejected = Counter(
             "advocacy_http_rejected", "Requests answered 503 at once because ADVOCACY_WEB_MAX_REQUESTS "
             "requests were in progress.", registry=registry)
+        self.clock_skew = Gauge(
+            "advocacy_clock_skew_seconds", "Redis's clock (TIME) minus this worker's wall clock, at the "
+            "last measurement. The worker takes its time from Redis; this says how far the host's clock "
+            "is off.", registry=registry)
         self.redis_up = Gauge(
             "advocacy_redis_up", "1 when the last Redis call succeeded.", registry=registry)
         self.retention_short = Gauge(

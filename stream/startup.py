@@ -18,6 +18,8 @@ from aiohttp import web
 
 from stream.health import Problem, certificate
 
+__all__ = ["Waiting", "interim_health", "redis_tls_problem"]
+
 
 @dataclass
 class Waiting:

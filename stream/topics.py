@@ -19,18 +19,16 @@ from stream.errors import BrokerUnavailable
 from stream.health import KAFKA_UNREACHABLE, Problem
 from stream.kafka import AccessDenied, client_options, describe, login_problem
 from stream.retention import creation_configs
+from stream.retry import Backoff
+
+__all__ = ["KafkaProbe", "ensure_topics", "partitions", "topic_configs"]
 
 log = logging.getLogger("stream.topics")
 
 
-def topic_names(settings: Settings) -> list[str]:
-    return [settings.reviews_topic, settings.referrals_topic, settings.tickets_topic,
-            settings.customers_topic, settings.dlq_topic]
-
-
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     """Configs of the topics the service creates, by name (``stream.retention.creation_configs``)."""
-    return {name: creation_configs(settings, name) for name in topic_names(settings)}
+    return {name: creation_configs(settings, name) for name in settings.topic_names()}
 
 
 async def ensure_topics(settings: Settings, attempts: int = 60,
@@ -42,13 +40,13 @@ async def ensure_topics(settings: Settings, attempts: int = 60,
     as it lasts, without giving up (an operator can fix an ACL or a credential at the broker).
     Only an unreachable broker counts towards ``attempts``.
     """
-    delay, failures, last = 0.5, 0, ""
+    backoff, failures, last = Backoff(0.5, 5.0), 0, ""
     while True:
         admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=10_000)
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            missing = [name for name in topic_names(settings) if name not in existing]
+            missing = [name for name in settings.topic_names() if name not in existing]
             if missing:
                 new = [NewTopic(name, settings.topic_partitions, settings.topic_replication,
                                 topic_configs=creation_configs(settings, name)) for name in missing]
@@ -76,8 +74,7 @@ async def ensure_topics(settings: Settings, attempts: int = 60,
             last = problem.reason
             if report is not None:
                 report(problem.reason if denied else "waiting for kafka")  # no address on /health: the log has it
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            await backoff.wait()
         finally:
             await admin.close()
     raise BrokerUnavailable(f"kafka at {settings.kafka_bootstrap_servers} did not answer; check "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -127,6 +128,16 @@ class FlakySink:
         return unsent
 
 
+class WallClock:
+    """The host's clock (stream.clock.Clock): no Redis behind this test's store."""
+
+    async def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    def invalidate(self) -> None:
+        pass
+
+
 async def test_a_batch_returns_only_once_every_dead_letter_is_out_each_counted_once(
         caplog: pytest.LogCaptureFixture) -> None:
     """300 bad messages, half of them failing their first send: handle() returns after the retry has
@@ -136,7 +147,7 @@ async def test_a_batch_returns_only_once_every_dead_letter_is_out_each_counted_o
     client = aioredis.Redis()  # never used: no valid event, no progress to store
     store = Store(client, "t", Rules(settings.windows, settings.attribution_window * 1000))
     sink = FlakySink()
-    pipeline = Pipeline(settings, store, metrics, sink, Health())
+    pipeline = Pipeline(settings, store, metrics, sink, Health(), WallClock())
     messages = [Message("reviews", 0, i, None, b"{oops") for i in range(300)]
     with caplog.at_level(logging.WARNING, logger="stream.pipeline"):
         await pipeline.handle(messages)
