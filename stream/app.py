@@ -16,7 +16,6 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 import faust
-import redis.asyncio as aioredis
 from aiokafka.errors import MessageSizeTooLargeError
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
@@ -32,7 +31,7 @@ from stream.kpi import Rules
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline, Record, topic_kinds, where
 from stream.retention import install as install_retention_check
-from stream.state import Store, partition_name
+from stream.state import Store, partition_name, redis_client
 from stream.topics import KafkaProbe
 from stream.web import METRICS_CONTENT_TYPE, Api, static_file
 
@@ -100,12 +99,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     health = Health(stall_seconds=settings.stall_seconds)
     metrics = Metrics(registry or CollectorRegistry())
-    tls: dict[str, Any] = {"ssl_ca_certs": settings.redis_ssl_ca_file} if settings.redis_ssl_ca_file else {}
-    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5,
-                                     socket_connect_timeout=5, health_check_interval=10, **tls)
     rules = Rules(settings.windows, settings.attribution_window * 1000)
-    store = Store(client, settings.app_id, rules, settings.max_segments, settings.max_teams,
-                  settings.state_cache_customers)
+    store = Store(redis_client(settings), settings.app_id, rules, settings.max_segments, settings.max_teams,
+                  settings.state_cache_customers, settings.state_shards)
     pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(app, settings.dlq_topic), health)
     api = Api(store, metrics, health, settings.windows)
     metrics.declare(list(topic_kinds(settings)), REASONS)
