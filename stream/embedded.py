@@ -174,6 +174,15 @@ class RedisClusterServers:
             time.sleep(0.2)
         raise AdvocacyError(f"Redis Cluster not ok after {timeout} s")
 
+    def wait_promoted(self, replica: int, timeout: float = 60.0) -> None:
+        """Until ``replica`` is a master (its master failed over) and the cluster is ok again."""
+        deadline = time.monotonic() + timeout
+        while self.info(replica, "replication").get("role") != "master":
+            if time.monotonic() > deadline:
+                raise AdvocacyError(f"replica {replica} not promoted after {timeout} s")
+            time.sleep(0.2)
+        self.wait_ok(max(1.0, deadline - time.monotonic()))
+
     def masters(self) -> list[int]:
         """Ports of the live nodes that are masters."""
         return [p for p in self.live() if self.info(p, "replication").get("role") == "master"]

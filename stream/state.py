@@ -227,7 +227,7 @@ class Store:
 
     async def ping(self) -> None:
         """Every shard answers (on a cluster, a PING to any node would not say that)."""
-        await self._each(lambda shard: self.client.exists(shard.meta))
+        await self._each(lambda shard: self.client.hexists(shard.meta, "rules"))
 
     @property
     def fingerprint(self) -> str:
@@ -531,6 +531,11 @@ class Store:
             raise StateUnavailable(f"redis unavailable: {type(exc).__name__}") from None
         except (RedisError, RedisClusterException) as exc:
             raise StateError(f"redis error: {exc}") from None
+        except (AttributeError, TypeError) as exc:
+            # redis-py 8.1 asyncio: a write on a connection the peer reset leaks the transport's
+            # AttributeError/TypeError instead of ConnectionError (redis/redis-py#4287); seen here
+            # when a cluster node dies
+            raise StateUnavailable(f"redis unavailable: connection lost ({type(exc).__name__})") from None
 
 
 def redis_client(settings: Settings) -> Client:
