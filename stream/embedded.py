@@ -190,6 +190,20 @@ class RedisClusterServers:
     def replicas_of(self, master: int) -> list[int]:
         return [p for p in self.live() if self.info(p, "replication").get("master_port") == str(master)]
 
+    def pause(self, port: int) -> None:
+        """SIGSTOP one node: it neither answers nor reads its replication stream until ``resume``."""
+        self.procs[port].send_signal(signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        self.procs[port].send_signal(signal.SIGCONT)
+
+    def cut_replicas(self, master: int) -> None:
+        """Close a master's links to its replicas: what it writes next reaches no replica until they reconnect."""
+        import redis
+
+        with redis.Redis(port=master, socket_timeout=2) as client:
+            client.client_kill_filter(_type="replica")
+
     def kill(self, port: int) -> None:
         """SIGKILL one node (no chance to write anything more)."""
         proc = self.procs[port]

@@ -22,7 +22,7 @@ from stream.shards import Shard
 from tests.conftest import Namespace
 from tests.reliability.bulk import ATTRIBUTION, WINDOWS, generate
 from tests.reliability.fast_oracle import expected
-from tests.reliability.harness import PacedStream, converge, env_int, publish
+from tests.reliability.harness import PacedStream, converge, env_int, log_text, publish
 from tests.support import Worker, http_get, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -84,11 +84,12 @@ def test_two_workers_on_redis_cluster_end_exact(namespace: Namespace, tmp_path: 
             worker.stop()
 
 
-def test_a_master_killed_mid_stream_is_replaced_by_its_replica_and_the_numbers_end_exact(
+def test_a_master_killed_mid_stream_is_replaced_by_a_replica_without_its_last_writes_and_ends_exact(
         namespace: Namespace, tmp_path: Path, redis_cluster: RedisClusterServers) -> None:
-    """While events flow through two workers, the master of one of the app's shards is SIGKILLed; its
-    replica is promoted (possibly without the last writes it acknowledged): exact /kpis on both workers,
-    no worker restarted, no operator step."""
+    """While events flow through two workers, the master of one of the app's shards loses its replica's
+    link (the replica paused, the link closed) for 1.5 s of commits, is SIGKILLed, and the replica, resumed,
+    is promoted without those writes: the workers find the shards behind and read again what they lack;
+    exact /kpis on both workers, no worker restarted, no operator step."""
     seed = env_int("RELIABILITY_SEED", random.SystemRandom().randrange(10**6))
     bulk = generate(time.time(), namespace.topics, seed, events=EVENTS)
     wire = bulk.wire()
@@ -102,15 +103,22 @@ def test_a_master_killed_mid_stream_is_replaced_by_its_replica_and_the_numbers_e
         [replica] = redis_cluster.replicas_of(victim)
         stream = PacedStream(namespace.stack.bootstrap, wire, chunks=20, interval=0.4, held_back=3).start()
         wait_for(lambda: stream is not None and stream.sent >= len(wire) // 3, 60, what="a third published")
+        redis_cluster.pause(replica)
+        redis_cluster.cut_replicas(victim)
+        at_cut = stream.sent
+        time.sleep(1.5)  # commits the replica never sees (under the 3 s node timeout: it is not failed itself)
         redis_cluster.kill(victim)
-        killed_at = time.monotonic()
+        killed_at, at_kill = time.monotonic(), stream.sent
+        redis_cluster.resume(replica)
         redis_cluster.wait_promoted(replica, 60)
-        promoted = time.monotonic() - killed_at
-        print(f"master {victim} killed after {stream.sent} messages; replica {replica} serving {promoted:.1f} s later")
+        print(f"replica {replica} cut off after {at_cut} messages, master {victim} killed after {at_kill}; "
+              f"replica serving {time.monotonic() - killed_at:.1f} s later")
         stream.join()
         took = converge(workers, lambda: expected(bulk.valid(), time.time(), WINDOWS, ATTRIBUTION), timeout=180)
         print(f"exact on both workers {took:.1f} s after the last chunk")
         assert all(w.proc is not None and w.proc.poll() is None for w in workers), "a worker died"
+        assert any("the state lost stored records" in log_text(w) for w in workers), \
+            "no shard came back behind: the scenario did not lose writes"
     finally:
         if stream is not None:
             stream.join()
