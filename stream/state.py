@@ -529,7 +529,14 @@ class Store:
         except (RedisConnectionError, RedisTimeoutError, OSError, ClusterDownError, TryAgainError,
                 SlotNotCoveredError) as exc:
             raise StateUnavailable(f"redis unavailable: {type(exc).__name__}") from None
-        except (RedisError, RedisClusterException) as exc:
+        except RedisClusterException as exc:
+            if "cannot be connected" in str(exc):  # no node of the cluster answers
+                raise StateUnavailable("redis unavailable: no node of the Redis Cluster answers") from None
+            raise StateError(f"redis error: {exc}") from None
+        except RedisError as exc:
+            if str(exc).startswith("MOVED"):
+                raise StateError("redis error: MOVED: ADVOCACY_REDIS_URL names a Redis Cluster node; "
+                                 "set ADVOCACY_REDIS_CLUSTER=true") from None
             raise StateError(f"redis error: {exc}") from None
         except (AttributeError, TypeError) as exc:
             # redis-py 8.1 asyncio: a write on a connection the peer reset leaks the transport's

@@ -14,7 +14,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from stream.config import load_settings
 from stream.embedded import RedisClusterServers
-from stream.errors import StateError
+from stream.errors import StateError, StateUnavailable
 from stream.events import parse
 from stream.kpi import Event, Rules, Window, report
 from stream.shards import shard_of
@@ -205,9 +205,28 @@ async def test_on_redis_cluster_every_call_touches_one_slot_and_the_totals_are_e
         assert sum(a - b for a, b in zip(after, before, strict=True)) == 2 * 12
         await stores[0].prune(int(now * 1000))
         assert report(await stores[0].totals(int(now * 1000)), RULES.windows) == got
+        plain = aioredis.Redis.from_url(redis_cluster.url)  # ADVOCACY_REDIS_CLUSTER forgotten
+        try:
+            with pytest.raises(StateError, match="set ADVOCACY_REDIS_CLUSTER=true"):
+                await Store(plain, ns, RULES, shards=12).check_rules()
+        finally:
+            await plain.aclose()
     finally:
         for c in clients:
             await c.aclose()
+
+
+async def test_a_redis_cluster_with_no_node_answering_is_unavailable_not_an_error() -> None:
+    """The cluster client finding no node is StateUnavailable (retried, /health 503), like a single Redis down."""
+    from stream.embedded import free_port
+
+    settings = load_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_cluster=True)
+    client = redis_client(settings)
+    try:
+        with pytest.raises(StateUnavailable):
+            await Store(client, "nobody", RULES).has_state()
+    finally:
+        await client.aclose()
 
 
 def _scripts_run(port: int) -> int:
