@@ -21,7 +21,14 @@ from typing import Any, TypeVar, cast
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ClusterDownError, RedisClusterException, RedisError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import (
+    ClusterDownError,
+    MovedError,
+    RedisClusterException,
+    RedisError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -534,7 +541,7 @@ class Store:
                 raise StateUnavailable("redis unavailable: no node of the Redis Cluster answers") from None
             raise StateError(f"redis error: {exc}") from None
         except RedisError as exc:
-            if str(exc).startswith("MOVED"):
+            if isinstance(exc, MovedError):
                 raise StateError("redis error: MOVED: ADVOCACY_REDIS_URL names a Redis Cluster node; "
                                  "set ADVOCACY_REDIS_CLUSTER=true") from None
             raise StateError(f"redis error: {exc}") from None
