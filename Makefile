@@ -54,8 +54,15 @@ test: deps
 test-unit: deps
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+# the benchmark's peers (Quix Streams) in a virtualenv of their own: never the service's dependencies
+PEERS := .venv-peers
+$(PEERS)/.installed: tests/bench/peers.txt
+	python3 -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install -q -r tests/bench/peers.txt
+	touch $@
+
 # side-by-side throughput, freshness, start-up and memory; writes docs/benchmarks.md (~10 min)
-bench: deps
+bench: deps $(PEERS)/.installed
 	$(PY) -m tests.bench.run $(BENCH_ARGS)
 
 # the kill and rebalance scenarios again and again, outside `make test`: ROUNDS=30 make soak

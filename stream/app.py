@@ -29,8 +29,9 @@ from stream.health import Health
 from stream.kafka import faust_credentials
 from stream.kpi import Rules
 from stream.metrics import Metrics
-from stream.pipeline import Pipeline, Record, topic_kinds, where
+from stream.pipeline import Pipeline, Record, where
 from stream.retention import install as install_retention_check
+from stream.retry import Backoff
 from stream.state import Store, partition_name, redis_client
 from stream.topics import KafkaProbe
 from stream.web import METRICS_CONTENT_TYPE, Api, static_file
@@ -104,11 +105,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                   settings.state_cache_customers, settings.state_shards)
     pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(app, settings.dlq_topic), health)
     api = Api(store, metrics, health, settings.windows)
-    metrics.declare(list(topic_kinds(settings)), REASONS)
+    metrics.declare(list(settings.source_kinds()), REASONS)
     app.advocacy = {"health": health, "metrics": metrics, "store": store, "pipeline": pipeline}
 
     deliveries = {}
-    for topic_name, kind in topic_kinds(settings).items():
+    for topic_name, kind in settings.source_kinds().items():
         deliveries[topic_name] = _add_agent(app, settings, pipeline, store, topic_name, kind)
 
     async def deliver_batch(topic: str, batch: Batch) -> None:
@@ -151,14 +152,13 @@ async def _handle(pipeline: Pipeline, messages: list[Any], progress: list[tuple[
     """Handle a batch until it succeeds. Never give up on it: Faust commits past offsets that
     were never acked once later ones are, so a skipped batch would be lost for good. A batch
     that keeps failing stalls its topic, which /health reports."""
-    delay = 0.1
+    backoff = Backoff(0.1, 10.0)
     while True:
         try:
             return await _finish(pipeline.handle(messages, progress))
         except Exception:
             log.exception("batch of %d messages from %s failed; retrying it", len(messages), where(messages[0]))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            await backoff.wait()
 
 
 async def _finish(handling: Coroutine[Any, Any, T], grace: float = 10.0) -> tuple[bool, T]:
@@ -293,7 +293,7 @@ def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics:
     async def _started() -> None:
         health.started = True
 
-    sources = set(topic_kinds(settings))
+    sources = set(settings.source_kinds())
     _add_kafka_probe(app, settings, health)
     _add_gap_check(app, sources, store, metrics, health)
 

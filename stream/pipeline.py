@@ -6,7 +6,6 @@ only after ``handle`` returns, i.e. after their effect is stored in Redis.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from stream.events import parse
 from stream.health import Health
 from stream.kpi import Event
 from stream.metrics import Metrics, observe_many
+from stream.retry import Backoff
 from stream.state import Store
 
 log = logging.getLogger("stream.pipeline")
@@ -49,16 +49,6 @@ class DeadLetterSink(Protocol):
     async def send(self, message: Record, reason: str, detail: str) -> None: ...
 
 
-def topic_kinds(settings: Settings) -> dict[str, str]:
-    """Topic name -> logical kind."""
-    return {
-        settings.reviews_topic: "review",
-        settings.referrals_topic: "referral",
-        settings.tickets_topic: "ticket",
-        settings.customers_topic: "customer",
-    }
-
-
 class Pipeline:
     """Handles batches from any topic; safe to call from several agents."""
 
@@ -70,7 +60,7 @@ class Pipeline:
         self.dead_letters = dead_letters
         self.health = health
         self.clock = clock
-        self.kinds = topic_kinds(settings)
+        self.kinds = settings.source_kinds()
         self._limits = (settings.longest_window_seconds * 1000, settings.attribution_window * 1000,
                         settings.future_tolerance_seconds * 1000, settings.max_message_bytes)
         self._folded_logged = 0.0
@@ -111,22 +101,21 @@ class Pipeline:
         return behind
 
     async def _dead_letter(self, message: Record, exc: InvalidEvent) -> None:
-        delay = 0.1
+        backoff = Backoff(0.1, 5.0)
         while True:  # a batch is acked only when every dead letter is out: retry, never skip
             try:
                 await self.dead_letters.send(message, exc.reason, exc.detail)
                 break
             except Exception:
                 log.exception("dead letter for %s not sent; retrying", where(message))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.wait()
         log.warning("dead-lettered %s: %s", where(message), exc)
         self.metrics.dead_letters.labels(message.topic, exc.reason).inc()
         self.metrics.events.labels(message.topic, "dead_letter").inc()
 
     async def _store(self, events: list[Event], topic: str, progress: Sequence[tuple[str, int, int]]
                      ) -> tuple[dict[str, int], dict[str, int | None]]:
-        delay = 0.05
+        backoff = Backoff(0.05, self.settings.redis_retry_max_seconds)
         while True:
             try:
                 outcomes = await self.store.commit(events, int(self.clock() * 1000), topic, progress)
@@ -141,8 +130,7 @@ class Pipeline:
                 self.health.redis(ok=True)
                 self.metrics.redis_state(ok=True)
                 return outcomes
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.settings.redis_retry_max_seconds)
+            await backoff.wait()
 
     def _redis_down(self, error: str) -> None:
         if self.health.redis_ok or not self.health.redis_error:

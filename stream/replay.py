@@ -26,7 +26,7 @@ from stream.health import Health
 from stream.kafka import client_options
 from stream.kpi import Rules
 from stream.metrics import Metrics
-from stream.pipeline import Pipeline, Record, topic_kinds
+from stream.pipeline import Pipeline, Record
 from stream.state import Store, partition_name, redis_client
 from stream.topics import partitions as topic_partitions
 
@@ -73,7 +73,7 @@ async def replay(settings: Settings, into: str, *, idle_seconds: float = 3.0, pr
     summary = Summary()
     started = time.monotonic()
     try:
-        partitions = await topic_partitions(settings, list(topic_kinds(settings)))
+        partitions = await topic_partitions(settings, list(settings.source_kinds()))
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
