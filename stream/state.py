@@ -1,12 +1,14 @@
 """The shared state in Redis and its atomic updates.
 
-Each customer's events live in one record ``{ns}:c:{customer_id}`` carrying a version.
-A batch is applied optimistically: read the records (one MGET), compute the new
-records and the change to the totals in pure Python (``stream.kpi``), then one Lua
-call writes every record whose version is unchanged *together with* its change to the
-totals. A record changed meanwhile by another worker is re-read and retried. Replaying
-an event is a no-op because the record already holds its id: at-least-once delivery
-gives exactly-once counts.
+The state is split by customer into shards (``stream.shards``), each under one hash tag,
+so that it runs the same on a single Redis and on Redis Cluster. Each customer's events
+live in one record of its shard, carrying a version. A batch is applied optimistically:
+read the records (one MGET per shard), compute the new records and the change to the
+totals in pure Python (``stream.kpi``), then one Lua call per shard writes every record
+whose version is unchanged *together with* the shard's change to the totals and its
+partition positions. A record changed meanwhile by another worker is re-read and that
+shard retried. Replaying an event is a no-op because the record already holds its id:
+at-least-once delivery gives exactly-once counts.
 """
 
 from __future__ import annotations
