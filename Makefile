@@ -4,7 +4,8 @@ PY := $(VENV)/bin/python
 # Debian packages the embedded stack and the tests use; installed when a binary is missing.
 APT_PACKAGES := redis-server:redis-server prometheus:prometheus promtool:prometheus \
 	prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager \
-	docker-compose:docker-compose chromium:chromium java:openjdk-17-jre-headless mvn:maven
+	docker-compose:docker-compose chromium:chromium java:openjdk-17-jre-headless mvn:maven \
+	faketime:faketime
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 # Apache Kafka for the tests and benchmarks: the jars of deploy/kafka/pom.xml, fetched once
