@@ -31,10 +31,9 @@ from stream.kafka import faust_credentials
 from stream.kpi import Rules
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline, where
-from stream.redis_client import redis_client
 from stream.retention import install as install_retention_check
 from stream.retry import Backoff
-from stream.state import Store, partition_name
+from stream.state import Store, partition_name, redis_client
 from stream.topics import KafkaProbe
 from stream.web import JSON_CONTENT_TYPE, METRICS_CONTENT_TYPE, Api, accepts_gzip, middlewares, static_file
 
@@ -80,10 +79,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     health = Health(stall_seconds=settings.stall_seconds, namespace=settings.app_id)
-    client = redis_client(settings)
     rules = Rules(settings.windows, settings.attribution_window * 1000)
+    client = redis_client(settings)
     store = Store(client, settings.app_id, rules, settings.max_segments, settings.max_teams,
-                  settings.state_cache_customers)
+                  settings.state_cache_customers, settings.state_shards)
     clock = SharedClock(redis_time(client), on_sync=lambda reading: metrics.clock_skew.set(reading.skew))
     pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(lambda: app.producer, settings.dlq_topic), health,
                         clock)

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stream.embedded import embedded, free_port, stop
+from stream.embedded import RedisClusterServers, embedded, free_port, start_broker, stop
 from tests.bench.events import generate, wire
 from tests.reliability.fast_oracle import expected as expected_kpis
 from tests.scenario import ATTRIBUTION, WINDOWS, iso
@@ -45,6 +45,20 @@ def stack() -> Iterator[tuple[str, str, Path]]:
     with embedded(work) as (bootstrap, redis_url):
         yield bootstrap, redis_url, work
     shutil.rmtree(work, ignore_errors=True)
+
+
+@contextmanager
+def cluster_stack() -> Iterator[tuple[str, str, Path]]:
+    """A tansu broker and a local Redis Cluster (three masters, three replicas)."""
+    work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
+    port = free_port()
+    broker = start_broker(port, work / "tansu.log")
+    cluster = RedisClusterServers(work / "redis-cluster")
+    try:
+        yield f"127.0.0.1:{port}", cluster.start().url, work
+    finally:
+        cluster.stop()
+        stop(broker)
 
 
 def worker_env(bootstrap: str, redis_url: str, **extra: str) -> dict[str, str]:
@@ -300,7 +314,7 @@ def main() -> int:
     messages = wire(events, TOPICS)
     size = sum(len(v) for _, _, v in messages) / len(messages)
     print(f"{len(messages)} events, {size:.0f} bytes on average, {args.customers} customers", flush=True)
-    raw, naive, ours, uncached, two, ready = [], [], [], [], [], []
+    raw, naive, ours, uncached, two, ready, clustered = [], [], [], [], [], [], []
     for run in range(args.runs):
         with stack() as (bootstrap, redis_url, work):
             create_topics(bootstrap, redis_url, work)
@@ -319,9 +333,15 @@ def main() -> int:
             create_topics(bootstrap, redis_url, work)
             produce(bootstrap, messages)
             two.append(two_workers(bootstrap, redis_url, len(messages), events, work))
+        with cluster_stack() as (bootstrap, redis_url, work):
+            create_topics(bootstrap, redis_url, work)
+            produce(bootstrap, messages)
+            clustered.append(pipeline(bootstrap, redis_url, len(messages), events, work,
+                                      ADVOCACY_REDIS_CLUSTER="true")[0])
         print(f"run {run + 1}: raw {raw[-1]:,.0f}/s  naive faust {naive[-1]:,.0f}/s  "
               f"pipeline {ours[-1]:,.0f}/s (exact), without record cache {uncached[-1]:,.0f}/s (exact), "
-              f"two workers {two[-1]:,.0f}/s (exact)  ready {ready[-1]:.1f} s", flush=True)
+              f"two workers {two[-1]:,.0f}/s (exact), on Redis Cluster {clustered[-1]:,.0f}/s (exact)  "
+              f"ready {ready[-1]:.1f} s", flush=True)
     with stack() as (bootstrap, redis_url, work):
         create_topics(bootstrap, redis_url, work)
         delays = freshness(bootstrap, redis_url, work, args.fresh_rate, args.fresh_seconds)
@@ -330,13 +350,13 @@ def main() -> int:
         create_topics(bootstrap, redis_url, work)
         rss = peak_rss(bootstrap, redis_url, work, args.rss_customers)
     print(f"peak RSS with {args.rss_customers:,} customers: {rss:.0f} MiB", flush=True)
-    report(args, size, raw, naive, ours, uncached, two, ready, delays, rss)
+    report(args, size, raw, naive, ours, uncached, two, ready, delays, rss, clustered)
     return 0
 
 
 def report(args: argparse.Namespace, size: float, raw: list[float], naive: list[float], ours: list[float],
            uncached: list[float], two: list[float], ready: list[float], delays: list[float],
-           rss: float) -> None:
+           rss: float, clustered: list[float]) -> None:
     med = statistics.median
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -350,6 +370,8 @@ def report(args: argparse.Namespace, size: float, raw: list[float], naive: list[
         ("the same, without the record cache (every customer read from Redis)",
          f"{med(uncached):,.0f} events/s", f"{med(uncached) / med(raw):.2f}x raw, "
          f"{med(uncached) / med(naive):.1f}x naive", ""),
+        ("the same on Redis Cluster (three masters, three replicas, on this machine; exact)",
+         f"{med(clustered):,.0f} events/s", f"{med(clustered) / med(ours):.2f}x single Redis", ""),
         ("two workers on this machine (two processes, one consumer group; same events, exact)",
          f"{med(two):,.0f} events/s", f"{med(two) / med(raw):.2f}x raw, {med(two) / med(ours):.2f}x one worker", ""),
         (f"freshness at {args.fresh_rate:,} events/s for {args.fresh_seconds:.0f} s (publish -> /kpis)",
@@ -368,7 +390,8 @@ def report(args: argparse.Namespace, size: float, raw: list[float], naive: list[
         *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows], "",
         f"Per run: raw {', '.join(f'{v:,.0f}' for v in raw)}; naive Faust {', '.join(f'{v:,.0f}' for v in naive)}; "
         f"pipeline {', '.join(f'{v:,.0f}' for v in ours)}; without cache "
-        f"{', '.join(f'{v:,.0f}' for v in uncached)}; two workers {', '.join(f'{v:,.0f}' for v in two)} events/s.",
+        f"{', '.join(f'{v:,.0f}' for v in uncached)}; two workers {', '.join(f'{v:,.0f}' for v in two)}; "
+        f"Redis Cluster {', '.join(f'{v:,.0f}' for v in clustered)} events/s.",
         "",
         "The pipeline's rate counts from the worker being ready to every event stored (each partition's "
         "position in the state at its end offset); /kpis must then show the numbers computed independently "

@@ -10,8 +10,8 @@ import pytest
 
 from stream.config import Settings, load_settings
 from stream.embedded import free_port, redis_path, stop, wait_port
-from stream.redis_client import HEALTH_CHECK_SECONDS, SOCKET_TIMEOUT_SECONDS, redis_client
 from stream.replay import replay
+from stream.state import redis_client
 from stream.topics import ensure_topics
 from tests.conftest import Stack
 from tests.support import require_binary
@@ -56,8 +56,8 @@ def _settings(redis_url: str, ca: Path | None, bootstrap: str = "127.0.0.1:9") -
 def test_the_factory_sets_the_timeouts_and_the_ca(tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
     kwargs = redis_client(_settings("rediss://127.0.0.1:6380/0", ca)).connection_pool.connection_kwargs
-    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == SOCKET_TIMEOUT_SECONDS
-    assert kwargs["health_check_interval"] == HEALTH_CHECK_SECONDS
+    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 5
+    assert kwargs["health_check_interval"] == 10
     assert kwargs["ssl_ca_certs"] == str(ca)
 
 
