@@ -139,15 +139,21 @@ def end_offsets(bootstrap: str) -> dict[str, int]:
 
 def wait_drained(redis_url: str, ends: dict[str, int], timeout: float = 900, app_id: str = "advocacy") -> float:
     """Poll the state's stored positions (every 50 ms) until each partition's is at its end offset;
-    returns when. /kpis is served from a snapshot up to a second old, so it would add up to a second."""
+    returns when. /kpis is served from a snapshot (ADVOCACY_WEB_REFRESH_SECONDS plus a read behind), so it would
+    add that."""
     import redis
 
+    from stream.config import Settings
+    from stream.shards import Shard
+
     client = redis.Redis.from_url(redis_url)
+    keys = [Shard(app_id, i).pos for i in range(Settings().state_shards)]  # every shard stores every position
     deadline = time.monotonic() + timeout
     try:
         while True:
-            stored = {k.decode(): int(v) for k, v in client.hgetall(f"{app_id}:pos").items()}
-            if all(stored.get(name, 0) >= end for name, end in ends.items()):
+            hashes = [{k.decode(): int(v) for k, v in client.hgetall(key).items()} for key in keys]
+            stored = {name: min(h.get(name, 0) for h in hashes) for name in ends}
+            if all(stored[name] >= end for name, end in ends.items()):
                 return time.monotonic()
             if time.monotonic() > deadline:
                 raise AssertionError(f"not drained within {timeout} s: {stored} vs {ends}")

@@ -9,8 +9,8 @@ pause of ``--intervals``, from the worker being ready to the end. The drain's en
 from the state itself (every partition's stored position at its end offset, polled in
 Redis every 50 ms), so that the figure does not depend on how fresh /kpis is; /kpis must
 then equal the independently computed KPIs. Redis commands are counted with ``INFO``
-(``total_commands_processed``, and ``zcount`` calls from ``INFO commandstats``: only a
-totals read issues them, windows x teams per read). After the drain, with no events,
+(``total_commands_processed``, and ``smembers`` calls from ``INFO commandstats``: a totals
+read issues two per shard, and only the janitor's prune issues them otherwise). After the drain, with no events,
 ``--idle-seconds`` more (the clients still polling, or not): the worker's CPU time then
 is what serving the clients costs it, a figure that other work on a shared machine
 disturbs far less than drain rates.
@@ -41,7 +41,9 @@ from typing import Any
 
 import redis
 
+from stream.config import Settings
 from stream.embedded import free_port
+from stream.shards import Shard
 from stream.web import KEEP_WARM_SECONDS
 from tests.bench.events import generate, wire
 from tests.bench.run import ENDPOINTS, ROOT, TOPICS, create_topics, end_offsets, stack, wait_drained, worker_env
@@ -124,10 +126,11 @@ class Clients:
 # -- one drain ----------------------------------------------------------------------------------
 
 def _commands(client: redis.Redis) -> tuple[int, int]:
-    """(total commands processed, zcount calls) so far."""
+    """(total commands processed, SMEMBERS calls) so far: a read of the totals issues two SMEMBERS a
+    shard (its segments and teams), which only the janitor's prune also issues."""
     total = int(client.info("stats")["total_commands_processed"])
-    zcount = client.info("commandstats").get("cmdstat_zcount", {}).get("calls", 0)
-    return total, int(zcount)
+    smembers = client.info("commandstats").get("cmdstat_smembers", {}).get("calls", 0)
+    return total, int(smembers)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -167,8 +170,10 @@ def drain(events: list[tuple[str, dict[str, Any]]], args: argparse.Namespace, in
                 if tree is None:
                     raise
                 seconds = time.monotonic() - started
-                positions = {k.decode(): int(v) for k, v in state.hgetall("advocacy:pos").items()}
-                stored = sum(min(positions.get(name, 0), end) for name, end in ends.items())
+                hashes = [{k.decode(): int(v) for k, v in state.hgetall(key).items()} for key in (
+                    Shard("advocacy", i).pos for i in range(Settings().state_shards))]
+                positions = {name: min(h.get(name, 0) for h in hashes) for name in ends}
+                stored = sum(min(positions[name], end) for name, end in ends.items())
             cpu = _cpu_seconds(worker.proc.pid) - cpu
             after = _commands(state)
             result: dict[str, Any] = {
@@ -193,9 +198,7 @@ def drain(events: list[tuple[str, dict[str, Any]]], args: argparse.Namespace, in
             if clients is not None:
                 result["clients"] = clients.stop()
                 clients = None
-            teams = state.scard("advocacy:teams")
-            result["commands_per_read"] = 5 + len(WINDOWS) * (state.scard("advocacy:segments") + 2 * teams)
-            result["zcount_per_read"] = len(WINDOWS) * teams
+            result["zcount_per_read"] = 2 * Settings().state_shards  # SMEMBERS a read
             return result
         finally:
             if clients is not None:
@@ -288,7 +291,7 @@ def write(args: argparse.Namespace, alone: dict[tuple[int, int], list[dict[str, 
         f"Measured by `make bench-web` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC ({os.cpu_count()} cores shared with "
         f"other work, Python {platform.python_version()}, embedded tansu and redis-server on loopback): "
         f"{args.events:,} events of {args.customers:,} customers, with 4 segments and 4 teams (as the demo) or 100 "
-        f"of each (one read of the totals is then 1,505 Redis commands instead of 65). {args.clients} clients (one "
+        f"of each (a read of the totals is two Lua calls per shard of the state). {args.clients} clients (one "
         "process, each client on its own keep-alive connection, accepting gzip as browsers and Prometheus do) GET "
         f"/kpis then /metrics and wait {' or '.join(f'{i:g} s' for i in intervals)} (the page waits 5 s), from the "
         "worker being ready, through its "
@@ -313,7 +316,7 @@ def write(args: argparse.Namespace, alone: dict[tuple[int, int], list[dict[str, 
         row("answers", lambda a, r: answers(r)),
         row("request latency p50 / p99", lambda a, r: f"{med(p['clients']['p50'] for p in r) * 1000:.1f} / "
             f"{med(p['clients']['p99'] for p in r) * 1000:.0f} ms"),
-        row("state reads/s during the drain (Redis ZCOUNT calls / windows x teams)",
+        row("state reads/s during the drain (Redis SMEMBERS calls / 2 x shards)",
             lambda a, r: runs([p["zcount_per_s"] / p["zcount_per_read"] for p in r], "{:.2f}")),
         row("**Redis commands/s** with no events, without / with the clients",
             lambda a, r: f"{med(x['idle_commands_per_s'] for x in a):,.0f} / "
