@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -232,19 +233,23 @@ async def test_a_commit_from_a_stale_generation_is_rejected_and_the_worker_recov
     """A commit built before a rebalance reaches the broker after it. The worker stores a first half of the
     events; the group moves to a new generation (a real rejoin: revoked and assigned again); the second half
     is published and the next commit request carries the generation and member id the worker had before.
+    The stale request is held until every event is stored, so no later record can move the group's commit.
     The broker rejects it (ILLEGAL_GENERATION); aiokafka resets the member, Faust does not crash, the worker
     joins again as a new member and reads on from the state's positions: exact, and the group's commits
-    reach the end offsets again."""
+    reach the end offsets again (from the assignment: no record arrives after it)."""
     async with running(namespace, share=0.5) as run:
         thread = run.consumer._thread
         coordinator = thread._ensure_consumer()._coordinator
         real = coordinator.commit_offsets
         stale: list[tuple[int, str]] = []  # the generation and member id to send, once
         outcome: list[BaseException | None] = []
+        sent = threading.Event()  # the stale commit goes once every event is stored
 
         async def commit_offsets(assignment: Any, offsets: Any) -> None:  # in the consumer thread's loop
             if not stale or not offsets:
                 return await real(assignment, offsets)
+            while not sent.is_set():  # noqa: ASYNC110 - set from the test's loop: held until all is stored
+                await asyncio.sleep(0.02)
             current = (coordinator.generation, coordinator.member_id)
             coordinator.generation, coordinator.member_id = stale.pop()  # the request as built before
             try:
@@ -266,6 +271,10 @@ async def test_a_commit_from_a_stale_generation_is_rejected_and_the_worker_recov
         assert coordinator.generation > before[0], "the group did not move to a new generation"
         stale.append(before)
         await asyncio.to_thread(publish, namespace.stack.bootstrap, run.rest)
+        # everything stored before the stale commit is refused: no later record may carry the
+        # group's commit forward, the worker's assignment must (stream.batching.perform_seek)
+        await _stored_to_end(run)
+        sent.set()
         await _until(lambda: bool(outcome), 30, "a commit from the stale generation")
         assert isinstance(outcome[0], CommitFailedError), f"the broker accepted a stale commit: {outcome[0]!r}"
         assert isinstance(outcome[0].__cause__, IllegalGenerationError), repr(outcome[0].__cause__)
