@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -22,6 +21,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
 from stream.batching import Batch, BatchApp, NoTableManager
+from stream.clock import Clock, SharedClock, redis_time
 from stream.config import Settings
 from stream.errors import StateError
 from stream.events import REASONS
@@ -107,10 +107,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     rules = Rules(settings.windows, settings.attribution_window * 1000)
     store = Store(client, settings.app_id, rules, settings.max_segments, settings.max_teams,
                   settings.state_cache_customers)
-    pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(app, settings.dlq_topic), health)
-    api = Api(store, metrics, health, settings.windows)
+    clock = SharedClock(redis_time(client), on_sync=lambda reading: metrics.clock_skew.set(reading.skew))
+    pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(app, settings.dlq_topic), health, clock)
+    api = Api(store, metrics, health, settings.windows, clock)
     metrics.declare(list(settings.source_kinds()), REASONS)
-    app.advocacy = {"health": health, "metrics": metrics, "store": store, "pipeline": pipeline}
+    app.advocacy = {"health": health, "metrics": metrics, "store": store, "pipeline": pipeline, "clock": clock}
 
     deliveries = {}
     for topic_name, kind in settings.source_kinds().items():
@@ -122,7 +123,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app.deliver_batch = deliver_batch
     app.positions = StatePositions(store)
     _add_routes(app, api)
-    _add_housekeeping(app, settings, store, metrics, health)
+    _add_housekeeping(app, settings, store, metrics, health, clock)
     install_retention_check(app, settings, health, metrics)
     return app
 
@@ -284,7 +285,7 @@ def _report_rebuild(consumer: Any, readings: dict[Any, Any], health: Health) -> 
 
 
 def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics: Metrics,
-                      health: Health) -> None:
+                      health: Health, clock: Clock) -> None:
     @app.on_rebalance_complete.connect
     async def _rebalanced(sender: Any, **kwargs: Any) -> None:
         health.rebalancing = False
@@ -324,7 +325,9 @@ def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics:
         health.rebalancing = bool(app.rebalancing)
         try:
             await store.ping()
+            await clock.now_ms()  # measures Redis's time when due, even while no batch comes
         except StateError as exc:
+            clock.invalidate()  # Redis may come back on another host, with another clock
             health.redis(ok=False, error=str(exc))
         else:
             health.redis(ok=True)
@@ -337,7 +340,7 @@ def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics:
     @app.timer(settings.janitor_interval_seconds)
     async def _janitor() -> None:
         try:
-            removed = await store.prune(int(time.time() * 1000))
+            removed = await store.prune(await clock.now_ms())
         except StateError as exc:
             log.warning("pruning skipped: %s", exc)
             return

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
+from stream.clock import Clock
 from stream.config import Settings
 from stream.errors import InvalidEvent, StateError, StateUnavailable
 from stream.events import parse
@@ -53,7 +54,7 @@ class Pipeline:
     """Handles batches from any topic; safe to call from several agents."""
 
     def __init__(self, settings: Settings, store: Store, metrics: Metrics, dead_letters: DeadLetterSink,
-                 health: Health, clock: Callable[[], float] = time.time) -> None:
+                 health: Health, clock: Clock) -> None:
         self.settings = settings
         self.store = store
         self.metrics = metrics
@@ -74,7 +75,7 @@ class Pipeline:
         ``Store.commit``), to be read again from there.
         """
         started = time.perf_counter()
-        now_ms = int(self.clock() * 1000)
+        now_ms = await self._now_ms()  # Redis's time (stream.clock), whatever this host's clock says
         valid: list[Event] = []
         stored: list[Record] = []
         longest, attribution, tolerance, max_bytes = self._limits
@@ -95,7 +96,7 @@ class Pipeline:
         if valid or progress:
             outcomes, behind = await self._store(valid, stored[0].topic if stored else "", progress)
             if stored:
-                self._measure(stored, outcomes)
+                self._measure(stored, outcomes, await self._now_ms())
         self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.health.progress()
         return behind
@@ -113,12 +114,25 @@ class Pipeline:
         self.metrics.dead_letters.labels(message.topic, exc.reason).inc()
         self.metrics.events.labels(message.topic, "dead_letter").inc()
 
+    async def _now_ms(self) -> int:
+        """The shared clock's now; waits while Redis cannot be asked (only before its first answer,
+        or when the last one is too old to use)."""
+        backoff = Backoff(0.05, self.settings.redis_retry_max_seconds)
+        while True:
+            try:
+                return await self.clock.now_ms()
+            except StateUnavailable as exc:
+                self._redis_down(str(exc))
+            except StateError as exc:
+                log.error("could not read Redis's time, retrying: %s", exc)
+            await backoff.wait()
+
     async def _store(self, events: list[Event], topic: str, progress: Sequence[tuple[str, int, int]]
                      ) -> tuple[dict[str, int], dict[str, int | None]]:
         backoff = Backoff(0.05, self.settings.redis_retry_max_seconds)
         while True:
             try:
-                outcomes = await self.store.commit(events, int(self.clock() * 1000), topic, progress)
+                outcomes = await self.store.commit(events, await self.clock.now_ms(), topic, progress)
             except StateUnavailable as exc:
                 self._redis_down(str(exc))
             except StateError as exc:
@@ -133,12 +147,13 @@ class Pipeline:
             await backoff.wait()
 
     def _redis_down(self, error: str) -> None:
+        self.clock.invalidate()  # Redis may come back on another host, with another clock
         if self.health.redis_ok or not self.health.redis_error:
             log.error("%s; holding commits and retrying with backoff", error)
         self.health.redis(ok=False, error=error)
         self.metrics.redis_state(ok=False)
 
-    def _measure(self, messages: list[Record], outcomes: dict[str, int]) -> None:
+    def _measure(self, messages: list[Record], outcomes: dict[str, int], now_ms: int) -> None:
         topic = messages[0].topic
         for outcome in ("applied", "duplicate", "ignored"):
             if outcomes[outcome]:
@@ -152,6 +167,5 @@ class Pipeline:
                 self._folded_logged = now
                 log.warning("%d events of %s had a segment or team over the cap (ADVOCACY_MAX_SEGMENTS/"
                             "ADVOCACY_MAX_TEAMS) and count under '_other'", outcomes["folded"], where(messages[0]))
-        now_ms = self.clock() * 1000
         observe_many(self.metrics.latency.labels(topic),
                      [max(0.0, now_ms - m.timestamp) / 1000 for m in messages if m.timestamp])

@@ -32,15 +32,19 @@ from stream.kafka import client_options
 from stream.kpi import Event
 from stream.schemas import TOPIC_KINDS
 
+__all__ = ["Producer", "Receipt", "ReviewKind", "Status", "Timestamp", "rfc3339", "topic_name", "validate"]
+
 ReviewKind = Literal["review", "testimonial", "case_study", "survey", "social"]
 Status = Literal["active", "churned"]
 Timestamp = datetime | str | None
 _TOPIC = {t.default: t for t in SOURCES}
 
 
-def rfc3339(value: datetime) -> str:
-    """An aware datetime -> RFC 3339 in UTC with microseconds (all a datetime holds, and the precision
-    the service compares at), e.g. 2026-11-23T14:03:00.000250Z."""
+def rfc3339(value: datetime | float) -> str:
+    """An aware datetime, or epoch seconds -> RFC 3339 in UTC with microseconds (all a datetime holds,
+    and the precision the service compares at), e.g. 2026-11-23T14:03:00.000250Z."""
+    if not isinstance(value, datetime):
+        value = datetime.fromtimestamp(value, UTC)
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidEvent("invalid_timestamp", "occurred_at datetime has no timezone")
     return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
+from stream.clock import SharedClock, redis_time
 from stream.config import Settings
 from stream.errors import StateError
 from stream.health import Health
@@ -67,7 +68,7 @@ async def replay(settings: Settings, into: str, *, idle_seconds: float = 3.0, pr
         raise StateError(f"app id {into!r} already has state in Redis: replay needs a fresh one")
     await store.check_rules()
     sink = CountingSink()
-    pipeline = Pipeline(target, store, Metrics(CollectorRegistry()), sink, Health())
+    pipeline = Pipeline(target, store, Metrics(CollectorRegistry()), sink, Health(), SharedClock(redis_time(client)))
     consumer = AIOKafkaConsumer(**client_options(settings), group_id=into, enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_poll_records=settings.batch_max_events)
     await consumer.start()

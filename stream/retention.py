@@ -20,6 +20,8 @@ from stream.config import Settings
 from stream.kafka import client_options
 from stream.retry import Backoff
 
+__all__ = ["DAY_MS", "check", "creation_configs", "describe", "install", "required_ms", "shortfall"]
+
 log = logging.getLogger("stream.retention")
 
 DAY_MS = 86_400_000
@@ -33,7 +35,7 @@ def required_ms(settings: Settings) -> int:
 def creation_configs(settings: Settings, name: str) -> dict[str, str]:
     """Topic configs for a topic the service creates."""
     if settings.compacted(name):
-        return {"cleanup.policy": "compact"}
+        return {"cleanup.policy": "compact", "retention.ms": "-1"}  # every latest record, kept for good
     return {"retention.ms": str(required_ms(settings))}
 
 

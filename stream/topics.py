@@ -20,6 +20,8 @@ from stream.kafka import AccessDenied, client_options, describe, login_problem
 from stream.retention import creation_configs
 from stream.retry import Backoff
 
+__all__ = ["KafkaProbe", "ensure_topics", "partitions", "topic_configs"]
+
 log = logging.getLogger("stream.topics")
 
 

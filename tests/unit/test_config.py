@@ -193,3 +193,19 @@ def test_the_topic_table_is_the_one_home_of_the_topics() -> None:
     assert s.source_kinds() == {"reviews": "review", "referrals": "referral", "tickets-closed": "ticket",
                                 "people": "customer"}
     assert s.compacted("people") and not s.compacted("customers") and not s.compacted("dead")
+
+
+def test_gc_tuning_is_a_setting_and_zero_leaves_the_collector_alone() -> None:
+    import gc
+
+    from stream.__main__ import _tune_gc
+
+    before = gc.get_threshold()
+    try:
+        _tune_gc(0)
+        assert gc.get_threshold() == before
+        _tune_gc(load_settings(gc_young_threshold=12_345).gc_young_threshold)
+        assert gc.get_threshold()[0] == 12_345
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
