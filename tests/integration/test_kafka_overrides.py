@@ -299,9 +299,9 @@ async def test_a_commit_from_a_stale_generation_is_rejected_and_the_worker_recov
         # commits stayed behind the state's positions for a minute after the worker joined again
         # (the state exact). The assignment's commit point is checked in tests/unit/test_batching.py.
         try:
-            await _until(committed, 20, "the group's commits to reach the end offsets")
+            await _until(committed, 10, "the group's commits to reach the end offsets")
             caught_up = "the group's commits reached the end offsets"
         except AssertionError:
-            caught_up = "the group's commits still behind the end offsets after 20 s"
+            caught_up = "the group's commits still behind the end offsets after 10 s"
         print(f"stale commit (generation {before[0]}): {outcome[0].__cause__!r}; generation now "
               f"{coordinator.generation}; {caught_up}")
