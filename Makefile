@@ -67,6 +67,8 @@ bench: deps $(PEERS)/.installed
 	$(PY) -m tests.bench.run $(BENCH_ARGS)
 
 # the kill and rebalance scenarios again and again, outside `make test`: ROUNDS=30 make soak
+# (the Redis Cluster failovers: SOAK_TESTS=tests/reliability/test_redis_cluster.py, with more events
+# per round through RELIABILITY_CLUSTER_EVENTS=20000)
 ROUNDS ?= 30
 SOAK_TESTS ?= tests/reliability/test_uncommitted.py
 soak: deps

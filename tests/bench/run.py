@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stream.embedded import embedded, free_port, start_redis, stop
+from stream.embedded import RedisClusterServers, embedded, free_port, start_broker, start_redis, stop
 from stream.kafka_server import KafkaCluster, kafka_version
 from tests.bench.events import generate, wire
 from tests.reliability.fast_oracle import expected as expected_kpis
@@ -45,6 +45,20 @@ def stack() -> Iterator[tuple[str, str, Path]]:
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     with embedded(work) as (bootstrap, redis_url):
         yield bootstrap, redis_url, work
+
+
+@contextmanager
+def cluster_stack() -> Iterator[tuple[str, str, Path]]:
+    """A tansu broker and a local Redis Cluster (three masters, three replicas)."""
+    work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
+    port = free_port()
+    broker = start_broker(port, work / "tansu.log")
+    cluster = RedisClusterServers(work / "redis-cluster")
+    try:
+        yield f"127.0.0.1:{port}", cluster.start().url, work
+    finally:
+        cluster.stop()
+        stop(broker)
 
 
 @contextmanager
@@ -77,6 +91,7 @@ class Figures:
     ready: list[float] = field(default_factory=list)
     uncached: list[float] = field(default_factory=list)
     two: list[float] = field(default_factory=list)
+    clustered: list[float] = field(default_factory=list)  # the pipeline on Redis Cluster
     delays: list[float] = field(default_factory=list)
 
 
@@ -326,7 +341,8 @@ def main() -> int:
 def measure_run(broker: str, fig: Figures, args: argparse.Namespace, events: list[tuple[str, dict[str, Any]]],
                 messages: list[tuple[str, bytes, bytes]]) -> None:
     """One run's throughput rows on ``broker``, each on a fresh broker and Redis with the same events.
-    Without the record cache and two workers: on tansu only (they measure the worker, not the broker)."""
+    Without the record cache, two workers and Redis Cluster: on tansu only (they measure the worker and
+    Redis, not the broker)."""
     stack_of = STACKS[broker][1]
     with stack_of() as (bootstrap, redis_url, work):
         create_topics(bootstrap, redis_url, work)
@@ -346,8 +362,13 @@ def measure_run(broker: str, fig: Figures, args: argparse.Namespace, events: lis
             create_topics(bootstrap, redis_url, work)
             produce(bootstrap, messages)
             fig.two.append(two_workers(bootstrap, redis_url, len(messages), events, work))
-    more = (f", without record cache {fig.uncached[-1]:,.0f}/s (exact), two workers {fig.two[-1]:,.0f}/s (exact)"
-            if fig.uncached else "")
+        with cluster_stack() as (bootstrap, redis_url, work):
+            create_topics(bootstrap, redis_url, work)
+            produce(bootstrap, messages)
+            fig.clustered.append(pipeline(bootstrap, redis_url, len(messages), events, work,
+                                          ADVOCACY_REDIS_CLUSTER="true")[0])
+    more = (f", without record cache {fig.uncached[-1]:,.0f}/s (exact), two workers {fig.two[-1]:,.0f}/s (exact), "
+            f"on Redis Cluster {fig.clustered[-1]:,.0f}/s (exact)" if fig.uncached else "")
     print(f"run {len(fig.raw)} on {broker}: raw {fig.raw[-1]:,.0f}/s  naive faust {fig.naive[-1]:,.0f}/s  "
           f"pipeline {fig.ours[-1]:,.0f}/s (exact){more}  ready {fig.ready[-1]:.1f} s", flush=True)
 
@@ -381,6 +402,8 @@ def report(args: argparse.Namespace, size: float, figures: dict[str, Figures], r
          lambda f: _rate(f.ours, ("raw", f.raw), ("naive", f.naive)), ">= 60,000 events/s"),
         ("the same, without the record cache (every customer read from Redis)",
          lambda f: _rate(f.uncached, ("raw", f.raw), ("naive", f.naive)), ""),
+        ("the same on Redis Cluster (three masters, three replicas, on this machine; exact)",
+         lambda f: _rate(f.clustered, ("single Redis", f.ours)), ""),
         ("two workers on this machine (two processes, one consumer group; same events, exact)",
          lambda f: _rate(f.two, ("raw", f.raw), ("one worker", f.ours)), ""),
         (f"freshness at {args.fresh_rate:,} events/s for {args.fresh_seconds:.0f} s (publish -> /kpis)",
@@ -397,7 +420,9 @@ def report(args: argparse.Namespace, size: float, figures: dict[str, Figures], r
     per_run = [f"Per run on {STACKS[b][0]}: raw {', '.join(f'{v:,.0f}' for v in f.raw)}; naive Faust "
                f"{', '.join(f'{v:,.0f}' for v in f.naive)}; pipeline {', '.join(f'{v:,.0f}' for v in f.ours)}"
                + (f"; without cache {', '.join(f'{v:,.0f}' for v in f.uncached)}" if f.uncached else "")
-               + (f"; two workers {', '.join(f'{v:,.0f}' for v in f.two)}" if f.two else "") + " events/s."
+               + (f"; two workers {', '.join(f'{v:,.0f}' for v in f.two)}" if f.two else "")
+               + (f"; Redis Cluster {', '.join(f'{v:,.0f}' for v in f.clustered)}" if f.clustered else "")
+               + " events/s."
                for b, f in figures.items()]
     runs = "the median of 1 run" if args.runs == 1 else f"medians of {args.runs} runs"
     lines = [
