@@ -62,7 +62,8 @@ $(PEERS)/.installed: tests/bench/peers.txt
 	$(PEERS)/bin/python -m pip install -q -r tests/bench/peers.txt
 	touch $@
 
-# side-by-side throughput, freshness, start-up and memory; writes docs/benchmarks.md (~10 min)
+# side-by-side throughput, freshness, start-up and memory on tansu and Apache Kafka; writes docs/benchmarks.md
+# (BENCH_ARGS=--runs 1: 12 min on 2 loaded cores; the default 3 runs about 30 min there, less on a quiet machine)
 bench: deps $(PEERS)/.installed
 	$(PY) -m tests.bench.run $(BENCH_ARGS)
 
