@@ -3,11 +3,12 @@
 Runs in its own virtualenv (``make bench`` makes ``.venv-peers`` with quixstreams pinned), as
 its own process, like a worker:
 
-    .venv-peers/bin/python tests/bench/quix_peer.py BOOTSTRAP TOPIC[,TOPIC...] EXPECTED STATE_DIR
+    .venv-peers/bin/python tests/bench/quix_peer.py BOOTSTRAP TOPIC[,TOPIC...] EXPECTED STATE_DIR [--per-key]
 
 At-least-once (Quix's default). Each event is counted in a one-hour tumbling window per
 segment (``unknown`` for events that carry none), after a ``group_by`` on the segment, which
-repartitions through a topic of Quix's own as a per-segment count must. Prints one JSON line
+repartitions through a topic of Quix's own as a per-segment count must (``--per-key``: the
+plain windowed count per message key, the customer, with no repartition). Prints one JSON line
 when the first event is counted and one when the EXPECTED-th is, with monotonic times, so the
 parent measures start-up (launch to first event) and throughput (first to last).
 """
@@ -26,7 +27,10 @@ def main() -> None:
     bootstrap, topics, expected, state_dir = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4]
     app = Application(broker_address=bootstrap, consumer_group=f"quix-peer-{time.time_ns()}",
                       auto_offset_reset="earliest", processing_guarantee="at-least-once", state_dir=state_dir,
-                      loglevel="WARNING")
+                      loglevel="WARNING",
+                      # the worker's session timeout (ADVOCACY_SESSION_TIMEOUT_SECONDS=6): tansu holds a
+                      # group join for half of it, so both start under the same rule
+                      consumer_extra_config={"session.timeout.ms": 6000})
     seen = 0
 
     def counted(_value: object) -> None:
@@ -42,7 +46,8 @@ def main() -> None:
     sdf = frames[0]
     for other in frames[1:]:
         sdf = sdf.concat(other)
-    sdf = sdf.group_by(lambda value: value.get("segment") or "unknown", name="segment")
+    if "--per-key" not in sys.argv[5:]:  # --per-key: Quix's plain windowed count, per message key
+        sdf = sdf.group_by(lambda value: value.get("segment") or "unknown", name="segment")
     sdf = sdf.tumbling_window(timedelta(hours=1)).count().current()
     sdf.update(counted)
     app.run()

@@ -98,6 +98,9 @@ class Figures:
     uncached: list[float] = field(default_factory=list)
     two: list[float] = field(default_factory=list)
     clustered: list[float] = field(default_factory=list)  # the pipeline on Redis Cluster
+    quix: list[float] = field(default_factory=list)  # the Quix Streams peer
+    quix_ready: list[float] = field(default_factory=list)  # its launch to first event counted
+    quix_key: list[float] = field(default_factory=list)  # the same, a plain count per key (no group_by)
     delays: list[float] = field(default_factory=list)
 
 
@@ -209,6 +212,33 @@ def wait_drained(redis_url: str, ends: dict[str, int], timeout: float = 900, app
             time.sleep(0.05)
     finally:
         client.close()
+
+
+def quix_streams(bootstrap: str, n: int, work: Path, *options: str) -> tuple[float, float] | None:
+    """The Quix Streams peer (tests/bench/quix_peer.py, in .venv-peers): events per second from its
+    first event counted to its last, and seconds from launch to the first; None without .venv-peers."""
+    python = ROOT / ".venv-peers" / "bin" / "python"
+    if not python.exists():
+        print("no .venv-peers (make bench creates it): the Quix Streams row is left out", flush=True)
+        return None
+    started = time.monotonic()
+    with open(work / "quix.log", "ab") as log:
+        proc = subprocess.Popen([str(python), str(ROOT / "tests" / "bench" / "quix_peer.py"), bootstrap,
+                                 ",".join(TOPICS.values()), str(n), str(work / f"quix-state{len(options)}"),
+                                 *options],
+                                stdout=subprocess.PIPE, stderr=log, text=True, cwd=work)
+    marks: dict[str, float] = {}
+    reader = threading.Thread(target=lambda: marks.update(
+        (k, v) for line in proc.stdout or () for k, v in json.loads(line).items()), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: "last" in marks or proc.poll() is not None, 900, interval=0.2,
+                 what="Quix Streams to count every event")
+        if "last" not in marks:
+            raise RuntimeError(f"quix peer exited with {proc.returncode}; see {work / 'quix.log'}")
+        return n / (marks["last"] - marks["first"]), marks["first"] - started
+    finally:
+        stop(proc)
 
 
 def pipeline(bootstrap: str, redis_url: str, n: int, events: list[tuple[str, dict[str, Any]]],
@@ -405,6 +435,12 @@ def measure_run(broker: str, fig: Figures, args: argparse.Namespace, events: lis
         produce(bootstrap, messages)
         fig.raw.append(raw_ceiling(bootstrap, len(messages)))
         fig.naive.append(naive_faust(bootstrap, len(messages), work))
+        peer = quix_streams(bootstrap, len(messages), work)
+        if peer is not None:
+            fig.quix.append(peer[0])
+            fig.quix_ready.append(peer[1])
+            plain = quix_streams(bootstrap, len(messages), work, "--per-key")
+            fig.quix_key.append(plain[0] if plain else 0.0)
         rate, up = pipeline(bootstrap, redis_url, len(messages), events, work)
         fig.ours.append(rate)
         fig.ready.append(up)
@@ -454,8 +490,12 @@ def report(args: argparse.Namespace, size: float, figures: dict[str, Figures], r
     rows: list[tuple[str, Callable[[Figures], str], str]] = [
         ("raw aiokafka consume + json decode (ceiling)", lambda f: _rate(f.raw), ""),
         ("naive Faust agent, per-event tumbling-table update", lambda f: _rate(f.naive, ("raw", f.raw)), ""),
+        ("Quix Streams 3.28.1: count per segment (group_by) in a 1 h tumbling window, at-least-once, RocksDB state",
+         lambda f: _rate(f.quix, ("raw", f.raw)), ""),
+        ("Quix Streams 3.28.1: its plain windowed count, per message key (the customer), same settings",
+         lambda f: _rate(f.quix_key, ("raw", f.raw)), ""),
         ("this pipeline (validate, dedup, attribution, windows, Redis, to exact /kpis)",
-         lambda f: _rate(f.ours, ("raw", f.raw), ("naive", f.naive)), ">= 60,000 events/s"),
+         lambda f: _rate(f.ours, ("raw", f.raw), ("naive", f.naive), ("Quix", f.quix)), ">= 60,000 events/s"),
         ("the same, without the record cache (every customer read from Redis)",
          lambda f: _rate(f.uncached, ("raw", f.raw), ("naive", f.naive)), ""),
         ("the same on Redis Cluster (three masters, three replicas, on this machine; exact)",
@@ -466,6 +506,9 @@ def report(args: argparse.Namespace, size: float, figures: dict[str, Figures], r
          lambda f: _delays(f.delays), "p99 <= 1 s"),
         ("worker start-up to ready (a new consumer group)",
          lambda f: f"{med(f.ready):.1f} s ({', '.join(f'{v:.1f}' for v in f.ready)})" if f.ready else "-", "<= 5 s"),
+        ("Quix Streams start-up (launch to its first event counted, events already published)",
+         lambda f: f"{med(f.quix_ready):.1f} s ({', '.join(f'{v:.1f}' for v in f.quix_ready)})"
+         if f.quix_ready else "-", ""),
     ]
     names = [STACKS[b][0] for b in brokers]
     table = [f"| what | {' | '.join(names)} | target |", "|---|" + "---|" * len(brokers) + "---|",
@@ -478,6 +521,7 @@ def report(args: argparse.Namespace, size: float, figures: dict[str, Figures], r
                + (f"; without cache {', '.join(f'{v:,.0f}' for v in f.uncached)}" if f.uncached else "")
                + (f"; two workers {', '.join(f'{v:,.0f}' for v in f.two)}" if f.two else "")
                + (f"; Redis Cluster {', '.join(f'{v:,.0f}' for v in f.clustered)}" if f.clustered else "")
+               + (f"; Quix Streams {', '.join(f'{v:,.0f}' for v in f.quix)}" if f.quix else "")
                + " events/s."
                for b, f in figures.items()]
     runs = "the median of 1 run" if args.runs == 1 else f"medians of {args.runs} runs"
