@@ -24,6 +24,7 @@ recovered, not the gap check that would otherwise re-read a lost range seconds l
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import threading
 import time
@@ -136,7 +137,8 @@ async def _exact(run: Running, timeout: float = 90.0) -> None:  # noqa: ASYNC109
     advocacy = run.app.advocacy
     api = Api(advocacy["store"], advocacy["metrics"], advocacy["health"], advocacy["pipeline"].settings.windows,
               advocacy["clock"])
-    status, body = await api.kpis(None)
+    status, raw, _ = await api.kpis(None)
+    body = json.loads(raw)
     want = expected(run.bulk.valid(), time.time(), WINDOWS, ATTRIBUTION)
     assert status == 200 and strip(body) == want, f"dropped fetches {run.dropped}:\n{diff(strip(body), want)}"
     assert run.gaps() == 0, "the gap check had to re-read a range: the override itself lost records"
