@@ -28,7 +28,7 @@ from stream.events import REASONS
 from stream.gaps import GapWatch
 from stream.health import Health
 from stream.kafka import faust_credentials
-from stream.kpi import Rules
+from stream.kpi.windows import Rules
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline, Record, topic_kinds, where
 from stream.retention import install as install_retention_check

@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stream.errors import ConfigError
 from stream.events import largest_valid_bytes
-from stream.kpi import Window, parse_duration
+from stream.kpi.windows import Window, parse_duration
 
 ENV_PREFIX = "ADVOCACY_"
 TOPIC_FIELDS = ("reviews_topic", "referrals_topic", "tickets_topic", "customers_topic", "dlq_topic")

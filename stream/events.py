@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from stream.errors import InvalidEvent
-from stream.kpi import Event
+from stream.event import Event
 
 KINDS = ("review", "referral", "ticket", "customer")
 #: every dead-letter reason (label values of advocacy_dead_letters_total)

@@ -13,7 +13,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from stream.kpi import OVERFLOW_LABEL, UNKNOWN_SEGMENT
+from stream.kpi.record import UNKNOWN_SEGMENT
+from stream.kpi.totals import OVERFLOW_LABEL
 
 _ADMIT = """
 local cap = tonumber(ARGV[1])

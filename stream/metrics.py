@@ -16,7 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from stream import __version__
-from stream.kpi import Totals, ratio
+from stream.kpi.totals import Totals, ratio
 
 OUTCOMES = ("applied", "duplicate", "ignored", "dead_letter")
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)

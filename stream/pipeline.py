@@ -14,9 +14,9 @@ from typing import Protocol
 
 from stream.config import Settings
 from stream.errors import InvalidEvent, StateError, StateUnavailable
+from stream.event import Event
 from stream.events import parse
 from stream.health import Health
-from stream.kpi import Event
 from stream.metrics import Metrics, observe_many
 from stream.state import Store
 

@@ -25,7 +25,7 @@ from stream.config import Settings
 from stream.errors import StateError
 from stream.health import Health
 from stream.kafka import client_options
-from stream.kpi import Rules
+from stream.kpi.windows import Rules
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline, Record, topic_kinds
 from stream.state import Store, partition_name

@@ -24,7 +24,10 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stream.errors import StateError, StateUnavailable
-from stream.kpi import Customer, Event, Rules, Tally, Totals, Window, expires_at_ms, step, sum_window
+from stream.event import Event
+from stream.kpi.record import Customer, expires_at_ms
+from stream.kpi.totals import Tally, Totals
+from stream.kpi.windows import Rules, Window, sum_window
 from stream.labels import LabelCap
 
 _COMMIT = """
@@ -281,13 +284,13 @@ class Store:
 
     def _step(self, by_customer: dict[str, list[Event]], olds: dict[str, Customer],
               now_ms: int) -> tuple[Tally, list[tuple[str, Customer, Customer]]]:
-        """Every customer's new record and the batch's summed change (pure: ``kpi.step``)."""
+        """Every customer's new record and the batch's summed change (pure: ``Tally.step``)."""
         tally = Tally()
         writes: list[tuple[str, Customer, Customer]] = []
         label, rules = self.labels.label, self.rules
         for customer_id, group in by_customer.items():
             old = olds[customer_id]
-            new = step(customer_id, old, group, now_ms, rules, tally, label)
+            new = tally.step(customer_id, old, group, now_ms, rules, label)
             if new is not None:
                 writes.append((customer_id, old, new))
         return tally, writes
