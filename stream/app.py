@@ -103,7 +103,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     tls: dict[str, Any] = {"ssl_ca_certs": settings.redis_ssl_ca_file} if settings.redis_ssl_ca_file else {}
     client = aioredis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5,
                                      socket_connect_timeout=5, health_check_interval=10, **tls)
-    rules = Rules(settings.windows, settings.attribution_window * 1000)
+    rules = Rules(settings.windows, settings.attribution_window * 1000, settings.max_events_per_customer)
     store = Store(client, settings.app_id, rules, settings.max_segments, settings.max_teams,
                   settings.state_cache_customers)
     pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(app, settings.dlq_topic), health)

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     max_segments: int = Field(1000, ge=1, le=100_000)
     max_teams: int = Field(1000, ge=1, le=100_000)
     state_cache_customers: int = Field(100_000, ge=0, le=10_000_000)
+    # actions + tickets one customer's record holds within retention (docs/contract.md, Bounded records)
+    max_events_per_customer: int = Field(100_000, ge=1, le=10_000_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="before")

@@ -103,9 +103,15 @@ class Pipeline:
                 stored.append(message)
         behind: dict[str, int | None] = {}
         if valid or progress:
-            outcomes, behind = await self._store(valid, stored[0].topic if stored else "", progress)
+            capped: list[Event] = []
+            outcomes, behind = await self._store(valid, stored[0].topic if stored else "", progress, capped)
             if stored:
                 self._measure(stored, outcomes)
+            if capped:  # after the commit: a replay turns the same events away again (docs/contract.md)
+                by_event = {id(e): m for e, m in zip(valid, stored, strict=True)}
+                for event in capped:
+                    await self._dead_letter(by_event[id(event)], InvalidEvent(
+                        "customer_cap", "the customer holds ADVOCACY_MAX_EVENTS_PER_CUSTOMER events that expire later"))
         self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.health.progress()
         return behind
@@ -124,12 +130,12 @@ class Pipeline:
         self.metrics.dead_letters.labels(message.topic, exc.reason).inc()
         self.metrics.events.labels(message.topic, "dead_letter").inc()
 
-    async def _store(self, events: list[Event], topic: str, progress: Sequence[tuple[str, int, int]]
-                     ) -> tuple[dict[str, int], dict[str, int | None]]:
+    async def _store(self, events: list[Event], topic: str, progress: Sequence[tuple[str, int, int]],
+                     capped: list[Event]) -> tuple[dict[str, int], dict[str, int | None]]:
         delay = 0.05
         while True:
             try:
-                outcomes = await self.store.commit(events, int(self.clock() * 1000), topic, progress)
+                outcomes = await self.store.commit(events, int(self.clock() * 1000), topic, progress, capped)
             except StateUnavailable as exc:
                 self._redis_down(str(exc))
             except StateError as exc:
@@ -155,6 +161,9 @@ class Pipeline:
         for outcome in ("applied", "duplicate", "ignored"):
             if outcomes[outcome]:
                 self.metrics.events.labels(topic, outcome).inc(outcomes[outcome])
+        if outcomes.get("evicted"):
+            self.metrics.evicted.inc(outcomes["evicted"])
+        self.metrics.record_size(outcomes.get("largest", 0), time.monotonic())
         if outcomes["conflicts"]:
             self.metrics.conflicts.inc(outcomes["conflicts"])
         if outcomes["folded"]:

@@ -61,7 +61,8 @@ async def replay(settings: Settings, into: str, *, idle_seconds: float = 3.0, pr
     """Rebuild state under app id ``into``; refuses a namespace that already has state."""
     target = settings.model_copy(update={"app_id": into})
     client = aioredis.Redis.from_url(settings.redis_url.get_secret_value())
-    store = Store(client, into, Rules(settings.windows, settings.attribution_window * 1000),
+    rules = Rules(settings.windows, settings.attribution_window * 1000, settings.max_events_per_customer)
+    store = Store(client, into, rules,
                   settings.max_segments, settings.max_teams, settings.state_cache_customers)
     if await store.has_state():
         raise StateError(f"app id {into!r} already has state in Redis: replay needs a fresh one")

@@ -244,7 +244,8 @@ class Store:
         return outcomes
 
     async def commit(self, events: Sequence[Event], now_ms: int, topic: str = "",
-                     progress: Sequence[tuple[str, int, int]] = ()) -> tuple[dict[str, int], dict[str, int | None]]:
+                     progress: Sequence[tuple[str, int, int]] = (), rejected: list[Event] | None = None,
+                     ) -> tuple[dict[str, int], dict[str, int | None]]:
         """Apply valid events and move partition positions atomically.
 
         One commit per batch, all or nothing: if any customer's record changed since it was
@@ -252,7 +253,8 @@ class Store:
         ``topic`` (optional) records the newest event time seen on it, for freshness.
         ``progress`` is (partition, start, end) per partition the batch covers; returns the
         outcome counts and, for partitions whose stored position is behind the batch's start
-        (the state lost writes) or missing, that position (None where missing).
+        (the state lost writes) or missing, that position (None where missing). Events the
+        per-customer cap turned away (``Tally.rejected``) are appended to ``rejected``.
         """
         by_customer, newest, names = _group(events)
         olds = self._cached(by_customer)
@@ -263,7 +265,10 @@ class Store:
                 olds.update(await self._read(stale))
             await self._resolve_labels([olds[c] for c in stale], names)
             tally, writes = self._step(by_customer, olds, now_ms)
-            outcomes = {**tally.outcomes, "conflicts": conflicts, "folded": self._folded(events)}
+            outcomes = {**tally.outcomes, "conflicts": conflicts, "folded": self._folded(events),
+                        "largest": tally.largest}
+            if rejected is not None:
+                rejected[:] = tally.rejected  # the attempt that returns is the one that counts
             if not writes and not progress:
                 self._remember(olds)
                 return outcomes, {}

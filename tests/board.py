@@ -51,6 +51,7 @@ class Board:
         self.segments: set[str] = set()
         self.teams: set[str] = set()
         self.outcomes: dict[str, int] = defaultdict(int)
+        self.rejected: list[Event] = []  # turned away by the per-customer cap (the pipeline dead-letters them)
 
     def feed(self, batch: Iterable[Event], now_ms: int) -> Board:
         """One batch, as ``Store.apply`` handles it: names resolved first, then every customer stepped."""
@@ -86,6 +87,7 @@ class Board:
         self.teams |= tally.teams
         for outcome, n in tally.outcomes.items():
             self.outcomes[outcome] += n
+        self.rejected += tally.rejected
         return self
 
     def totals(self, now_ms: int) -> Totals:

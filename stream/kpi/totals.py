@@ -4,7 +4,7 @@ back (``Totals``), and the ``GET /kpis`` rows with their rates, percents and ban
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from stream.event import Event
@@ -58,14 +58,19 @@ class Tally:
     advocates_removed: list[tuple[str, str]] = field(default_factory=list)  # team label, member
     segments: set[str] = field(default_factory=set)
     teams: set[str] = field(default_factory=set)
+    # per event: applied, duplicate, ignored; over the cap also capped (turned away) and evicted
     outcomes: dict[str, int] = field(default_factory=lambda: {"applied": 0, "duplicate": 0, "ignored": 0})
+    rejected: list[Event] = field(default_factory=list)  # turned away by the cap: to dead-letter
+    largest: int = 0  # most actions and tickets held by one record this batch wrote
 
-    def step(self, customer_id: str, old: Customer, events: Iterable[Event], now_ms: int, rules: Rules,
+    def step(self, customer_id: str, old: Customer, events: Sequence[Event], now_ms: int, rules: Rules,
              label: Labeler = same_label) -> Customer | None:
         """``record.step``, and what its change does to the totals; the new record, ``None`` if nothing."""
-        change = step(old, events, now_ms, rules, self.outcomes)
+        change = step(old, events, now_ms, rules, self.outcomes, self.rejected)
         if change is None:
             return None
+        size = len(change.actions) + len(change.tickets)
+        self.largest = max(self.largest, size)
         _tally_counts(change, self, label)
         _tally_advocates(customer_id, change, self, label)
         return change.new

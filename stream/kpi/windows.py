@@ -54,10 +54,15 @@ def sum_window(buckets: Mapping[int, int], window: Window, now_ms: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """The KPI parameters: windows and attribution window (in ms; ``*_us`` the same in microseconds)."""
+    """The KPI parameters: windows and attribution window (in ms; ``*_us`` the same in microseconds).
+
+    ``max_events`` caps the actions and tickets one customer's record holds within retention
+    (``ADVOCACY_MAX_EVENTS_PER_CUSTOMER``; ``record.step`` says which are kept); 0: no cap.
+    """
 
     windows: tuple[Window, ...]
     attribution_ms: int
+    max_events: int = 0
     longest_ms: int = field(init=False, repr=False, compare=False)
     action_retention_ms: int = field(init=False, repr=False, compare=False)
     ticket_retention_ms: int = field(init=False, repr=False, compare=False)
