@@ -18,7 +18,8 @@ from stream.event import Event, is_advocacy
 from stream.kpi.windows import Rules
 
 __all__ = ["ACTION_KEY_PREFIX", "UNKNOWN_SEGMENT", "Change", "Customer", "Registration", "advocates",
-           "advocates_of", "copy_rank", "credited_team", "expires_at_ms", "registration_segment", "step"]
+           "advocates_of", "copy_rank", "credited_team", "expires_at_ms", "registration_segment", "step",
+           "tickets_of"]
 
 UNKNOWN_SEGMENT = "unknown"
 ACTION_KEY_PREFIX = {"review": "r:", "referral": "f:"}
@@ -27,6 +28,7 @@ _FAR = 1 << 62
 Registration = tuple[int, str, str, str]  # at_us, event_id, segment, status
 Action = tuple[int, str | None]  # at_us, own segment
 Ticket = tuple[int, str]  # at_us, team
+Tickets = tuple[list[int], list[str]]  # a customer's tickets sorted by (time, event id): times, teams
 
 
 @dataclass(slots=True)
@@ -43,6 +45,7 @@ class Customer:
     tickets: dict[str, Ticket] = field(default_factory=dict)  # event_id -> at_us, team
     advocates: dict[str, int] | None = field(default=None, compare=False)  # team -> at_us
     floor: tuple[int, int] | None = field(default=None, compare=False)  # cached ``oldest()``
+    index: Tickets | None = field(default=None, compare=False)  # cached ``tickets_of``
     # what ``step`` added to the record it was made from, when it only added events (a
     # store may write just that); None when the registration changed or events were pruned
     added: tuple[dict[str, Action], dict[str, Ticket]] | None = field(default=None, compare=False)
@@ -84,33 +87,37 @@ def expires_at_ms(customer: Customer, rules: Rules) -> int | None:
 # --- attribution (contract section 3, Customer Advocacy Creation) ------------------------------
 
 
-def _ordered(tickets: Mapping[str, Ticket]) -> list[tuple[int, str, str]]:
+def _ordered(tickets: Mapping[str, Ticket]) -> Tickets:
     ordered = [(v[0], k, v[1]) for k, v in tickets.items()]  # a list, not a generator: most hold one or two
     ordered.sort()
-    return ordered
+    return [t[0] for t in ordered], [t[2] for t in ordered]
 
 
-def _time(ticket: tuple[int, str, str]) -> int:
-    return ticket[0]
+def tickets_of(customer: Customer) -> Tickets:
+    """The customer's tickets sorted for ``credited_team``, cached (tickets change far less often
+    than actions come: a customer with thousands of tickets is not sorted again for each action)."""
+    if customer.index is None:
+        customer.index = _ordered(customer.tickets)
+    return customer.index
 
 
-def credited_team(ordered: list[tuple[int, str, str]], at_us: int, attribution_us: int) -> str | None:
-    """Team of the latest ticket with t0 <= t <= t0 + attribution; tickets sorted by (t0, id).
+def credited_team(tickets: Tickets, at_us: int, attribution_us: int) -> str | None:
+    """Team of the latest ticket with t0 <= t <= t0 + attribution (contract section 3).
 
-    The search compares times only, so the last ticket at or before ``at_us`` is found (the
-    greatest id among tickets at the same instant) whatever characters the ids hold.
+    ``tickets`` are sorted by (t0, event id) and the search compares times only, so the last
+    ticket at or before ``at_us`` is found (the greatest id among tickets at the same instant)
+    whatever characters the ids hold; it compares plain integers, no key function.
     """
-    index = bisect_right(ordered, at_us, key=_time) - 1
+    times, teams = tickets
+    index = bisect_right(times, at_us) - 1
     if index < 0:
         return None
-    t0, _, team = ordered[index]
-    return team if at_us <= t0 + attribution_us else None
+    return teams[index] if at_us <= times[index] + attribution_us else None
 
 
-def _credit(credits: dict[str, int], ordered: list[tuple[int, str, str]], actions: Iterable[Action],
-            attribution_us: int) -> None:
+def _credit(credits: dict[str, int], tickets: Tickets, actions: Iterable[Action], attribution_us: int) -> None:
     for at_us, _ in actions:
-        team = credited_team(ordered, at_us, attribution_us)
+        team = credited_team(tickets, at_us, attribution_us)
         if team is not None and at_us > credits.get(team, -1):
             credits[team] = at_us
 
@@ -120,7 +127,7 @@ def advocates(customer: Customer, rules: Rules) -> dict[str, int]:
     credit is stored (``totals.advocate_entry``)."""
     credits: dict[str, int] = {}
     if customer.tickets:
-        _credit(credits, _ordered(customer.tickets), customer.actions.values(), rules.attribution_us)
+        _credit(credits, tickets_of(customer), customer.actions.values(), rules.attribution_us)
     return credits
 
 
@@ -177,6 +184,8 @@ def step(old: Customer, events: Sequence[Event], now_ms: int, rules: Rules, outc
             and change.registration == old.registration:
         return None
     new = Customer(old.version, change.registration, change.actions, change.tickets, floor=floor)
+    if change.tickets is old.tickets:
+        new.index = old.index
     if change.registration == old.registration and not (change.pruned_actions or change.pruned_tickets):
         new.added = (change.added_actions, change.added_tickets)
     change.new = new
@@ -324,7 +333,7 @@ def _credits(change: Change, rules: Rules) -> None:
         after = advocates(new, rules)
     elif change.added_actions:
         after = dict(before)
-        _credit(after, _ordered(new.tickets), change.added_actions.values(), rules.attribution_us)
+        _credit(after, tickets_of(new), change.added_actions.values(), rules.attribution_us)
     else:
         after = before
     new.advocates = after
