@@ -4,7 +4,8 @@ PY := $(VENV)/bin/python
 # Debian packages the embedded stack and the tests use; installed when a binary is missing.
 APT_PACKAGES := redis-server:redis-server prometheus:prometheus promtool:prometheus \
 	prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager \
-	docker-compose:docker-compose chromium:chromium java:openjdk-17-jre-headless mvn:maven
+	docker-compose:docker-compose chromium:chromium java:openjdk-17-jre-headless mvn:maven \
+	faketime:faketime
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 # Apache Kafka for the tests and benchmarks: the jars of deploy/kafka/pom.xml, fetched once
@@ -54,8 +55,15 @@ test: deps
 test-unit: deps
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+# the benchmark's peers (Quix Streams) in a virtualenv of their own: never the service's dependencies
+PEERS := .venv-peers
+$(PEERS)/.installed: tests/bench/peers.txt
+	python3 -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install -q -r tests/bench/peers.txt
+	touch $@
+
 # side-by-side throughput, freshness, start-up and memory; writes docs/benchmarks.md (~10 min)
-bench: deps
+bench: deps $(PEERS)/.installed
 	$(PY) -m tests.bench.run $(BENCH_ARGS)
 
 # the kill and rebalance scenarios again and again, outside `make test`: ROUNDS=30 make soak

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -22,6 +21,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
 
 from stream.batching import Batch, BatchApp, NoTableManager
+from stream.clock import Clock, SharedClock, redis_time
 from stream.config import Settings
 from stream.errors import StateError
 from stream.events import REASONS
@@ -30,8 +30,9 @@ from stream.health import Health
 from stream.kafka import faust_credentials
 from stream.kpi.windows import Rules
 from stream.metrics import Metrics
-from stream.pipeline import Pipeline, Record, topic_kinds, where
+from stream.pipeline import Pipeline, Record, where
 from stream.retention import install as install_retention_check
+from stream.retry import Backoff
 from stream.state import Store, partition_name
 from stream.topics import KafkaProbe
 from stream.web import METRICS_CONTENT_TYPE, Api, static_file
@@ -106,13 +107,14 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     rules = Rules(settings.windows, settings.attribution_window * 1000, settings.max_events_per_customer)
     store = Store(client, settings.app_id, rules, settings.max_segments, settings.max_teams,
                   settings.state_cache_customers)
-    pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(app, settings.dlq_topic), health)
-    api = Api(store, metrics, health, settings.windows)
-    metrics.declare(list(topic_kinds(settings)), REASONS)
-    app.advocacy = {"health": health, "metrics": metrics, "store": store, "pipeline": pipeline}
+    clock = SharedClock(redis_time(client), on_sync=lambda reading: metrics.clock_skew.set(reading.skew))
+    pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(app, settings.dlq_topic), health, clock)
+    api = Api(store, metrics, health, settings.windows, clock)
+    metrics.declare(list(settings.source_kinds()), REASONS)
+    app.advocacy = {"health": health, "metrics": metrics, "store": store, "pipeline": pipeline, "clock": clock}
 
     deliveries = {}
-    for topic_name, kind in topic_kinds(settings).items():
+    for topic_name, kind in settings.source_kinds().items():
         deliveries[topic_name] = _add_agent(app, settings, pipeline, store, topic_name, kind)
 
     async def deliver_batch(topic: str, batch: Batch) -> None:
@@ -121,7 +123,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app.deliver_batch = deliver_batch
     app.positions = StatePositions(store)
     _add_routes(app, api)
-    _add_housekeeping(app, settings, store, metrics, health)
+    _add_housekeeping(app, settings, store, metrics, health, clock)
     install_retention_check(app, settings, health, metrics)
     return app
 
@@ -155,14 +157,13 @@ async def _handle(pipeline: Pipeline, messages: list[Any], progress: list[tuple[
     """Handle a batch until it succeeds. Never give up on it: Faust commits past offsets that
     were never acked once later ones are, so a skipped batch would be lost for good. A batch
     that keeps failing stalls its topic, which /health reports."""
-    delay = 0.1
+    backoff = Backoff(0.1, 10.0)
     while True:
         try:
             return await _finish(pipeline.handle(messages, progress))
         except Exception:
             log.exception("batch of %d messages from %s failed; retrying it", len(messages), where(messages[0]))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            await backoff.wait()
 
 
 async def _finish(handling: Coroutine[Any, Any, T], grace: float = 10.0) -> tuple[bool, T]:
@@ -284,7 +285,7 @@ def _report_rebuild(consumer: Any, readings: dict[Any, Any], health: Health) -> 
 
 
 def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics: Metrics,
-                      health: Health) -> None:
+                      health: Health, clock: Clock) -> None:
     @app.on_rebalance_complete.connect
     async def _rebalanced(sender: Any, **kwargs: Any) -> None:
         health.rebalancing = False
@@ -297,7 +298,7 @@ def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics:
     async def _started() -> None:
         health.started = True
 
-    sources = set(topic_kinds(settings))
+    sources = set(settings.source_kinds())
     _add_kafka_probe(app, settings, health)
     _add_gap_check(app, sources, store, metrics, health)
 
@@ -324,7 +325,9 @@ def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics:
         health.rebalancing = bool(app.rebalancing)
         try:
             await store.ping()
+            await clock.now_ms()  # measures Redis's time when due, even while no batch comes
         except StateError as exc:
+            clock.invalidate()  # Redis may come back on another host, with another clock
             health.redis(ok=False, error=str(exc))
         else:
             health.redis(ok=True)
@@ -337,7 +340,7 @@ def _add_housekeeping(app: faust.App, settings: Settings, store: Store, metrics:
     @app.timer(settings.janitor_interval_seconds)
     async def _janitor() -> None:
         try:
-            removed = await store.prune(int(time.time() * 1000))
+            removed = await store.prune(await clock.now_ms())
         except StateError as exc:
             log.warning("pruning skipped: %s", exc)
             return

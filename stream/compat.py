@@ -1,4 +1,5 @@
-"""The private parts of faust-streaming and aiokafka this worker relies on, checked at start-up.
+"""The private parts of faust-streaming, aiokafka and prometheus_client this worker relies on,
+checked at start-up.
 
 ``stream.batching`` overrides or calls members that are not part of either library's
 public API. Each one is a promise that the library still works as we assumed: the
@@ -52,13 +53,13 @@ class Member:
 
 
 def _instance_attribute(owner: type, name: str) -> object | None:
-    """An attribute set in ``__init__`` (looked for in its source, no instance needed)."""
+    """An attribute set on instances by the class's own methods (looked for in its source, no
+    instance needed)."""
     for cls in inspect.getmro(owner):
-        init = cls.__dict__.get("__init__")
-        if init is None:
+        if cls is object:
             continue
         try:
-            source = inspect.getsource(init)
+            source = inspect.getsource(cls)
         except (OSError, TypeError):
             continue
         if f"self.{name} =" in source or f"self.{name}:" in source:
@@ -73,6 +74,7 @@ def members() -> list[Member]:
     from faust.tables import TableManager
     from faust.transport.consumer import Consumer, ThreadDelegateConsumer
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+    from prometheus_client import Histogram
 
     return [
         Member(Consumer, "_drain_messages", ("self", "fetcher"),
@@ -98,6 +100,10 @@ def members() -> list[Member]:
         Member(TableManager, "recovery", None, "started by our table-manager start"),
         Member(App, "_new_consumer", ("self",), "replaced: builds the batch consumer"),
         Member(aiokafka.AIOKafkaConsumer, "_fetch_max_wait_ms", None, "written: the fetch wait"),
+        # stream.metrics.observe_many: one increment per bucket for a whole batch of observations
+        Member(Histogram, "_upper_bounds", None, "read: a histogram's bucket bounds"),
+        Member(Histogram, "_buckets", None, "incremented: a histogram's bucket counters"),
+        Member(Histogram, "_sum", None, "incremented: a histogram's sum"),
     ]
 
 
@@ -112,5 +118,6 @@ def require() -> None:
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise IncompatibleLibrary(
-            f"installed faust-streaming/aiokafka differ from the tested versions: {problems[0]}{more}; "
+            "installed faust-streaming/aiokafka/prometheus_client differ from the tested versions: "
+            f"{problems[0]}{more}; "
             "install the versions pinned in requirements.lock")

@@ -21,7 +21,6 @@ import random
 import time
 import uuid
 from collections import deque
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -29,7 +28,21 @@ from aiokafka import AIOKafkaProducer
 
 from stream.config import Settings
 from stream.kafka import client_options
+from stream.producer import rfc3339
 from stream.topics import ensure_topics
+
+__all__ = [
+    "ADVOCATES",
+    "BAD_PAYLOADS",
+    "COLLAPSE_HOURS",
+    "DIP",
+    "FOLLOW_UP_HOURS",
+    "SEGMENTS",
+    "TEAMS",
+    "TICKETS_PER_CUSTOMER_HOUR",
+    "Demo",
+    "run_demo",
+]
 
 log = logging.getLogger("stream.demo")
 
@@ -43,10 +56,6 @@ TICKETS_PER_CUSTOMER_HOUR = 0.02  # support tickets of the other customers
 FOLLOW_UP_HOURS = 48  # a helped customer who becomes an advocate acts within this long
 BAD_PAYLOADS = [b"{not json", b"[]", b'{"event_id": 1}', b"\xff\xfe",
                 b'{"event_id":"x","customer_id":"c","occurred_at":"yesterday","kind":"social"}']
-
-
-def iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Demo:
@@ -91,7 +100,7 @@ class Demo:
 
     def _event(self, cid: str, at: float, **fields: Any) -> dict[str, Any]:
         return {"event_id": str(uuid.UUID(int=self.rng.getrandbits(128))), "customer_id": cid,
-                "occurred_at": iso(at), **fields}
+                "occurred_at": rfc3339(at), **fields}
 
     def registrations(self, now: float, history_seconds: float = 0) -> list[tuple[str, dict[str, Any]]]:
         """Each customer's registration, older than the history (a few join during it)."""

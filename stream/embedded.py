@@ -21,6 +21,28 @@ from pathlib import Path
 from stream.config import ENV_PREFIX, Settings
 from stream.errors import AdvocacyError
 
+__all__ = [
+    "DEMO_ALERTMANAGER",
+    "DEMO_FOR",
+    "DEPLOY",
+    "Stack",
+    "demo_rules",
+    "embedded",
+    "env_for",
+    "free_port",
+    "http_status",
+    "own_group",
+    "redis_path",
+    "run_stack",
+    "start_broker",
+    "start_observability",
+    "start_redis",
+    "stop",
+    "tansu_path",
+    "wait_http",
+    "wait_port",
+]
+
 
 def free_port() -> int:
     with socket.socket() as sock:

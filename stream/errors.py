@@ -1,5 +1,7 @@
 """The one exception family of the service: callers catch ``AdvocacyError``."""
 
+__all__ = ["AdvocacyError", "BrokerUnavailable", "ConfigError", "InvalidEvent", "StateError", "StateUnavailable"]
+
 
 class AdvocacyError(Exception):
     """Root of every error the service raises on purpose."""

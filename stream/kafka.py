@@ -8,6 +8,8 @@ from typing import Any
 
 from stream.config import Settings
 
+__all__ = ["AccessDenied", "client_options", "describe", "faust_credentials", "login_problem", "ssl_context"]
+
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):

@@ -26,6 +26,23 @@ from pathlib import Path
 from stream.embedded import free_port, wait_port
 from stream.errors import AdvocacyError
 
+__all__ = [
+    "JVM_FLAGS",
+    "LOG4J",
+    "POM",
+    "ROOT",
+    "KafkaCluster",
+    "KafkaNode",
+    "SaslSsl",
+    "check_installed",
+    "java_path",
+    "kafka_libs",
+    "kafka_version",
+    "main",
+    "new_cluster_id",
+    "node_properties",
+]
+
 ROOT = Path(__file__).resolve().parents[1]
 POM = ROOT / "deploy" / "kafka" / "pom.xml"
 # the broker's default JVM flags (kafka-run-class.sh) with a small heap: the machine is shared

@@ -12,6 +12,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+__all__ = ["JsonFormatter", "LibraryRepeats", "logging_config", "setup"]
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, message (+ exc)."""

@@ -65,6 +65,10 @@ class Metrics:
         self.conflicts = Counter(
             "advocacy_state_conflicts", "Optimistic updates retried because another worker "
             "changed the same customer.", registry=registry)
+        self.clock_skew = Gauge(
+            "advocacy_clock_skew_seconds", "Redis's clock (TIME) minus this worker's wall clock, at the "
+            "last measurement. The worker takes its time from Redis; this says how far the host's clock "
+            "is off.", registry=registry)
         self.redis_up = Gauge(
             "advocacy_redis_up", "1 when the last Redis call succeeded.", registry=registry)
         self.retention_short = Gauge(

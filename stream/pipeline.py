@@ -6,18 +6,19 @@ only after ``handle`` returns, i.e. after their effect is stored in Redis.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
+from stream.clock import Clock
 from stream.config import Settings
 from stream.errors import InvalidEvent, StateError, StateUnavailable
 from stream.event import Event
 from stream.events import parse
 from stream.health import Health
 from stream.metrics import Metrics, observe_many
+from stream.retry import Backoff
 from stream.state import Store
 
 log = logging.getLogger("stream.pipeline")
@@ -49,28 +50,18 @@ class DeadLetterSink(Protocol):
     async def send(self, message: Record, reason: str, detail: str) -> None: ...
 
 
-def topic_kinds(settings: Settings) -> dict[str, str]:
-    """Topic name -> logical kind."""
-    return {
-        settings.reviews_topic: "review",
-        settings.referrals_topic: "referral",
-        settings.tickets_topic: "ticket",
-        settings.customers_topic: "customer",
-    }
-
-
 class Pipeline:
     """Handles batches from any topic; safe to call from several agents."""
 
     def __init__(self, settings: Settings, store: Store, metrics: Metrics, dead_letters: DeadLetterSink,
-                 health: Health, clock: Callable[[], float] = time.time) -> None:
+                 health: Health, clock: Clock) -> None:
         self.settings = settings
         self.store = store
         self.metrics = metrics
         self.dead_letters = dead_letters
         self.health = health
         self.clock = clock
-        self.kinds = topic_kinds(settings)
+        self.kinds = settings.source_kinds()
         self._limits = (settings.longest_window_seconds * 1000, settings.attribution_window * 1000,
                         settings.future_tolerance_seconds * 1000, settings.max_message_bytes)
         self._folded_logged = 0.0
@@ -84,7 +75,7 @@ class Pipeline:
         ``Store.commit``), to be read again from there.
         """
         started = time.perf_counter()
-        now_ms = int(self.clock() * 1000)
+        now_ms = await self._now_ms()  # Redis's time (stream.clock), whatever this host's clock says
         valid: list[Event] = []
         stored: list[Record] = []
         longest, attribution, tolerance, max_bytes = self._limits
@@ -106,7 +97,7 @@ class Pipeline:
             capped: list[Event] = []
             outcomes, behind = await self._store(valid, stored[0].topic if stored else "", progress, capped)
             if stored:
-                self._measure(stored, outcomes)
+                self._measure(stored, outcomes, await self._now_ms())
             if capped:  # after the commit: a replay turns the same events away again (docs/contract.md)
                 by_event = {id(e): m for e, m in zip(valid, stored, strict=True)}
                 for event in capped:
@@ -117,25 +108,37 @@ class Pipeline:
         return behind
 
     async def _dead_letter(self, message: Record, exc: InvalidEvent) -> None:
-        delay = 0.1
+        backoff = Backoff(0.1, 5.0)
         while True:  # a batch is acked only when every dead letter is out: retry, never skip
             try:
                 await self.dead_letters.send(message, exc.reason, exc.detail)
                 break
             except Exception:
                 log.exception("dead letter for %s not sent; retrying", where(message))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.wait()
         log.warning("dead-lettered %s: %s", where(message), exc)
         self.metrics.dead_letters.labels(message.topic, exc.reason).inc()
         self.metrics.events.labels(message.topic, "dead_letter").inc()
 
-    async def _store(self, events: list[Event], topic: str, progress: Sequence[tuple[str, int, int]],
-                     capped: list[Event]) -> tuple[dict[str, int], dict[str, int | None]]:
-        delay = 0.05
+    async def _now_ms(self) -> int:
+        """The shared clock's now; waits while Redis cannot be asked (only before its first answer,
+        or when the last one is too old to use)."""
+        backoff = Backoff(0.05, self.settings.redis_retry_max_seconds)
         while True:
             try:
-                outcomes = await self.store.commit(events, int(self.clock() * 1000), topic, progress, capped)
+                return await self.clock.now_ms()
+            except StateUnavailable as exc:
+                self._redis_down(str(exc))
+            except StateError as exc:
+                log.error("could not read Redis's time, retrying: %s", exc)
+            await backoff.wait()
+
+    async def _store(self, events: list[Event], topic: str, progress: Sequence[tuple[str, int, int]],
+                     capped: list[Event]) -> tuple[dict[str, int], dict[str, int | None]]:
+        backoff = Backoff(0.05, self.settings.redis_retry_max_seconds)
+        while True:
+            try:
+                outcomes = await self.store.commit(events, await self.clock.now_ms(), topic, progress, capped)
             except StateUnavailable as exc:
                 self._redis_down(str(exc))
             except StateError as exc:
@@ -147,16 +150,16 @@ class Pipeline:
                 self.health.redis(ok=True)
                 self.metrics.redis_state(ok=True)
                 return outcomes
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.settings.redis_retry_max_seconds)
+            await backoff.wait()
 
     def _redis_down(self, error: str) -> None:
+        self.clock.invalidate()  # Redis may come back on another host, with another clock
         if self.health.redis_ok or not self.health.redis_error:
             log.error("%s; holding commits and retrying with backoff", error)
         self.health.redis(ok=False, error=error)
         self.metrics.redis_state(ok=False)
 
-    def _measure(self, messages: list[Record], outcomes: dict[str, int]) -> None:
+    def _measure(self, messages: list[Record], outcomes: dict[str, int], now_ms: int) -> None:
         topic = messages[0].topic
         for outcome in ("applied", "duplicate", "ignored"):
             if outcomes[outcome]:
@@ -173,6 +176,5 @@ class Pipeline:
                 self._folded_logged = now
                 log.warning("%d events of %s had a segment or team over the cap (ADVOCACY_MAX_SEGMENTS/"
                             "ADVOCACY_MAX_TEAMS) and count under '_other'", outcomes["folded"], where(messages[0]))
-        now_ms = self.clock() * 1000
         observe_many(self.metrics.latency.labels(topic),
                      [max(0.0, now_ms - m.timestamp) / 1000 for m in messages if m.timestamp])

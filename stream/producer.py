@@ -25,23 +25,26 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from stream.config import Settings, load_settings
+from stream.config import SOURCES, Settings, load_settings
 from stream.errors import BrokerUnavailable, InvalidEvent
 from stream.event import Event
 from stream.events import parse
 from stream.kafka import client_options
 from stream.schemas import TOPIC_KINDS
 
+__all__ = ["Producer", "Receipt", "ReviewKind", "Status", "Timestamp", "rfc3339", "topic_name", "validate"]
+
 ReviewKind = Literal["review", "testimonial", "case_study", "survey", "social"]
 Status = Literal["active", "churned"]
 Timestamp = datetime | str | None
-_TOPIC_SETTING = {"review": "reviews_topic", "referral": "referrals_topic", "ticket": "tickets_topic",
-                  "customer": "customers_topic"}
+_TOPIC = {t.default: t for t in SOURCES}
 
 
-def rfc3339(value: datetime) -> str:
-    """An aware datetime -> RFC 3339 in UTC with microseconds (all a datetime holds, and the precision
-    the service compares at), e.g. 2026-11-23T14:03:00.000250Z."""
+def rfc3339(value: datetime | float) -> str:
+    """An aware datetime, or epoch seconds -> RFC 3339 in UTC with microseconds (all a datetime holds,
+    and the precision the service compares at), e.g. 2026-11-23T14:03:00.000250Z."""
+    if not isinstance(value, datetime):
+        value = datetime.fromtimestamp(value, UTC)
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidEvent("invalid_timestamp", "occurred_at datetime has no timezone")
     return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -51,7 +54,7 @@ def topic_name(settings: Settings, topic: str) -> str:
     """Logical topic (reviews, referrals, tickets-closed, customers) -> configured topic name."""
     if topic not in TOPIC_KINDS:
         raise ValueError(f"unknown topic {topic!r}; one of {', '.join(TOPIC_KINDS)}")
-    return str(getattr(settings, _TOPIC_SETTING[TOPIC_KINDS[topic]]))
+    return settings.topic_name(_TOPIC[topic])
 
 
 def validate(settings: Settings, topic: str, value: bytes, now: float | None = None) -> Event:

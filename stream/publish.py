@@ -21,6 +21,8 @@ from stream.config import Settings
 from stream.errors import AdvocacyError, InvalidEvent
 from stream.producer import Producer, topic_name, validate
 
+__all__ = ["IN_FLIGHT", "LARGE_FILE_BYTES", "Reporter", "Tally", "run_publish"]
+
 LARGE_FILE_BYTES = 1_000_000  # a progress bar from this size on, when stderr is a terminal
 IN_FLIGHT = 1000  # wait for deliveries every this many messages: bounded memory on big files
 

@@ -21,13 +21,14 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
+from stream.clock import SharedClock, redis_time
 from stream.config import Settings
 from stream.errors import StateError
 from stream.health import Health
 from stream.kafka import client_options
 from stream.kpi.windows import Rules
 from stream.metrics import Metrics
-from stream.pipeline import Pipeline, Record, topic_kinds
+from stream.pipeline import Pipeline, Record
 from stream.state import Store, partition_name
 from stream.topics import partitions as topic_partitions
 
@@ -68,14 +69,14 @@ async def replay(settings: Settings, into: str, *, idle_seconds: float = 3.0, pr
         raise StateError(f"app id {into!r} already has state in Redis: replay needs a fresh one")
     await store.check_rules()
     sink = CountingSink()
-    pipeline = Pipeline(target, store, Metrics(CollectorRegistry()), sink, Health())
+    pipeline = Pipeline(target, store, Metrics(CollectorRegistry()), sink, Health(), SharedClock(redis_time(client)))
     consumer = AIOKafkaConsumer(**client_options(settings), group_id=into, enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_poll_records=settings.batch_max_events)
     await consumer.start()
     summary = Summary()
     started = time.monotonic()
     try:
-        partitions = await topic_partitions(settings, list(topic_kinds(settings)))
+        partitions = await topic_partitions(settings, list(settings.source_kinds()))
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)

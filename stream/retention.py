@@ -9,7 +9,6 @@ shorter, says so in a log line, in ``advocacy_topic_retention_short`` and on /he
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -19,6 +18,9 @@ from aiokafka.errors import KafkaError
 
 from stream.config import Settings
 from stream.kafka import client_options
+from stream.retry import Backoff
+
+__all__ = ["DAY_MS", "check", "creation_configs", "describe", "install", "required_ms", "shortfall"]
 
 log = logging.getLogger("stream.retention")
 
@@ -32,13 +34,9 @@ def required_ms(settings: Settings) -> int:
 
 def creation_configs(settings: Settings, name: str) -> dict[str, str]:
     """Topic configs for a topic the service creates."""
-    if name == settings.customers_topic:
-        return {"cleanup.policy": "compact"}
+    if settings.compacted(name):
+        return {"cleanup.policy": "compact", "retention.ms": "-1"}  # every latest record, kept for good
     return {"retention.ms": str(required_ms(settings))}
-
-
-def source_topics(settings: Settings) -> list[str]:
-    return [settings.reviews_topic, settings.referrals_topic, settings.tickets_topic, settings.customers_topic]
 
 
 def _days(ms: int) -> str:
@@ -49,7 +47,7 @@ def shortfall(settings: Settings, name: str, configs: dict[str, str]) -> str:
     """Why topic ``name`` with these configs does not keep what the KPIs need; empty when it does."""
     policy = configs.get("cleanup.policy", "delete")
     retention = int(configs.get("retention.ms", "-1"))  # -1: no time limit
-    if name == settings.customers_topic:  # every customer's latest record matters, however old
+    if settings.compacted(name):  # every customer's latest record matters, however old
         if "delete" not in policy or retention < 0:
             return ""
         return (f"topic {name} deletes records after {_days(retention)} (retention.ms={retention}, "
@@ -86,7 +84,7 @@ async def describe(settings: Settings, names: list[str]) -> dict[str, dict[str, 
 
 async def check(settings: Settings) -> dict[str, str]:
     """Topic -> why its retention is short, for every source topic that falls short."""
-    found = await describe(settings, source_topics(settings))
+    found = await describe(settings, list(settings.source_kinds()))
     return {name: why for name, configs in found.items() if (why := shortfall(settings, name, configs))}
 
 
@@ -95,16 +93,17 @@ def install(app: Any, settings: Settings, health: Any, metrics: Any) -> None:
 
     @app.task  # type: ignore[untyped-decorator]
     async def _check_retention() -> None:
+        backoff = Backoff(2.0, 2.0)
         for attempt in range(5):
             try:
                 short = await check(settings)
                 break
             except (KafkaError, OSError) as exc:
                 log.info("could not read topic retention (attempt %d/5): %s", attempt + 1, type(exc).__name__)
-                await asyncio.sleep(2.0)
+                await backoff.wait()
         else:
             return
-        for name in source_topics(settings):
+        for name in list(settings.source_kinds()):
             metrics.retention_short.labels(name).set(1 if name in short else 0)
         for why in short.values():
             log.warning("retention too short: %s; rebuilding the state from the topics would miss events", why)

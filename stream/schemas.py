@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from stream import events
+from stream.config import SOURCES
 from stream.events import CONDITIONAL, SPECS, Field
+
+__all__ = ["DESCRIPTIONS", "DIALECT", "TITLES", "TOPIC_KINDS", "files", "render", "run", "schema", "stale", "write"]
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 # logical topic name (docs/contract.md section 2, the default topic names) -> kind of SPECS
-TOPIC_KINDS = {"reviews": "review", "referrals": "referral", "tickets-closed": "ticket",
-               "customers": "customer"}
+TOPIC_KINDS = {t.default: t.kind for t in SOURCES}
 TITLES = {
     "review": "A review, testimonial, case study, survey answer or social endorsement",
     "referral": "A referral made by a customer",

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+__all__ = ["Waiting", "interim_health", "redis_tls_problem"]
+
 
 @dataclass
 class Waiting:

@@ -18,18 +18,16 @@ from stream.config import Settings
 from stream.errors import BrokerUnavailable
 from stream.kafka import AccessDenied, client_options, describe, login_problem
 from stream.retention import creation_configs
+from stream.retry import Backoff
+
+__all__ = ["KafkaProbe", "ensure_topics", "partitions", "topic_configs"]
 
 log = logging.getLogger("stream.topics")
 
 
-def topic_names(settings: Settings) -> list[str]:
-    return [settings.reviews_topic, settings.referrals_topic, settings.tickets_topic,
-            settings.customers_topic, settings.dlq_topic]
-
-
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     """Configs of the topics the service creates, by name (``stream.retention.creation_configs``)."""
-    return {name: creation_configs(settings, name) for name in topic_names(settings)}
+    return {name: creation_configs(settings, name) for name in settings.topic_names()}
 
 
 async def ensure_topics(settings: Settings, attempts: int = 60,
@@ -41,13 +39,13 @@ async def ensure_topics(settings: Settings, attempts: int = 60,
     as it lasts, without giving up (an operator can fix an ACL or a credential at the broker).
     Only an unreachable broker counts towards ``attempts``.
     """
-    delay, failures, last = 0.5, 0, ""
+    backoff, failures, last = Backoff(0.5, 5.0), 0, ""
     while True:
         admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=10_000)
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            missing = [name for name in topic_names(settings) if name not in existing]
+            missing = [name for name in settings.topic_names() if name not in existing]
             if missing:
                 new = [NewTopic(name, settings.topic_partitions, settings.topic_replication,
                                 topic_configs=creation_configs(settings, name)) for name in missing]
@@ -75,8 +73,7 @@ async def ensure_topics(settings: Settings, attempts: int = 60,
             last = reason
             if report is not None:
                 report(reason if denied else f"waiting for kafka at {settings.kafka_bootstrap_servers}")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            await backoff.wait()
         finally:
             await admin.close()
     raise BrokerUnavailable(f"kafka at {settings.kafka_bootstrap_servers} did not answer; check "

@@ -22,6 +22,8 @@ from rich.text import Text
 
 from stream.errors import AdvocacyError
 
+__all__ = ["BAND_STYLES", "OVERALL", "fetch", "render", "run_view"]
+
 BAND_STYLES = {"high": "bold green", "moderate": "bold yellow", "low": "bold red"}
 OVERALL = "(overall)"
 

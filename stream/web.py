@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from stream.clock import Clock
 from stream.errors import StateError, StateUnavailable
 from stream.health import Health
 from stream.kpi.totals import Totals, report
@@ -25,7 +25,7 @@ class Api:
     """The three endpoints, as (status, body, content type) triples."""
 
     def __init__(self, store: Store, metrics: Metrics, health: Health, windows: tuple[Window, ...],
-                 clock: Any = time.time) -> None:
+                 clock: Clock) -> None:
         self.store = store
         self.metrics = metrics
         self.health = health
@@ -33,10 +33,10 @@ class Api:
         self.clock = clock
 
     async def _totals(self) -> tuple[float, Totals]:
-        now = self.clock()
-        totals = await self.store.totals(int(now * 1000))
+        now_ms = await self.clock.now_ms()  # Redis's time: every worker sums the same buckets
+        totals = await self.store.totals(now_ms)
         self.metrics.kpis.totals = totals
-        return now, totals
+        return now_ms / 1000, totals
 
     async def kpis(self, window: str | None) -> tuple[int, dict[str, Any]]:
         if window is not None and window not in {w.name for w in self.windows}:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from stream.config import TOPICS
 from stream.embedded import free_port, start_broker, start_redis, stop, tansu_path
 from stream.errors import AdvocacyError
 from stream.kafka_server import KafkaCluster, check_installed
@@ -102,19 +103,13 @@ def namespace(stack: Stack) -> Namespace:
     """Fresh app id (consumer group, Redis keys) and topic names for one test."""
     n = next(_ids)
     app_id = f"t{n}-{os.getpid()}"
-    topics = {"review": f"{app_id}-reviews", "referral": f"{app_id}-referrals",
-              "ticket": f"{app_id}-tickets-closed", "customer": f"{app_id}-customers",
-              "dlq": f"{app_id}-advocacy-dlq"}
+    topics = {t.kind: f"{app_id}-{t.default}" for t in TOPICS}
     env = dict(os.environ)
     env.update({
         "ADVOCACY_KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
         "ADVOCACY_REDIS_URL": stack.redis_url,
         "ADVOCACY_APP_ID": app_id,
-        "ADVOCACY_REVIEWS_TOPIC": topics["review"],
-        "ADVOCACY_REFERRALS_TOPIC": topics["referral"],
-        "ADVOCACY_TICKETS_TOPIC": topics["ticket"],
-        "ADVOCACY_CUSTOMERS_TOPIC": topics["customer"],
-        "ADVOCACY_DLQ_TOPIC": topics["dlq"],
+        **{f"ADVOCACY_{t.setting.upper()}": topics[t.kind] for t in TOPICS},
         "ADVOCACY_SESSION_TIMEOUT_SECONDS": "6",
         "ADVOCACY_TOPIC_PARTITIONS": "4",
     })

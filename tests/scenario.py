@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from tests.support import iso
+
 SEGMENTS = ["enterprise", "smb", "startup"]
 TEAMS = ["billing", "onboarding", "technical"]
 # event ages (seconds) kept well away from every window edge and bucket
@@ -15,10 +17,6 @@ AGE_RANGES = [(60, 45 * 60), (2 * 3600, 20 * 3600), (2 * 86400, 6 * 86400), (8 *
               (32 * 86400, 80 * 86400)]
 WINDOWS = {"1h": 3600, "1d": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "90d": 90 * 86400}
 ATTRIBUTION = 7 * 86400
-
-
-def iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def stamp(at_us: int, offset_minutes: int = 0, extra_digits: str = "") -> str:

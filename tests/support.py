@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,12 @@ import pytest
 from stream.embedded import free_port, stop
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def iso(seconds: float) -> str:
+    """Epoch seconds as RFC 3339 in UTC with milliseconds: the tests' one formatter (``tests.scenario.stamp``
+    writes the other shapes the contract accepts, on purpose)."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def require_binary(name: str) -> str:

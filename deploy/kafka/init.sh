@@ -46,7 +46,7 @@ topic() {  # name, configs...
 for name in $SOURCE_TOPICS "$DLQ_TOPIC"; do
   topic "$name" "retention.ms=$TOPIC_RETENTION_MS" cleanup.policy=delete
 done
-topic "$CUSTOMERS_TOPIC" cleanup.policy=compact
+topic "$CUSTOMERS_TOPIC" cleanup.policy=compact retention.ms=-1
 
 acl() { kafka kafka-acls.sh --add --force "$@"; }
 for name in $SOURCE_TOPICS "$CUSTOMERS_TOPIC"; do

@@ -15,7 +15,6 @@ import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import yaml
 
 from stream.embedded import free_port, stop, wait_port
-from tests.support import http_get, require_binary, wait_for
+from tests.support import http_get, iso, require_binary, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -262,10 +261,6 @@ class Webhook:
 
 
 # --- events (docs/contract.md section 2) -----------------------------------------------------------
-
-
-def iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _event(customer_id: str, at: float, **fields: Any) -> bytes:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.config import Settings, load_settings
+from stream.config import TOPICS, Settings, load_settings
 from stream.retention import describe, required_ms
 from tests.conftest import BROKER, Namespace
 from tests.oracle import expected_kpis
@@ -23,10 +23,8 @@ DAY_MS = 86_400_000
 
 
 def _settings(namespace: Namespace) -> Settings:
-    t = namespace.topics
-    return load_settings(kafka_bootstrap_servers=namespace.stack.bootstrap, reviews_topic=t["review"],
-                         referrals_topic=t["referral"], tickets_topic=t["ticket"], customers_topic=t["customer"],
-                         dlq_topic=t["dlq"])
+    return load_settings(kafka_bootstrap_servers=namespace.stack.bootstrap,
+                         **{t.setting: namespace.topics[t.kind] for t in TOPICS})
 
 
 def test_topics_the_worker_creates_keep_events_for_the_windows_and_customers_is_compacted(

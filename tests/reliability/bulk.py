@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
+
+from tests.support import iso
 
 SEGMENTS = ["enterprise", "smb", "startup", "public", "nonprofit"]
 TEAMS = ["billing", "onboarding", "technical", "success"]
@@ -27,10 +28,6 @@ SAFE_AGES = [(60, 50 * 60), (2 * HOUR, 20 * HOUR), (2 * DAY, 6 * DAY), (8 * DAY,
              (33 * DAY, 80 * DAY)]
 FOLLOW_UP_GAPS = [600.0, 3 * HOUR, 2 * DAY, 6 * DAY, 9 * DAY]  # ticket -> action, vs 7 d attribution
 REVIEW_KINDS = ["review", "review", "testimonial", "case_study", "survey", "social"]
-
-
-def iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def safe_age(age: float) -> bool:

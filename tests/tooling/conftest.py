@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from stream.config import Settings, load_settings
+from stream.config import TOPICS, Settings, load_settings
 from stream.topics import ensure_topics
 from tests.conftest import Namespace
 
@@ -17,8 +17,6 @@ def settings(namespace: Namespace) -> Settings:
     topics = namespace.topics
     result = load_settings(
         kafka_bootstrap_servers=namespace.stack.bootstrap, redis_url=namespace.stack.redis_url,
-        app_id=namespace.app_id, reviews_topic=topics["review"], referrals_topic=topics["referral"],
-        tickets_topic=topics["ticket"], customers_topic=topics["customer"], dlq_topic=topics["dlq"],
-        topic_partitions=2)
+        app_id=namespace.app_id, topic_partitions=2, **{t.setting: topics[t.kind] for t in TOPICS})
     asyncio.run(ensure_topics(result))
     return result

@@ -19,7 +19,7 @@ def test_event_topics_keep_the_longest_window_plus_the_attribution_window_plus_a
     defaults = topic_configs(load_settings())
     for name in ("reviews", "referrals", "tickets-closed"):
         assert defaults[name] == {"retention.ms": str(98 * DAY_MS)}
-    assert defaults["customers"] == {"cleanup.policy": "compact"}
+    assert defaults["customers"] == {"cleanup.policy": "compact", "retention.ms": "-1"}
     other = topic_configs(load_settings(windows="1h,7d", attribution_window="14d"))
     assert other["tickets-closed"] == {"retention.ms": str(22 * DAY_MS)}
 

@@ -177,3 +177,35 @@ def test_kraft_cluster_ids_never_start_with_a_dash() -> None:
 
     ids = [new_cluster_id() for _ in range(2000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+def test_the_topic_table_is_the_one_home_of_the_topics() -> None:
+    """Every ``*_topic`` setting is a row of TOPICS with its default; the sources carry every event kind."""
+    from stream.config import SOURCES, TOPICS, Settings
+    from stream.events import SPECS
+
+    topic_fields = {name for name in Settings.model_fields if name.endswith("_topic")}
+    assert topic_fields == {t.setting for t in TOPICS}
+    assert all(Settings.model_fields[t.setting].default == t.default for t in TOPICS)
+    assert sorted(t.kind for t in SOURCES) == sorted(SPECS)
+    s = load_settings(customers_topic="people", dlq_topic="dead")
+    assert s.topic_names()[-1] == "dead" and "people" in s.topic_names()
+    assert s.source_kinds() == {"reviews": "review", "referrals": "referral", "tickets-closed": "ticket",
+                                "people": "customer"}
+    assert s.compacted("people") and not s.compacted("customers") and not s.compacted("dead")
+
+
+def test_gc_tuning_is_a_setting_and_zero_leaves_the_collector_alone() -> None:
+    import gc
+
+    from stream.__main__ import _tune_gc
+
+    before = gc.get_threshold()
+    try:
+        _tune_gc(0)
+        assert gc.get_threshold() == before
+        _tune_gc(load_settings(gc_young_threshold=12_345).gc_young_threshold)
+        assert gc.get_threshold()[0] == 12_345
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

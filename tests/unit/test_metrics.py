@@ -27,3 +27,28 @@ def _exposition(values: list[float], bulk: bool) -> list[str]:
 ])
 def test_observe_many_equals_observing_each(values: list[float]) -> None:
     assert _exposition(values, bulk=True) == _exposition(values, bulk=False)
+
+
+def test_observe_many_takes_the_fast_path_when_the_private_members_exist() -> None:
+    """The bulk path increments the counters directly: ``observe`` is never called for each amount
+    (a release that renames a member falls back, and stream.compat refuses to start on it)."""
+    histogram = Histogram("h_seconds", "h", buckets=(0.1, 1.0), registry=CollectorRegistry())
+    calls: list[float] = []
+    histogram.observe = calls.append  # type: ignore[method-assign]
+    observe_many(histogram, [0.05, 0.5, 2.0])
+    assert calls == []
+    assert [b.get() for b in histogram._buckets] == [1.0, 1.0, 1.0]
+    assert histogram._sum.get() == pytest.approx(2.55)
+
+
+def test_observe_many_falls_back_to_observe_without_the_private_members() -> None:
+    class Plain:
+        def __init__(self) -> None:
+            self.seen: list[float] = []
+
+        def observe(self, amount: float) -> None:
+            self.seen.append(amount)
+
+    plain = Plain()
+    observe_many(plain, [0.05, 0.5])  # type: ignore[arg-type]
+    assert plain.seen == [0.05, 0.5]

@@ -21,7 +21,7 @@ def test_created_topics_keep_events_long_enough_and_customers_is_compacted() -> 
     """Event topics get retention.ms = the requirement; customers gets cleanup.policy=compact only."""
     for name in ("reviews", "referrals", "tickets-closed", "advocacy-dlq"):
         assert creation_configs(SETTINGS, name) == {"retention.ms": str(98 * DAY)}
-    assert creation_configs(SETTINGS, "customers") == {"cleanup.policy": "compact"}
+    assert creation_configs(SETTINGS, "customers") == {"cleanup.policy": "compact", "retention.ms": "-1"}
 
 
 @pytest.mark.parametrize(("name", "configs", "problem"), [
