@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from stream.event import Event, is_advocacy
@@ -24,11 +24,12 @@ __all__ = ["ACTION_KEY_PREFIX", "UNKNOWN_SEGMENT", "Change", "Customer", "Regist
 UNKNOWN_SEGMENT = "unknown"
 ACTION_KEY_PREFIX = {"review": "r:", "referral": "f:"}
 _FAR = 1 << 62
+_MANY = 32  # actions searched at once above which ``_credit`` searches integer times
 
 Registration = tuple[int, str, str, str]  # at_us, event_id, segment, status
 Action = tuple[int, str | None]  # at_us, own segment
 Ticket = tuple[int, str]  # at_us, team
-Tickets = tuple[list[int], list[str]]  # a customer's tickets sorted by (time, event id): times, teams
+Tickets = list[tuple[int, str, str]]  # a customer's tickets sorted: (time, event id, team)
 
 
 @dataclass(slots=True)
@@ -90,7 +91,7 @@ def expires_at_ms(customer: Customer, rules: Rules) -> int | None:
 def _ordered(tickets: Mapping[str, Ticket]) -> Tickets:
     ordered = [(v[0], k, v[1]) for k, v in tickets.items()]  # a list, not a generator: most hold one or two
     ordered.sort()
-    return [t[0] for t in ordered], [t[2] for t in ordered]
+    return ordered
 
 
 def tickets_of(customer: Customer) -> Tickets:
@@ -101,23 +102,29 @@ def tickets_of(customer: Customer) -> Tickets:
     return customer.index
 
 
-def credited_team(tickets: Tickets, at_us: int, attribution_us: int) -> str | None:
+def credited_team(tickets: Tickets, at_us: int, attribution_us: int, times: list[int] | None = None) -> str | None:
     """Team of the latest ticket with t0 <= t <= t0 + attribution (contract section 3).
 
     ``tickets`` are sorted by (t0, event id) and the search compares times only, so the last
     ticket at or before ``at_us`` is found (the greatest id among tickets at the same instant)
-    whatever characters the ids hold; it compares plain integers, no key function.
+    whatever characters the ids hold. ``times``, the same tickets' times, makes it a search of plain
+    integers (no key function): worth building when one customer's many actions are searched.
     """
-    times, teams = tickets
-    index = bisect_right(times, at_us) - 1
+    index = (bisect_right(times, at_us) if times is not None else bisect_right(tickets, at_us, key=_time)) - 1
     if index < 0:
         return None
-    return teams[index] if at_us <= times[index] + attribution_us else None
+    t0, _, team = tickets[index]
+    return team if at_us <= t0 + attribution_us else None
 
 
-def _credit(credits: dict[str, int], tickets: Tickets, actions: Iterable[Action], attribution_us: int) -> None:
+def _time(ticket: tuple[int, str, str]) -> int:
+    return ticket[0]
+
+
+def _credit(credits: dict[str, int], tickets: Tickets, actions: Collection[Action], attribution_us: int) -> None:
+    times = [t[0] for t in tickets] if len(actions) > _MANY else None
     for at_us, _ in actions:
-        team = credited_team(tickets, at_us, attribution_us)
+        team = credited_team(tickets, at_us, attribution_us, times)
         if team is not None and at_us > credits.get(team, -1):
             credits[team] = at_us
 

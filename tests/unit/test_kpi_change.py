@@ -6,9 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.event import Event
-from stream.kpi.record import Customer
+from stream.kpi.record import Customer, advocates
 from stream.kpi.totals import Tally, advocate_entry, advocate_score
 from stream.kpi.windows import Rules, Window
+from tests.reference import advocates as reference_advocates
 from tests.reference import apply, contribution, delta
 
 RULES = Rules((Window("1h", 3600), Window("1d", 86400), Window("7d", 604800)), 7 * 86400 * 1000)
@@ -83,3 +84,15 @@ def test_tally_sums_customers_of_a_batch() -> None:
     assert {(k[0], k[1], k[2]) for k in counts} == {("a", "smb", "1h"), ("a", "smb", "1d"), ("a", "smb", "7d")}
     assert set(counts.values()) == {2}
     assert tally.outcomes == {"applied": 2, "duplicate": 0, "ignored": 0}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400), st.sampled_from([0, 1, 999])), min_size=33, max_size=80),
+       st.lists(st.tuples(st.integers(0, 400), st.sampled_from(["billing", "tech", "ops"])), max_size=12))
+def test_attribution_of_many_actions_at_once_equals_the_scan(actions: list[tuple[int, int]],
+                                                             tickets: list[tuple[int, str]]) -> None:
+    """More than 32 actions credited at once (the integer search of ``_credit``) credit the teams the
+    reference model's scan does, ties within a millisecond included."""
+    record = Customer(actions={f"f:f{i}": ((NOW - m * 60_000) * 1000 + us, None) for i, (m, us) in enumerate(actions)},
+                      tickets={f"t{i}": ((NOW - m * 60_000) * 1000, team) for i, (m, team) in enumerate(tickets)})
+    assert advocates(record, RULES) == reference_advocates(record, RULES)
