@@ -24,7 +24,7 @@ __all__ = ["ACTION_KEY_PREFIX", "UNKNOWN_SEGMENT", "Change", "Customer", "Regist
 UNKNOWN_SEGMENT = "unknown"
 ACTION_KEY_PREFIX = {"review": "r:", "referral": "f:"}
 _FAR = 1 << 62
-_MANY = 32  # actions searched at once above which ``_credit`` searches integer times
+_MANY = 32  # tickets above which a record caches them sorted; actions above which ``_credit`` searches integers
 
 Registration = tuple[int, str, str, str]  # at_us, event_id, segment, status
 Action = tuple[int, str | None]  # at_us, own segment
@@ -95,11 +95,15 @@ def _ordered(tickets: Mapping[str, Ticket]) -> Tickets:
 
 
 def tickets_of(customer: Customer) -> Tickets:
-    """The customer's tickets sorted for ``credited_team``, cached (tickets change far less often
-    than actions come: a customer with thousands of tickets is not sorted again for each action)."""
-    if customer.index is None:
-        customer.index = _ordered(customer.tickets)
-    return customer.index
+    """The customer's tickets sorted for ``credited_team``; cached when there are many (tickets change
+    far less often than actions come: a customer with thousands is not sorted again for each action;
+    a few are sorted in no time, and not caching them keeps the records' objects few for the GC)."""
+    if customer.index is not None:
+        return customer.index
+    ordered = _ordered(customer.tickets)
+    if len(ordered) > _MANY:
+        customer.index = ordered
+    return ordered
 
 
 def credited_team(tickets: Tickets, at_us: int, attribution_us: int, times: list[int] | None = None) -> str | None:
