@@ -62,11 +62,14 @@ $(PEERS)/.installed: tests/bench/peers.txt
 	$(PEERS)/bin/python -m pip install -q -r tests/bench/peers.txt
 	touch $@
 
-# side-by-side throughput, freshness, start-up and memory; writes docs/benchmarks.md (~10 min)
+# side-by-side throughput, freshness, start-up and memory on tansu and Apache Kafka; writes docs/benchmarks.md
+# (BENCH_ARGS=--runs 1: 12 min on 2 loaded cores; the default 3 runs about 30 min there, less on a quiet machine)
 bench: deps $(PEERS)/.installed
 	$(PY) -m tests.bench.run $(BENCH_ARGS)
 
 # the kill and rebalance scenarios again and again, outside `make test`: ROUNDS=30 make soak
+# (the Redis Cluster failovers: SOAK_TESTS=tests/reliability/test_redis_cluster.py, with more events
+# per round through RELIABILITY_CLUSTER_EVENTS=20000)
 ROUNDS ?= 30
 SOAK_TESTS ?= tests/reliability/test_uncommitted.py
 soak: deps

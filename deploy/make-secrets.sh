@@ -57,7 +57,7 @@ if [[ ! -s redis-users.acl ]]; then
   hash=$(printf '%s' "$redis_password" | openssl dgst -sha256 -r | cut -d' ' -f1)
   cat > redis-users.acl <<ACL
 user default on nopass resetkeys resetchannels -@all +ping
-user advocacy on #$hash resetkeys resetchannels ~advocacy* -@all +@read +@write +@connection +evalsha +eval +script|load +script|exists -function -@dangerous
+user advocacy on #$hash resetkeys resetchannels ~advocacy* -@all +@read +@write +@connection +evalsha +eval +script|load +script|exists -function -@dangerous +time
 ACL
 fi
 [[ -s redis-url ]] || printf 'redis://advocacy:%s@redis:6379/0\n' "$redis_password" > redis-url

@@ -15,7 +15,6 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 import faust
-import redis.asyncio as aioredis
 from aiokafka.errors import MessageSizeTooLargeError
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry
@@ -33,7 +32,7 @@ from stream.metrics import Metrics
 from stream.pipeline import Pipeline, Record, where
 from stream.retention import install as install_retention_check
 from stream.retry import Backoff
-from stream.state import Store, partition_name
+from stream.state import Store, partition_name, redis_client
 from stream.topics import KafkaProbe
 from stream.web import METRICS_CONTENT_TYPE, Api, static_file
 
@@ -101,12 +100,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     health = Health(stall_seconds=settings.stall_seconds)
     metrics = Metrics(registry or CollectorRegistry())
-    tls: dict[str, Any] = {"ssl_ca_certs": settings.redis_ssl_ca_file} if settings.redis_ssl_ca_file else {}
-    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5,
-                                     socket_connect_timeout=5, health_check_interval=10, **tls)
     rules = Rules(settings.windows, settings.attribution_window * 1000, settings.max_events_per_customer)
+    client = redis_client(settings)
     store = Store(client, settings.app_id, rules, settings.max_segments, settings.max_teams,
-                  settings.state_cache_customers)
+                  settings.state_cache_customers, settings.state_shards)
     clock = SharedClock(redis_time(client), on_sync=lambda reading: metrics.clock_skew.set(reading.skew))
     pipeline = Pipeline(settings, store, metrics, KafkaDeadLetters(app, settings.dlq_topic), health, clock)
     api = Api(store, metrics, health, settings.windows, clock)

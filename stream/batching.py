@@ -64,12 +64,18 @@ Deliver = Callable[[str, Batch], Awaitable[None]]
 
 
 class FetchTunedThread(AIOKafkaConsumerThread):  # type: ignore[misc]
-    """Faust's consumer thread with our fetch wait instead of its hard-coded 1500 ms.
+    """Faust's consumer thread with our fetch wait (``ADVOCACY_FETCH_MAX_WAIT_MS``, 100 ms)
+    instead of its hard-coded 1500 ms. Measured 2026-11-29 (2 shared cores), for two reasons:
 
-    Measured on tansu: a fetch that finds no data is answered only on the broker's own
-    schedule, not when data arrives, so new events waited up to ~max_wait/2 before even
-    leaving the broker (freshness p99 2-3 s at 1500 ms, under 1 s at 100 ms). A broker that
-    answers on arrival (Apache Kafka) only sees more empty fetches when idle.
+    - tansu answers a fetch that found no data on its own schedule, not when data arrives:
+      a record produced to an idle partition reached a waiting consumer after 297 ms (p50,
+      max 538) at 1500 ms, 15 ms at 100 ms (freshness p99 2-3 s at 1500 ms, under 1 s at 100).
+    - Apache Kafka answers on arrival (7 ms p50 at either wait), but a seek waits for the
+      fetch in flight: records sought on a quiet partition arrived after 1138 ms (p50, max
+      1291) at 1500 ms, 58 ms (max 110) at 100 ms. Every assignment's seek to the state's
+      positions, rewind after a dropped fetch and gap re-read is one.
+
+    The cost: an idle worker sends about ten empty fetches a second to each broker.
     """
 
     def _create_worker_consumer(self, transport: Any) -> Any:
@@ -137,6 +143,16 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
                     self._deliveries += 1
                     try:
                         await deliver(topic, batch)
+                    except asyncio.CancelledError:
+                        if _being_cancelled():
+                            raise
+                        # Faust's revocation clears the agents' queues (flow_control.clear()),
+                        # which cancels a hand-over waiting for room in one. Re-raised, that
+                        # crashed Faust's fetcher, which has no supervisor, and with it the app
+                        # (seen on Apache Kafka, tests/integration/test_kafka_overrides.py).
+                        # The rest of this fetch is dropped and every partition rewound.
+                        self._rewind_pending = True
+                        break
                     finally:
                         self._deliveries -= 1
         except (*self.consumer_stopped_errors, asyncio.CancelledError):
@@ -185,6 +201,13 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
             targets = await self._stored_positions(self.assignment())
             if epoch == self.epoch:
                 await self._seek_to(targets)
+                # every record below the state's position is stored: the group may commit up to
+                # there now. Else a partition whose last commit was refused (a stale generation)
+                # or lost with its owner keeps a stale commit, and tools a false lag, until its next
+                # record arrives.
+                for tp, offset in targets.items():
+                    if offset > self._durable.get(tp, -1):
+                        self._durable[tp] = offset
         except Exception as exc:
             log.warning("could not seek to the state's positions (%r); retrying before fetching", exc)
             self._rewind_pending = True
@@ -331,6 +354,12 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[Any], generation_id: int = 0) -> None:
         self.epoch += 1
         await super().on_partitions_assigned(assigned, generation_id)
+
+
+def _being_cancelled() -> bool:
+    """Whether the running task itself is being cancelled (not only a future it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _named(offsets: Mapping[Any, int]) -> str:

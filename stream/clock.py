@@ -172,6 +172,8 @@ def redis_time(client: Any) -> Source:
             raise StateUnavailable(f"redis unavailable: {type(exc).__name__}") from None
         except RedisError as exc:
             raise StateError(f"redis error: {exc}") from None
+        except (AttributeError, TypeError) as exc:  # redis-py 8.1 on a reset connection (redis/redis-py#4287)
+            raise StateUnavailable(f"redis unavailable: connection lost ({type(exc).__name__})") from None
         return int(seconds), int(micros)
 
     return source

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
     redis_url_file: str | None = None
     redis_ssl_ca_file: str | None = None
+    redis_cluster: bool = False
+    state_shards: int = Field(8, ge=1, le=1024)
     web_port: int = Field(6066, ge=1, le=65535)
     web_bind: str = "0.0.0.0"
     app_id: str = Field("advocacy", pattern=r"^[A-Za-z0-9._-]{1,64}$")
@@ -133,6 +135,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"{ENV_PREFIX}KAFKA_SASL_PASSWORD: required with {self.kafka_security_protocol}")
         if not self.redis_url.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"{ENV_PREFIX}REDIS_URL: must start with redis://, rediss:// or unix://")
+        if self.redis_cluster and not self.redis_url.get_secret_value().startswith(("redis://", "rediss://")):
+            raise ValueError(f"{ENV_PREFIX}REDIS_CLUSTER: Redis Cluster needs a redis:// or rediss:// URL")
         return self
 
     @model_validator(mode="after")

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from stream.kpi.record import UNKNOWN_SEGMENT
 from stream.kpi.totals import OVERFLOW_LABEL
@@ -33,13 +34,14 @@ end
 return out
 """
 KINDS = ("segment", "team")
+Client = aioredis.Redis | RedisCluster  # a single Redis or Redis Cluster (``stream.state.redis_client``)
 _FOLDED_CACHE = 10_000
 
 
 class LabelCap:
     """Decides, once and for all workers, which names keep their own label."""
 
-    def __init__(self, client: aioredis.Redis, namespace: str, caps: dict[str, int]) -> None:
+    def __init__(self, client: Client, namespace: str, caps: dict[str, int]) -> None:
         self.ns = namespace
         self.caps = caps
         self._admit = client.register_script(_ADMIT)

@@ -16,7 +16,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
@@ -29,7 +28,7 @@ from stream.kafka import client_options
 from stream.kpi.windows import Rules
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline, Record
-from stream.state import Store, partition_name
+from stream.state import Store, partition_name, redis_client
 from stream.topics import partitions as topic_partitions
 
 log = logging.getLogger("stream.replay")
@@ -61,10 +60,10 @@ class Summary:
 async def replay(settings: Settings, into: str, *, idle_seconds: float = 3.0, progress: bool = True) -> Summary:
     """Rebuild state under app id ``into``; refuses a namespace that already has state."""
     target = settings.model_copy(update={"app_id": into})
-    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value())
+    client = redis_client(settings)  # the worker's: a single Redis or Redis Cluster, TLS alike
     rules = Rules(settings.windows, settings.attribution_window * 1000, settings.max_events_per_customer)
     store = Store(client, into, rules,
-                  settings.max_segments, settings.max_teams, settings.state_cache_customers)
+                  settings.max_segments, settings.max_teams, settings.state_cache_customers, settings.state_shards)
     if await store.has_state():
         raise StateError(f"app id {into!r} already has state in Redis: replay needs a fresh one")
     await store.check_rules()

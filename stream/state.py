@@ -1,84 +1,103 @@
 """The shared state in Redis and its atomic updates.
 
-Each customer's events live in one record ``{ns}:c:{customer_id}`` carrying a version.
-A batch is applied optimistically: read the records (one MGET), compute the new
-records and the change to the totals in pure Python (``stream.kpi``), then one Lua
-call writes every record whose version is unchanged *together with* its change to the
-totals. A record changed meanwhile by another worker is re-read and retried. Replaying
-an event is a no-op because the record already holds its id: at-least-once delivery
-gives exactly-once counts.
+The state is split by customer into shards (``stream.shards``), each under one hash tag,
+so that it runs the same on a single Redis and on Redis Cluster. Each customer's events
+live in one record of its shard, carrying a version. A batch is applied optimistically:
+read the records (one MGET per shard), compute the new records and the change to the
+totals in pure Python (``stream.kpi``), then one Lua call per shard writes every record
+whose version is unchanged *together with* the shard's change to the totals and its
+partition positions. A record changed meanwhile by another worker is re-read and that
+shard retried. Replaying an event is a no-op because the record already holds its id:
+at-least-once delivery gives exactly-once counts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import (
+    ClusterDownError,
+    MovedError,
+    RedisClusterException,
+    RedisError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from stream.config import Settings
 from stream.errors import StateError, StateUnavailable
 from stream.event import Event
 from stream.kpi.record import Customer, expires_at_ms
 from stream.kpi.totals import Tally, Totals
-from stream.kpi.windows import Rules, Window, sum_window
-from stream.labels import LabelCap
+from stream.kpi.windows import Rules
+from stream.labels import Client, LabelCap
+from stream.shards import HEAD, SUM_WINDOWS, Shard, add, lowest, shard_of
 
+T = TypeVar("T")
+DEFAULT_SHARDS = 8
+
+# One shard's part of a batch. KEYS: 1 meta, 2 pos, 3 active, 4 segments, 5 teams, 6 newest, then
+# the records, count hashes and advocate sets that ARGV names by their index in KEYS. ARGV: 1 heads
+# [[record key index, version, expires, mode]], 2 blobs, 3 totals, 4 token, 5 progress, 6 fingerprint.
 _COMMIT = """
-local ns = ARGV[1]
--- an empty state (Redis restarted empty) starts again: positions are missing, so every
--- partition is read again from its earliest offset
-redis.call('HSETNX', ns .. ':meta', 'rules', ARGV[7])
-local heads = cjson.decode(ARGV[2])
+-- an empty shard (Redis restarted empty, a replica promoted empty) starts again: positions
+-- are missing, so every partition is read again from its earliest offset
+redis.call('HSETNX', KEYS[1], 'rules', ARGV[6])
+local heads = cjson.decode(ARGV[1])
 local conflicts = {}
 for i, h in ipairs(heads) do
-  local cur = redis.call('GETRANGE', h[1], 0, 63)
+  local cur = redis.call('GETRANGE', KEYS[h[1]], 0, 63)
   if (string.match(cur, '^([^|]*)|') or '') ~= h[2] then conflicts[#conflicts + 1] = i end
 end
 if #conflicts > 0 then return {conflicts, {}} end
-local blobs, pos, token = ARGV[3], 1, ARGV[5]
+local blobs, pos, token = ARGV[2], 1, ARGV[4]
 for _, h in ipairs(heads) do
+  local key = KEYS[h[1]]
   local stop = string.find(blobs, '\\0', pos, true)
   local blob = string.sub(blobs, pos, stop - 1)
   pos = stop + 1
   if h[4] == 2 then
-    redis.call('DEL', h[1])
+    redis.call('DEL', key)
   elseif h[4] == 1 then
-    redis.call('SETRANGE', h[1], 0, token)
-    redis.call('APPEND', h[1], blob)
-    if h[3] > 0 then redis.call('PEXPIREAT', h[1], h[3]) end
+    redis.call('SETRANGE', key, 0, token)
+    redis.call('APPEND', key, blob)
+    if h[3] > 0 then redis.call('PEXPIREAT', key, h[3]) end
   elseif h[3] > 0 then
-    redis.call('SET', h[1], blob, 'PXAT', h[3])
+    redis.call('SET', key, blob, 'PXAT', h[3])
   else
-    redis.call('SET', h[1], blob)
+    redis.call('SET', key, blob)
   end
 end
-local t = cjson.decode(ARGV[4])
-for _, c in ipairs(t[1]) do redis.call('HINCRBY', c[1], c[2], c[3]) end
-for _, a in ipairs(t[2]) do redis.call('HINCRBY', ns .. ':active', a[1], a[2]) end
-for _, s in ipairs(t[3]) do redis.call('ZADD', ns .. ':adv:' .. s[1], s[2], s[3]) end
-for _, r in ipairs(t[4]) do redis.call('ZREM', ns .. ':adv:' .. r[1], r[2]) end
-for _, g in ipairs(t[5]) do redis.call('SADD', ns .. ':segments', g) end
-for _, m in ipairs(t[6]) do redis.call('SADD', ns .. ':teams', m) end
+local t = cjson.decode(ARGV[3])
+for _, c in ipairs(t[1]) do redis.call('HINCRBY', KEYS[c[1]], c[2], c[3]) end
+for _, a in ipairs(t[2]) do redis.call('HINCRBY', KEYS[3], a[1], a[2]) end
+for _, s in ipairs(t[3]) do redis.call('ZADD', KEYS[s[1]], s[2], s[3]) end
+for _, r in ipairs(t[4]) do redis.call('ZREM', KEYS[r[1]], r[2]) end
+for _, g in ipairs(t[5]) do redis.call('SADD', KEYS[4], g) end
+for _, m in ipairs(t[6]) do redis.call('SADD', KEYS[5], m) end
 if t[7] ~= '' then
-  local cur = redis.call('HGET', ns .. ':newest', t[7])
-  if not cur or tonumber(cur) < t[8] then redis.call('HSET', ns .. ':newest', t[7], t[8]) end
+  local cur = redis.call('HGET', KEYS[6], t[7])
+  if not cur or tonumber(cur) < t[8] then redis.call('HSET', KEYS[6], t[7], t[8]) end
 end
 -- positions: each partition's first unstored offset moves over a batch only if the batch
--- starts at or before it; otherwise the state lost writes and says from where to re-read
+-- starts at or before it; otherwise the shard lost writes and says from where to re-read
 local behind = {}
-for _, p in ipairs(cjson.decode(ARGV[6])) do
-  local cur = redis.call('HGET', ns .. ':pos', p[1])
+for _, p in ipairs(cjson.decode(ARGV[5])) do
+  local cur = redis.call('HGET', KEYS[2], p[1])
   if not cur then
     behind[#behind + 1] = {p[1], -1}
   elseif p[2] <= tonumber(cur) then
-    if p[3] > tonumber(cur) then redis.call('HSET', ns .. ':pos', p[1], p[3]) end
+    if p[3] > tonumber(cur) then redis.call('HSET', KEYS[2], p[1], p[3]) end
   else
     behind[#behind + 1] = {p[1], tonumber(cur)}
   end
@@ -186,57 +205,77 @@ class Tokens:
 
 
 class Store:
-    """KPI state shared by every worker; ``namespace`` is the app id.
+    """KPI state shared by every worker; ``namespace`` is the app id, split into ``shards``.
 
     ``cache_size`` customers' records are kept in memory (least recently used out): a
     record read from the cache is as good as one read from Redis, because the commit
     checks its version and a stale one comes back as a conflict, re-read from Redis.
     """
 
-    def __init__(self, client: aioredis.Redis, namespace: str, rules: Rules,
-                 max_segments: int = 1000, max_teams: int = 1000, cache_size: int = 100_000) -> None:
+    def __init__(self, client: Client, namespace: str, rules: Rules, max_segments: int = 1000,
+                 max_teams: int = 1000, cache_size: int = 100_000, shards: int = DEFAULT_SHARDS) -> None:
         self.client = client
         self.ns = namespace
         self.rules = rules
+        self.shards = [Shard(namespace, k) for k in range(shards)]
         self.labels = LabelCap(client, namespace, {"segment": max_segments, "team": max_teams})
         self._commit = client.register_script(_COMMIT)
         self._floor = client.register_script(_FLOOR)
         self._prune_hash = client.register_script(_PRUNE_HASH)
+        self._head = client.register_script(HEAD)
+        self._sum_windows = client.register_script(SUM_WINDOWS)
         self.cache: OrderedDict[str, Customer] = OrderedDict()
         self.cache_size = cache_size
         self.tokens = Tokens()
 
-    def customer_key(self, customer_id: str) -> str:
-        return f"{self.ns}:c:{customer_id}"
+    def shard_of(self, customer_id: str) -> int:
+        return shard_of(customer_id, len(self.shards))
 
-    def count_key(self, kind: str, name: str, window: str) -> str:
-        return f"{self.ns}:{kind}:{window}:{name}"
+    def customer_key(self, customer_id: str) -> str:
+        return self.shards[self.shard_of(customer_id)].customer(customer_id)
+
+    def count_key(self, kind: str, name: str, window: str, shard: int = 0) -> str:
+        return self.shards[shard].count(kind, name, window)
 
     async def ping(self) -> None:
-        await self._call(self.client.ping())
+        """Every shard answers (on a cluster, a PING to any node would not say that)."""
+        await self._each(lambda shard: self.client.hexists(shard.meta, "rules"))
 
     @property
     def fingerprint(self) -> str:
-        """The rules the totals are built under (windows, attribution, caps)."""
+        """The rules the totals are built under (windows, attribution, caps, shards)."""
         fingerprint = ",".join(f"{w.name}={w.seconds}" for w in self.rules.windows)
         fingerprint += f";attribution={self.rules.attribution_ms}"
-        return fingerprint + f";caps={self.labels.caps['segment']},{self.labels.caps['team']}"
+        fingerprint += f";caps={self.labels.caps['segment']},{self.labels.caps['team']}"
+        return fingerprint + f";shards={len(self.shards)}"
 
     async def check_rules(self) -> None:
-        """Refuse to mix totals built under other windows or attribution window."""
-        fingerprint = self.fingerprint
-        key = f"{self.ns}:meta"
-        await self._call(self.client.hsetnx(key, "rules", fingerprint))
-        stored = await self._call(self.client.hget(key, "rules"))
-        if stored is not None and stored.decode() != fingerprint:
+        """Refuse to mix totals built under other windows, attribution window, caps or shard count,
+        or in the layout of before shards."""
+        if await self._call(self.client.exists(self.legacy_meta)):
             raise StateError(
-                f"Redis state of app {self.ns!r} was built with {stored.decode()!r}, not "
-                f"{fingerprint!r}: use another ADVOCACY_APP_ID or replay into empty state"
-            )
+                f"Redis holds state of app {self.ns!r} in the unsharded layout of earlier versions "
+                f"(key {self.legacy_meta!r}): replay it into a new app id (python -m stream replay --into "
+                "NEW_ID) and run the workers with ADVOCACY_APP_ID=NEW_ID; see docs/runbook.md")
+        fingerprint = self.fingerprint
+        await self._each(lambda shard: self.client.hsetnx(shard.meta, "rules", fingerprint))
+        for raw in await self._each(lambda shard: self.client.hget(shard.meta, "rules")):
+            stored = raw.decode() if isinstance(raw, bytes) else raw
+            if stored is not None and stored != fingerprint:
+                raise StateError(
+                    f"Redis state of app {self.ns!r} was built with {stored!r}, not "
+                    f"{fingerprint!r}: use another ADVOCACY_APP_ID or replay into empty state"
+                    " (ADVOCACY_STATE_SHARDS is part of the state's layout)")
+
+    @property
+    def legacy_meta(self) -> str:
+        """The meta record of the unsharded layout (before shards)."""
+        return f"{self.ns}:meta"
 
     async def has_state(self) -> bool:
-        """Whether this app's state exists (its meta record is written at first start)."""
-        return bool(await self._call(self.client.exists(f"{self.ns}:meta")))
+        """Whether this app's state exists (each shard's meta record is written at first start)."""
+        found = await self._each(lambda shard: self.client.exists(shard.meta))
+        return any(found) or bool(await self._call(self.client.exists(self.legacy_meta)))
 
     async def apply(self, events: Sequence[Event], now_ms: int, topic: str = "") -> dict[str, int]:
         """Apply valid events atomically, with no partition positions; return outcome counts."""
@@ -246,35 +285,64 @@ class Store:
     async def commit(self, events: Sequence[Event], now_ms: int, topic: str = "",
                      progress: Sequence[tuple[str, int, int]] = (), rejected: list[Event] | None = None,
                      ) -> tuple[dict[str, int], dict[str, int | None]]:
-        """Apply valid events and move partition positions atomically.
+        """Apply valid events and move partition positions: one atomic call per shard, all shards at once.
 
-        One commit per batch, all or nothing: if any customer's record changed since it was
-        read, nothing is written, those records are re-read and the batch is recomputed.
+        Per shard, all or nothing: if any of its customers' records changed since it was read,
+        nothing of that shard is written, those records are re-read and its part recomputed.
         ``topic`` (optional) records the newest event time seen on it, for freshness.
-        ``progress`` is (partition, start, end) per partition the batch covers; returns the
-        outcome counts and, for partitions whose stored position is behind the batch's start
-        (the state lost writes) or missing, that position (None where missing). Events the
-        per-customer cap turned away (``Tally.rejected``) are appended to ``rejected``.
+        ``progress`` is (partition, start, end) per partition the batch covers; every shard
+        moves its own positions, even one with no events in the batch. Returns the outcome
+        counts and, for partitions whose position in some shard is behind the batch's start
+        (the shard lost writes) or missing, the lowest such position (None where missing).
+        A shard that fails raises once every other shard is done; the batch is then retried
+        whole, which is harmless: the shards that committed find its events and positions.
+        Events the per-customer cap turned away (``Tally.rejected``) replace the content of
+        ``rejected`` once every shard has committed.
         """
         by_customer, newest, names = _group(events)
+        await self._resolve_labels([], names)
+        parts: dict[int, dict[str, list[Event]]] = {}
+        for customer_id, group in by_customer.items():
+            parts.setdefault(self.shard_of(customer_id), {})[customer_id] = group
+        called = range(len(self.shards)) if progress else sorted(parts)
+        progress_arg = orjson.dumps(progress)
+        turned: dict[int, list[Event]] = {k: [] for k in called}  # per shard: what its cap turned away
+        results = await asyncio.gather(
+            *(self._commit_shard(self.shards[k], parts.get(k, {}), now_ms, topic, newest, progress_arg, turned[k])
+              for k in called), return_exceptions=True)
+        outcomes = {"applied": 0, "duplicate": 0, "ignored": 0, "conflicts": 0}
+        behinds = []
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            counts, behind = result
+            for name, n in counts.items():
+                outcomes[name] = max(outcomes.get(name, 0), n) if name == "largest" else outcomes.get(name, 0) + n
+            behinds.append(behind)
+        outcomes["folded"] = self._folded(events)
+        if rejected is not None:
+            rejected[:] = [event for k in called for event in turned[k]]
+        return outcomes, lowest(behinds)
+
+    async def _commit_shard(self, shard: Shard, by_customer: dict[str, list[Event]], now_ms: int, topic: str,
+                            newest: int, progress: bytes, rejected: list[Event],
+                            ) -> tuple[dict[str, int], dict[str, int | None]]:
         olds = self._cached(by_customer)
         stale = [c for c in by_customer if c not in olds]
         conflicts = 0
         for _ in range(MAX_ATTEMPTS):
             if stale:
-                olds.update(await self._read(stale))
-            await self._resolve_labels([olds[c] for c in stale], names)
+                read = await self._read(shard, stale)
+                olds.update(read)
+                await self._resolve_labels(list(read.values()), {"segment": set(), "team": set()})
             tally, writes = self._step(by_customer, olds, now_ms)
-            outcomes = {**tally.outcomes, "conflicts": conflicts, "folded": self._folded(events),
-                        "largest": tally.largest}
-            if rejected is not None:
-                rejected[:] = tally.rejected  # the attempt that returns is the one that counts
-            if not writes and not progress:
+            outcomes = {**tally.outcomes, "conflicts": conflicts, "largest": tally.largest}
+            rejected[:] = tally.rejected  # the attempt that returns is the one that counts
+            if not writes and progress == b"[]":
                 self._remember(olds)
                 return outcomes, {}
-            payload = self._payload(writes, tally, now_ms, topic, newest)
-            missed, behind = await self._call(self._commit(
-                args=[self.ns, *payload, orjson.dumps(progress), self.fingerprint]))
+            keys, args = self._payload(shard, writes, tally, now_ms, topic, newest)
+            missed, behind = await self._call(self._commit(keys=keys, args=[*args, progress, self.fingerprint]))
             if not missed:
                 for customer_id, _, new in writes:
                     olds[customer_id] = new
@@ -319,15 +387,26 @@ class Store:
         while len(cache) > self.cache_size:
             cache.popitem(last=False)
 
-    async def _read(self, customer_ids: list[str]) -> dict[str, Customer]:
-        blobs = await self._call(self.client.mget([self.customer_key(c) for c in customer_ids]))
+    async def _read(self, shard: Shard, customer_ids: list[str]) -> dict[str, Customer]:
+        blobs = await self._call(self.client.mget([shard.customer(c) for c in customer_ids]))
         return {c: decode(blob) for c, blob in zip(customer_ids, blobs, strict=True)}
 
-    def _payload(self, writes: list[tuple[str, Customer, Customer]], tally: Tally, now_ms: int,
-                 topic: str, newest: int) -> tuple[bytes, bytes, bytes, str]:
-        """The commit's arguments. A record that only gained events gets them appended (cost
+    def _payload(self, shard: Shard, writes: list[tuple[str, Customer, Customer]], tally: Tally, now_ms: int,
+                 topic: str, newest: int) -> tuple[list[str], tuple[bytes, bytes, bytes, str]]:
+        """The commit's keys and arguments. A record that only gained events gets them appended (cost
         O(new events)); a new one, one whose registration changed or that lost pruned events
-        is written whole; an empty or expired one is deleted."""
+        is written whole; an empty or expired one is deleted. Every key the call touches is in
+        the keys (Redis Cluster routes by them); the arguments name them by index."""
+        keys = [shard.meta, shard.pos, shard.active, shard.segments, shard.teams, shard.newest]
+        index: dict[str, int] = {}
+
+        def at(key: str) -> int:
+            found = index.get(key)
+            if found is None:
+                keys.append(key)
+                found = index[key] = len(keys)  # Lua counts from 1
+            return found
+
         heads = []
         chunks = []
         token = self.tokens.next()
@@ -341,22 +420,21 @@ class Store:
                 new.version = token
                 mode, chunk = _SET, encode(new)
             new.added = None  # written: the cached record is the stored one
-            heads.append((self.customer_key(customer_id), old.version, expires or 0, mode))
+            heads.append((at(shard.customer(customer_id)), old.version, expires or 0, mode))
             chunks.append(chunk)
         chunks.append(b"")
-        count_key = self.count_key
         totals = (
-            [(count_key(kind, name, window), str(bucket), n)
+            [(at(shard.count(kind, name, window)), str(bucket), n)
              for (kind, name, window, bucket), n in tally.counts(self.rules, now_ms).items()],
             [(segment, n) for segment, n in tally.active.items() if n],
-            tally.advocates_set,
-            tally.advocates_removed,
+            [(at(shard.advocates(team)), score, member) for team, score, member in tally.advocates_set],
+            [(at(shard.advocates(team)), member) for team, member in tally.advocates_removed],
             sorted(tally.segments),
             sorted(tally.teams),
             topic,
             newest,
         )
-        return orjson.dumps(heads), b"\0".join(chunks), orjson.dumps(totals), token
+        return keys, (orjson.dumps(heads), b"\0".join(chunks), orjson.dumps(totals), token)
 
     async def _resolve_labels(self, read: list[Customer], names: dict[str, set[str]]) -> None:
         """Ask Redis about names this worker has not labelled yet: the batch's (``names``), and
@@ -389,77 +467,113 @@ class Store:
         self.cache.clear()
 
     async def positions(self, partitions: Sequence[str]) -> dict[str, int | None]:
-        """Each partition's stored position (its first unstored offset), None where there is none."""
+        """Each partition's position (its first unstored offset): the lowest over the shards, None
+        where a shard has none."""
         if not partitions:
             return {}
-        values = await self._call(self.client.hmget(f"{self.ns}:pos", list(partitions)))
-        return {p: int(v) if v is not None else None for p, v in zip(partitions, values, strict=True)}
+        names = list(partitions)
+        per_shard = await self._each(lambda shard: self.client.hmget(shard.pos, names))
+        return lowest({p: int(v) if v is not None else None for p, v in zip(names, values, strict=True)}
+                      for values in per_shard)
 
     async def floor_positions(self, offsets: dict[str, int]) -> None:
-        """Raise positions that are missing or lower than ``offsets`` (nothing is readable below)."""
+        """Raise positions that are missing or lower than ``offsets`` in every shard (nothing is readable below)."""
         if offsets:
             args = [x for p, offset in offsets.items() for x in (p, offset)]
-            await self._call(self._floor(keys=[f"{self.ns}:pos"], args=args))
+            await self._each(lambda shard: self._floor(keys=[shard.pos], args=args))
 
     async def totals(self, now_ms: int) -> Totals:
-        """Read the totals for every window, summed, in two round trips."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.smembers(f"{self.ns}:segments")
-        pipe.smembers(f"{self.ns}:teams")
-        pipe.hgetall(f"{self.ns}:active")
-        pipe.exists(f"{self.ns}:meta")
-        pipe.hgetall(f"{self.ns}:newest")
-        segments_raw, teams_raw, active_raw, _has_meta, newest_raw = await self._call(pipe.execute())
+        """The totals for every window, summed over the shards: two Lua calls per shard, all shards at once."""
+        return add(await self._each(lambda shard: self._shard_totals(shard, now_ms), wrap=False))
+
+    async def _shard_totals(self, shard: Shard, now_ms: int) -> Totals:
+        segments_raw, teams_raw, active_raw, newest_raw = await self._call(
+            self._head(keys=[shard.segments, shard.teams, shard.active, shard.newest]))
         segments = sorted(s.decode() for s in segments_raw)
         teams = sorted(t.decode() for t in teams_raw)
+        active = {k.decode(): int(v) for k, v in zip(active_raw[::2], active_raw[1::2], strict=True)}
+        newest = {k.decode(): int(v) for k, v in zip(newest_raw[::2], newest_raw[1::2], strict=True)}
+        actions: dict[tuple[str, str], int] = {}
+        interactions: dict[tuple[str, str], int] = {}
+        advocates: dict[tuple[str, str], int] = {}
         windows = self.rules.windows
-        pipe = self.client.pipeline(transaction=False)
-        for window in windows:
-            for segment in segments:
-                pipe.hgetall(self.count_key("a", segment, window.name))
-            for team in teams:
-                pipe.hgetall(self.count_key("t", team, window.name))
-                pipe.zcount(f"{self.ns}:adv:{team}", window.start_ms(now_ms), "+inf")
-        replies = iter(await self._call(pipe.execute()))
-        actions, interactions, advocates = {}, {}, {}
-        for window in windows:
-            for segment in segments:
-                actions[(segment, window.name)] = _sum(next(replies), window, now_ms)
-            for team in teams:
-                interactions[(team, window.name)] = _sum(next(replies), window, now_ms)
-                advocates[(team, window.name)] = int(next(replies))
-        active = {k.decode(): int(v) for k, v in active_raw.items()}
-        newest = {k.decode(): int(v) for k, v in newest_raw.items()}
+        if segments or teams:
+            keys = [shard.count(kind, name, w.name) for w in windows
+                    for kind, names in (("a", segments), ("t", teams)) for name in names]
+            keys += [shard.advocates(team) for team in teams]
+            args = [len(segments), len(teams)]
+            for w in windows:
+                args += [w.first_bucket(now_ms), w.start_ms(now_ms)]
+            replies = iter(await self._call(self._sum_windows(keys=keys, args=args)))
+            for w in windows:
+                for segment in segments:
+                    actions[(segment, w.name)] = int(next(replies))
+                for team in teams:
+                    interactions[(team, w.name)] = int(next(replies))
+                for team in teams:
+                    advocates[(team, w.name)] = int(next(replies))
         return Totals(actions, active, interactions, advocates, newest)
 
     async def prune(self, now_ms: int) -> int:
         """Drop buckets and advocates older than every window; safe on any worker."""
-        segments = await self._call(self.client.smembers(f"{self.ns}:segments"))
-        teams = await self._call(self.client.smembers(f"{self.ns}:teams"))
+        return sum(await self._each(lambda shard: self._prune_shard(shard, now_ms), wrap=False))
+
+    async def _prune_shard(self, shard: Shard, now_ms: int) -> int:
+        segments = await self._call(self.client.smembers(shard.segments))
+        teams = await self._call(self.client.smembers(shard.teams))
         removed = 0
         for window in self.rules.windows:
-            keys = [self.count_key("a", s.decode(), window.name) for s in segments]
-            keys += [self.count_key("t", t.decode(), window.name) for t in teams]
+            keys = [shard.count("a", s.decode(), window.name) for s in segments]
+            keys += [shard.count("t", t.decode(), window.name) for t in teams]
             if keys:
                 removed += int(await self._call(
                     self._prune_hash(keys=keys, args=[window.first_bucket(now_ms) - 2])))
         oldest = now_ms - self.rules.action_retention_ms
         for team in teams:
             removed += int(await self._call(
-                self.client.zremrangebyscore(f"{self.ns}:adv:{team.decode()}", "-inf", oldest)))
+                self.client.zremrangebyscore(shard.advocates(team.decode()), "-inf", oldest)))
         return removed
+
+    async def _each(self, call: Callable[[Shard], Awaitable[T]], wrap: bool = True) -> list[T]:
+        """``call`` on every shard at once; the first failure is raised once all are done."""
+        results = await asyncio.gather(*((self._call(call(s)) if wrap else call(s)) for s in self.shards),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return cast(list[T], results)
 
     async def _call(self, awaitable: Any) -> Any:
         try:
             return await awaitable
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except (RedisConnectionError, RedisTimeoutError, OSError, ClusterDownError, TryAgainError,
+                SlotNotCoveredError) as exc:
             raise StateUnavailable(f"redis unavailable: {type(exc).__name__}") from None
-        except RedisError as exc:
+        except RedisClusterException as exc:
+            if "cannot be connected" in str(exc):  # no node of the cluster answers
+                raise StateUnavailable("redis unavailable: no node of the Redis Cluster answers") from None
             raise StateError(f"redis error: {exc}") from None
+        except RedisError as exc:
+            if isinstance(exc, MovedError):
+                raise StateError("redis error: MOVED: ADVOCACY_REDIS_URL names a Redis Cluster node; "
+                                 "set ADVOCACY_REDIS_CLUSTER=true") from None
+            raise StateError(f"redis error: {exc}") from None
+        except (AttributeError, TypeError) as exc:
+            # redis-py 8.1 asyncio: a write on a connection the peer reset leaks the transport's
+            # AttributeError/TypeError instead of ConnectionError (redis/redis-py#4287); seen here
+            # when a cluster node dies
+            raise StateUnavailable(f"redis unavailable: connection lost ({type(exc).__name__})") from None
 
 
-def _sum(buckets: dict[bytes, bytes], window: Window, now_ms: int) -> int:
-    return sum_window({int(k): int(n) for k, n in buckets.items()}, window, now_ms)
+def redis_client(settings: Settings) -> Client:
+    """The Redis client of the worker and of replay: Redis Cluster when ADVOCACY_REDIS_CLUSTER is set."""
+    url = settings.redis_url.get_secret_value()
+    options: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 5}
+    if settings.redis_ssl_ca_file:
+        options["ssl_ca_certs"] = settings.redis_ssl_ca_file
+    if settings.redis_cluster:
+        return RedisCluster.from_url(url, **options)
+    return aioredis.Redis.from_url(url, health_check_interval=10, **options)
 
 
 def _group(events: Sequence[Event]) -> tuple[dict[str, list[Event]], int, dict[str, set[str]]]:

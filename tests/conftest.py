@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stream.config import TOPICS
-from stream.embedded import free_port, start_broker, start_redis, stop, tansu_path
+from stream.embedded import RedisClusterServers, free_port, start_broker, start_redis, stop, tansu_path
 from stream.errors import AdvocacyError
 from stream.kafka_server import KafkaCluster, check_installed
 
@@ -114,3 +114,15 @@ def namespace(stack: Stack) -> Namespace:
         "ADVOCACY_TOPIC_PARTITIONS": "4",
     })
     return Namespace(stack, app_id, topics, env)
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterServers]:
+    """A Redis Cluster of the test's own: three masters, three replicas, on free loopback ports."""
+    require_binary("redis-server")
+    require_binary("redis-cli")
+    cluster = RedisClusterServers(tmp_path / "redis-cluster")
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

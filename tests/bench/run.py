@@ -1,8 +1,12 @@
-"""``make bench``: side-by-side throughput, freshness, start-up and memory, on the embedded stack.
+"""``make bench``: side-by-side throughput, freshness, start-up and memory, on both brokers.
 
-Every measurement runs on a fresh tansu broker and redis-server, with the same events.
-Medians of ``--runs`` runs. The pipeline's run fails the benchmark unless its /kpis
-equal the KPIs computed independently (tests/reliability/fast_oracle.py).
+Every measurement runs on a fresh broker and redis-server, with the same events: the embedded
+tansu broker (``make run``'s) and a single Apache Kafka node (``stream.kafka_server``, the
+broker's default group settings, so a new group's first join waits
+``group.initial.rebalance.delay.ms``, 3 s). Within each run the brokers take turns, so a busy
+machine weighs on both alike. Medians of ``--runs`` runs. The pipeline's run fails the
+benchmark unless its /kpis equal the KPIs computed independently
+(tests/reliability/fast_oracle.py).
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stream.embedded import embedded, free_port, stop
+from stream.embedded import RedisClusterServers, embedded, free_port, start_broker, start_redis, stop
+from stream.kafka_server import KafkaCluster, kafka_version
 from tests.bench.events import generate, wire
 from tests.reliability.fast_oracle import expected as expected_kpis
 from tests.scenario import ATTRIBUTION, WINDOWS, iso
@@ -41,6 +47,54 @@ def stack() -> Iterator[tuple[str, str, Path]]:
         yield bootstrap, redis_url, work
 
 
+@contextmanager
+def cluster_stack() -> Iterator[tuple[str, str, Path]]:
+    """A tansu broker and a local Redis Cluster (three masters, three replicas)."""
+    work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
+    port = free_port()
+    broker = start_broker(port, work / "tansu.log")
+    cluster = RedisClusterServers(work / "redis-cluster")
+    try:
+        yield f"127.0.0.1:{port}", cluster.start().url, work
+    finally:
+        cluster.stop()
+        stop(broker)
+
+
+@contextmanager
+def kafka_stack() -> Iterator[tuple[str, str, Path]]:
+    """A fresh single-node Apache Kafka with the broker's default group settings, and redis-server."""
+    work = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
+    with KafkaCluster(work / "kafka", size=1, heap_mb=512) as cluster:
+        redis_port = free_port()
+        redis = start_redis(redis_port, work)  # as the embedded stack starts it
+        try:
+            yield cluster.bootstrap, f"redis://127.0.0.1:{redis_port}/0", work
+        finally:
+            stop(redis)
+
+
+# broker -> (its name in the report, a fresh stack of it and redis-server)
+STACKS: dict[str, tuple[str, Callable[[], AbstractContextManager[tuple[str, str, Path]]]]] = {
+    "tansu": ("embedded tansu", stack),
+    "kafka": (f"Apache Kafka {kafka_version()}", kafka_stack),
+}
+
+
+@dataclass
+class Figures:
+    """One broker's measurements, one entry per run (freshness: one delay per probe)."""
+
+    raw: list[float] = field(default_factory=list)
+    naive: list[float] = field(default_factory=list)
+    ours: list[float] = field(default_factory=list)
+    ready: list[float] = field(default_factory=list)
+    uncached: list[float] = field(default_factory=list)
+    two: list[float] = field(default_factory=list)
+    clustered: list[float] = field(default_factory=list)  # the pipeline on Redis Cluster
+    delays: list[float] = field(default_factory=list)
+
+
 def worker_env(bootstrap: str, redis_url: str, **extra: str) -> dict[str, str]:
     return dict(os.environ, ADVOCACY_KAFKA_BOOTSTRAP_SERVERS=bootstrap, ADVOCACY_REDIS_URL=redis_url,
                 ADVOCACY_LOG_LEVEL="WARNING", **extra)
@@ -55,14 +109,18 @@ def create_topics(bootstrap: str, redis_url: str, work: Path) -> None:
 
 def raw_ceiling(bootstrap: str, n: int) -> float:
     """aiokafka consume + stdlib json decode of every record: the ceiling for a Python consumer."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
+
+    from stream.config import load_settings
+    from stream.topics import partitions
 
     async def run() -> float:
+        # asked of the cluster: Apache Kafka tells a new client no topic's partitions
+        parts = await partitions(load_settings(kafka_bootstrap_servers=bootstrap), list(TOPICS.values()))
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                     max_partition_fetch_bytes=4 * 1024 * 1024)
         await consumer.start()
         try:
-            parts = [TopicPartition(t, p) for t in TOPICS.values() for p in consumer.partitions_for_topic(t) or ()]
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
             seen, started = 0, time.perf_counter()
@@ -248,83 +306,135 @@ def main() -> int:
     parser.add_argument("--fresh-rate", type=int, default=10_000)
     parser.add_argument("--fresh-seconds", type=float, default=60.0)
     parser.add_argument("--rss-customers", type=int, default=1_000_000)
+    parser.add_argument("--brokers", default=",".join(STACKS), help="comma-separated, of: " + ", ".join(STACKS))
+    parser.add_argument("--note", default="", help="a sentence for the report (e.g. what else ran on the machine)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
+    brokers = [b.strip() for b in args.brokers.split(",") if b.strip()]
+    if not brokers or any(b not in STACKS for b in brokers):
+        parser.error(f"--brokers: choose among {', '.join(STACKS)}")
+    started, load = time.monotonic(), [os.getloadavg()[0]]
     now = time.time()
     events = generate(args.events, args.customers, now)
     messages = wire(events, TOPICS)
     size = sum(len(v) for _, _, v in messages) / len(messages)
     print(f"{len(messages)} events, {size:.0f} bytes on average, {args.customers} customers", flush=True)
-    raw, naive, ours, uncached, two, ready = [], [], [], [], [], []
-    for run in range(args.runs):
-        with stack() as (bootstrap, redis_url, work):
+    figures = {broker: Figures() for broker in brokers}
+    for _ in range(args.runs):
+        for broker in brokers:  # the brokers take turns: a busy machine weighs on both alike
+            measure_run(broker, figures[broker], args, events, messages)
+    for broker in brokers:
+        with STACKS[broker][1]() as (bootstrap, redis_url, work):
             create_topics(bootstrap, redis_url, work)
-            produce(bootstrap, messages)
-            raw.append(raw_ceiling(bootstrap, len(messages)))
-            naive.append(naive_faust(bootstrap, len(messages), work))
-            rate, up = pipeline(bootstrap, redis_url, len(messages), events, work)
-            ours.append(rate)
-            ready.append(up)
-        with stack() as (bootstrap, redis_url, work):  # every record read from Redis, none cached
-            create_topics(bootstrap, redis_url, work)
-            produce(bootstrap, messages)
-            uncached.append(pipeline(bootstrap, redis_url, len(messages), events, work,
-                                     ADVOCACY_STATE_CACHE_CUSTOMERS="0")[0])
-        with stack() as (bootstrap, redis_url, work):
-            create_topics(bootstrap, redis_url, work)
-            produce(bootstrap, messages)
-            two.append(two_workers(bootstrap, redis_url, len(messages), events, work))
-        print(f"run {run + 1}: raw {raw[-1]:,.0f}/s  naive faust {naive[-1]:,.0f}/s  "
-              f"pipeline {ours[-1]:,.0f}/s (exact), without record cache {uncached[-1]:,.0f}/s (exact), "
-              f"two workers {two[-1]:,.0f}/s (exact)  ready {ready[-1]:.1f} s", flush=True)
-    with stack() as (bootstrap, redis_url, work):
-        create_topics(bootstrap, redis_url, work)
-        delays = freshness(bootstrap, redis_url, work, args.fresh_rate, args.fresh_seconds)
-    print(f"freshness: {len(delays)} probes", flush=True)
-    with stack() as (bootstrap, redis_url, work):
+            figures[broker].delays = freshness(bootstrap, redis_url, work, args.fresh_rate, args.fresh_seconds)
+        print(f"{broker} freshness: {len(figures[broker].delays)} probes, p99 "
+              f"{percentile(figures[broker].delays, 0.99):.2f} s", flush=True)
+    with STACKS[brokers[0]][1]() as (bootstrap, redis_url, work):  # the state's size: any broker
         create_topics(bootstrap, redis_url, work)
         rss = peak_rss(bootstrap, redis_url, work, args.rss_customers)
     print(f"peak RSS with {args.rss_customers:,} customers: {rss:.0f} MiB", flush=True)
-    report(args, size, raw, naive, ours, uncached, two, ready, delays, rss)
+    load.append(os.getloadavg()[0])
+    report(args, size, figures, rss, load, time.monotonic() - started)
     return 0
 
 
-def report(args: argparse.Namespace, size: float, raw: list[float], naive: list[float], ours: list[float],
-           uncached: list[float], two: list[float], ready: list[float], delays: list[float],
-           rss: float) -> None:
+def measure_run(broker: str, fig: Figures, args: argparse.Namespace, events: list[tuple[str, dict[str, Any]]],
+                messages: list[tuple[str, bytes, bytes]]) -> None:
+    """One run's throughput rows on ``broker``, each on a fresh broker and Redis with the same events.
+    Without the record cache, two workers and Redis Cluster: on tansu only (they measure the worker and
+    Redis, not the broker)."""
+    stack_of = STACKS[broker][1]
+    with stack_of() as (bootstrap, redis_url, work):
+        create_topics(bootstrap, redis_url, work)
+        produce(bootstrap, messages)
+        fig.raw.append(raw_ceiling(bootstrap, len(messages)))
+        fig.naive.append(naive_faust(bootstrap, len(messages), work))
+        rate, up = pipeline(bootstrap, redis_url, len(messages), events, work)
+        fig.ours.append(rate)
+        fig.ready.append(up)
+    if broker == "tansu":
+        with stack_of() as (bootstrap, redis_url, work):  # every record read from Redis, none cached
+            create_topics(bootstrap, redis_url, work)
+            produce(bootstrap, messages)
+            fig.uncached.append(pipeline(bootstrap, redis_url, len(messages), events, work,
+                                         ADVOCACY_STATE_CACHE_CUSTOMERS="0")[0])
+        with stack_of() as (bootstrap, redis_url, work):
+            create_topics(bootstrap, redis_url, work)
+            produce(bootstrap, messages)
+            fig.two.append(two_workers(bootstrap, redis_url, len(messages), events, work))
+        with cluster_stack() as (bootstrap, redis_url, work):
+            create_topics(bootstrap, redis_url, work)
+            produce(bootstrap, messages)
+            fig.clustered.append(pipeline(bootstrap, redis_url, len(messages), events, work,
+                                          ADVOCACY_REDIS_CLUSTER="true")[0])
+    more = (f", without record cache {fig.uncached[-1]:,.0f}/s (exact), two workers {fig.two[-1]:,.0f}/s (exact), "
+            f"on Redis Cluster {fig.clustered[-1]:,.0f}/s (exact)" if fig.uncached else "")
+    print(f"run {len(fig.raw)} on {broker}: raw {fig.raw[-1]:,.0f}/s  naive faust {fig.naive[-1]:,.0f}/s  "
+          f"pipeline {fig.ours[-1]:,.0f}/s (exact){more}  ready {fig.ready[-1]:.1f} s", flush=True)
+
+
+def _rate(values: list[float], *against: tuple[str, list[float]]) -> str:
+    """The median rate, and its ratio to the medians of ``against``; a dash when not measured."""
+    if not values:
+        return "-"
+    med = statistics.median(values)
+    ratios = ", ".join(f"{med / statistics.median(other):.2f}x {name}" for name, other in against if other)
+    return f"{med:,.0f} events/s" + (f" ({ratios})" if ratios else "")
+
+
+def _delays(delays: list[float]) -> str:
+    if not delays:
+        return "-"
+    return (f"p50 {percentile(delays, 0.5):.2f} s, p95 {percentile(delays, 0.95):.2f} s, "
+            f"p99 {percentile(delays, 0.99):.2f} s ({len(delays)} probes)")
+
+
+def report(args: argparse.Namespace, size: float, figures: dict[str, Figures], rss: float, load: list[float],
+           took: float) -> None:
     med = statistics.median
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    rows = [
-        ("raw aiokafka consume + json decode (ceiling)", f"{med(raw):,.0f} events/s", "1.00x raw", ""),
-        ("naive Faust agent, per-event tumbling-table update", f"{med(naive):,.0f} events/s",
-         f"{med(naive) / med(raw):.2f}x raw", ""),
+    brokers = list(figures)
+    rows: list[tuple[str, Callable[[Figures], str], str]] = [
+        ("raw aiokafka consume + json decode (ceiling)", lambda f: _rate(f.raw), ""),
+        ("naive Faust agent, per-event tumbling-table update", lambda f: _rate(f.naive, ("raw", f.raw)), ""),
         ("this pipeline (validate, dedup, attribution, windows, Redis, to exact /kpis)",
-         f"{med(ours):,.0f} events/s", f"{med(ours) / med(raw):.2f}x raw, {med(ours) / med(naive):.1f}x naive",
-         ">= 60,000 events/s"),
+         lambda f: _rate(f.ours, ("raw", f.raw), ("naive", f.naive)), ">= 60,000 events/s"),
         ("the same, without the record cache (every customer read from Redis)",
-         f"{med(uncached):,.0f} events/s", f"{med(uncached) / med(raw):.2f}x raw, "
-         f"{med(uncached) / med(naive):.1f}x naive", ""),
+         lambda f: _rate(f.uncached, ("raw", f.raw), ("naive", f.naive)), ""),
+        ("the same on Redis Cluster (three masters, three replicas, on this machine; exact)",
+         lambda f: _rate(f.clustered, ("single Redis", f.ours)), ""),
         ("two workers on this machine (two processes, one consumer group; same events, exact)",
-         f"{med(two):,.0f} events/s", f"{med(two) / med(raw):.2f}x raw, {med(two) / med(ours):.2f}x one worker", ""),
+         lambda f: _rate(f.two, ("raw", f.raw), ("one worker", f.ours)), ""),
         (f"freshness at {args.fresh_rate:,} events/s for {args.fresh_seconds:.0f} s (publish -> /kpis)",
-         f"p50 {percentile(delays, 0.5):.2f} s, p95 {percentile(delays, 0.95):.2f} s, "
-         f"p99 {percentile(delays, 0.99):.2f} s", f"{len(delays)} probes", "p99 <= 1 s"),
-        ("worker start-up to ready", f"{med(ready):.1f} s", "", "<= 5 s"),
-        (f"peak worker RSS, {args.rss_customers:,} customers in state", f"{rss:.0f} MiB", "", "<= 300 MB"),
+         lambda f: _delays(f.delays), "p99 <= 1 s"),
+        ("worker start-up to ready (a new consumer group)",
+         lambda f: f"{med(f.ready):.1f} s ({', '.join(f'{v:.1f}' for v in f.ready)})" if f.ready else "-", "<= 5 s"),
     ]
+    names = [STACKS[b][0] for b in brokers]
+    table = [f"| what | {' | '.join(names)} | target |", "|---|" + "---|" * len(brokers) + "---|",
+             *[f"| {what} | {' | '.join(cell(figures[b]) for b in brokers)} | {target} |"
+               for what, cell, target in rows],
+             f"| peak worker RSS, {args.rss_customers:,} customers in state (on {names[0]}) | "
+             f"{rss:.0f} MiB |{' |' * (len(brokers) - 1)} <= 300 MB |"]
+    per_run = [f"Per run on {STACKS[b][0]}: raw {', '.join(f'{v:,.0f}' for v in f.raw)}; naive Faust "
+               f"{', '.join(f'{v:,.0f}' for v in f.naive)}; pipeline {', '.join(f'{v:,.0f}' for v in f.ours)}"
+               + (f"; without cache {', '.join(f'{v:,.0f}' for v in f.uncached)}" if f.uncached else "")
+               + (f"; two workers {', '.join(f'{v:,.0f}' for v in f.two)}" if f.two else "")
+               + (f"; Redis Cluster {', '.join(f'{v:,.0f}' for v in f.clustered)}" if f.clustered else "")
+               + " events/s."
+               for b, f in figures.items()]
+    runs = "the median of 1 run" if args.runs == 1 else f"medians of {args.runs} runs"
     lines = [
         "# Benchmarks", "",
         f"Measured by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {os.cpu_count()} cores ({cpu}), "
-        f"Python {platform.python_version()}, embedded tansu broker and redis-server on loopback, "
-        f"{args.events:,} events of {size:.0f} bytes on average over 4 topics x 4 partitions, "
-        f"{args.customers:,} customers; medians of {args.runs} runs, each on a fresh broker and Redis.", "",
-        "| what | measured | ratio | target |", "|---|---|---|---|",
-        *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows], "",
-        f"Per run: raw {', '.join(f'{v:,.0f}' for v in raw)}; naive Faust {', '.join(f'{v:,.0f}' for v in naive)}; "
-        f"pipeline {', '.join(f'{v:,.0f}' for v in ours)}; without cache "
-        f"{', '.join(f'{v:,.0f}' for v in uncached)}; two workers {', '.join(f'{v:,.0f}' for v in two)} events/s.",
-        "",
+        f"Python {platform.python_version()}, {' and '.join(names)} (one node, the broker's default group "
+        f"settings), each with redis-server on loopback, {args.events:,} events of {size:.0f} bytes on average "
+        f"over 4 topics x 4 partitions, {args.customers:,} customers; {runs}, each on a fresh "
+        f"broker and Redis, the brokers taking turns. The run took {took / 60:.0f} min; load average "
+        f"{load[0]:.1f} at its start, {load[-1]:.1f} at its end.{' ' + args.note if args.note else ''}", "",
+        *table, "",
+        *[line + "\n" for line in per_run],
         "The pipeline's rate counts from the worker being ready to /kpis showing the final numbers, "
         "equal to the ones computed independently from the events (the benchmark fails otherwise).", "",
     ]

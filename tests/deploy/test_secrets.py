@@ -201,7 +201,9 @@ def test_the_init_job_creates_users_topics_with_retention_and_least_privilege_ac
         assert f"--alter --entity-type topics --entity-name {topic} --add-config {retention},cleanup.policy=delete" \
             in calls
     assert ("--create --if-not-exists --topic customers --partitions 4 --replication-factor 1 "
-            "--config cleanup.policy=compact") in calls
+            "--config cleanup.policy=compact --config retention.ms=-1") in calls
+    assert "--alter --entity-type topics --entity-name customers --add-config cleanup.policy=compact,retention.ms=-1" \
+        in calls
     acls = sorted(c.removeprefix("--add --force ") for c in calls if c.startswith("--add --force"))
     expected = sorted(
         [f"--allow-principal User:advocacy --operation Read --operation Describe --operation DescribeConfigs "

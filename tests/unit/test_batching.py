@@ -157,13 +157,21 @@ class Fetcher:
 
 
 async def _drain(consumer: BatchConsumer, fetcher: Fetcher, until: Callable[[list[Batch]], bool],
-                 fetches: int = 20) -> list[Batch]:
+                 fetches: int = 20, cancelled: int = 0) -> list[Batch]:
     """Run the real fetch loop until ``until(delivered)`` or ``fetches`` fetches; every delivered
-    batch is stored (positions as the commit script moves them) and acked, as the agent does."""
+    batch is stored (positions as the commit script moves them) and acked, as the agent does.
+    The first ``cancelled`` hand-overs are cancelled instead, as a revocation clearing the agents'
+    queues cancels a put waiting for room."""
     delivered: list[Batch] = []
     stop = types.SimpleNamespace(_stopped=asyncio.Event())
+    refused = [cancelled]
 
     async def deliver(topic: str, batch: Batch) -> None:
+        if refused[0]:
+            refused[0] -= 1
+            waiting = asyncio.get_running_loop().create_future()
+            waiting.cancel()
+            await waiting  # raises CancelledError in the fetch loop, which itself is not cancelled
         delivered.append(batch)
         behind = fetcher.state.store(batch)
         consumer.ack_batch(batch)
@@ -240,6 +248,8 @@ async def test_an_assignment_starts_each_partition_at_the_state_position_even_be
                       state=State({tp: 3}))
     await consumer.perform_seek()  # as Faust's recovery does after an assignment
     assert fetcher.position == {tp: 3, fresh: 0}
+    # the group may commit what the state holds at once (not only after the next record arrives)
+    assert (consumer._new_offset(tp), consumer._new_offset(fresh)) == (3, 0)
     delivered = await _drain(consumer, fetcher, until=lambda got: bool(_offsets(got, tp)))
     assert _offsets(delivered, tp) == [3, 4, 5, 6, 7, 8] and _offsets(delivered, fresh) == [0, 1]
     assert fetcher.state.stored == {tp: 9, fresh: 2}
@@ -273,3 +283,15 @@ async def test_positions_missing_or_below_the_earliest_offset_start_at_the_earli
     assert consumer.rebuilding == {empty: (0, 3)}  # /health reports how far the rebuild got
     assert consumer.rebuilt({empty: 1}) == (1, 3)
     assert consumer.rebuilt({empty: 3}) == (0, 0) and consumer.rebuilding == {}
+
+
+async def test_a_hand_over_cancelled_by_a_revocation_drops_the_fetch_and_the_loop_goes_on() -> None:
+    """Faust's revocation clears the agents' queues, cancelling a put that waits for room: the fetch loop
+    survives (re-raised, it crashed Faust's fetcher and the app), drops the fetch and reads it again."""
+    _app, consumer = _consumer()
+    tp, other = TP("reviews", 0), TP("referrals", 0)
+    fetcher = Fetcher(consumer, ends={tp: 5, other: 3}, committed={}, earliest={tp: 0, other: 0})
+    delivered = await _drain(consumer, fetcher, cancelled=1,
+                             until=lambda got: bool(_offsets(got, tp)) and bool(_offsets(got, other)))
+    assert _offsets(delivered, tp) == list(range(5)) and _offsets(delivered, other) == [0, 1, 2]
+    assert consumer.rewinds == 1 and fetcher.state.stored == {tp: 5, other: 3}

@@ -49,6 +49,8 @@ def test_defaults_match_the_contract() -> None:
     ("ADVOCACY_TOPIC_PARTITIONS", "12", "topic_partitions", 12),
     ("ADVOCACY_DLQ_TOPIC", "dead", "dlq_topic", "dead"),
     ("ADVOCACY_LOG_LEVEL", "DEBUG", "log_level", "DEBUG"),
+    ("ADVOCACY_STATE_SHARDS", "16", "state_shards", 16),
+    ("ADVOCACY_REDIS_CLUSTER", "true", "redis_cluster", True),
 ])
 def test_valid_values_are_read(monkeypatch: pytest.MonkeyPatch, name: str, value: str, attr: str,
                                expected: object) -> None:
@@ -103,6 +105,9 @@ def test_windows_are_parsed_and_sorted(monkeypatch: pytest.MonkeyPatch, value: s
     ("ADVOCACY_REDIS_RETRY_MAX_SECONDS", "0"),
     ("ADVOCACY_STALL_SECONDS", "-1"),
     ("ADVOCACY_STALL_SECONDS", "nan"),
+    ("ADVOCACY_STATE_SHARDS", "0"),
+    ("ADVOCACY_STATE_SHARDS", "2000"),
+    ("ADVOCACY_REDIS_CLUSTER", "maybe"),
 ])
 def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     """A bad value raises ConfigError with one line that starts with the variable's name."""
@@ -177,6 +182,14 @@ def test_kraft_cluster_ids_never_start_with_a_dash() -> None:
 
     ids = [new_cluster_id() for _ in range(2000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+def test_redis_cluster_over_a_unix_socket_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis Cluster is reached over TCP: a unix:// URL with ADVOCACY_REDIS_CLUSTER=true stops start-up."""
+    monkeypatch.setenv("ADVOCACY_REDIS_URL", "unix:///run/redis.sock")
+    monkeypatch.setenv("ADVOCACY_REDIS_CLUSTER", "true")
+    with pytest.raises(ConfigError, match=r"^ADVOCACY_REDIS_CLUSTER: "):
+        load_settings()
 
 
 def test_the_topic_table_is_the_one_home_of_the_topics() -> None:
