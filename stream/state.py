@@ -325,7 +325,7 @@ class Store:
         return outcomes, lowest(behinds)
 
     async def _commit_shard(self, shard: Shard, by_customer: dict[str, list[Event]], now_ms: int, topic: str,
-                            newest: int, progress: bytes, rejected: list[Event],
+                            newest: int, progress: bytes, rejected: list[Event] | None = None,
                             ) -> tuple[dict[str, int], dict[str, int | None]]:
         olds = self._cached(by_customer)
         stale = [c for c in by_customer if c not in olds]
@@ -337,7 +337,8 @@ class Store:
                 await self._resolve_labels(list(read.values()), {"segment": set(), "team": set()})
             tally, writes = self._step(by_customer, olds, now_ms)
             outcomes = {**tally.outcomes, "conflicts": conflicts, "largest": tally.largest}
-            rejected[:] = tally.rejected  # the attempt that returns is the one that counts
+            if rejected is not None:
+                rejected[:] = tally.rejected  # the attempt that returns is the one that counts
             if not writes and progress == b"[]":
                 self._remember(olds)
                 return outcomes, {}
