@@ -3,6 +3,8 @@
 * ``windows``: durations, rolling windows and their event-time buckets, the KPI rules;
 * ``record``: one customer's record within retention, and ``step``, which adds a batch's
   events to it (duplicates, copies, pruning, attribution) and says what changed;
+* ``cap``: over ``ADVOCACY_MAX_EVENTS_PER_CUSTOMER``, which events a record keeps (those that
+  expire last), which of the batch's are turned away and which held ones are evicted;
 * ``totals``: what the changes of a batch add to the shared totals (``Tally``), the totals
   as read back (``Totals``), and the ``GET /kpis`` rows with their rates and bands.
 

@@ -9,7 +9,6 @@ tests/unit/test_kpi_change.py checks it against the full recomputation of tests/
 
 from __future__ import annotations
 
-import heapq
 from bisect import bisect_right
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -182,7 +181,7 @@ def step(old: Customer, events: Sequence[Event], now_ms: int, rules: Rules, outc
     topic), ``ignored`` (valid but not an advocacy action, or an older registration). The cost
     is that of the events added or pruned, not of every event the customer holds.
 
-    Over the cap (``rules.max_events``), see ``_cap``: events of this batch it turns away are
+    Over the cap (``rules.max_events``), see ``cap.cap``: events of this batch it turns away are
     appended to ``rejected`` and counted ``capped`` instead of ``applied``; held ones it pushes
     out are counted ``evicted``.
     """
@@ -190,7 +189,8 @@ def step(old: Customer, events: Sequence[Event], now_ms: int, rules: Rules, outc
     _add_events(old, change, events, outcomes)
     floor = _prune(old, change, now_ms, rules)
     if rules.max_events and len(change.actions) + len(change.tickets) > rules.max_events:
-        floor = _cap(change, events, rules, outcomes, rejected)
+        from stream.kpi.cap import cap  # only over the cap; cap.py builds on this module
+        floor = cap(change, events, rules, outcomes, rejected)
     if not (change.added_actions or change.added_tickets or change.pruned_actions or change.pruned_tickets) \
             and change.registration == old.registration:
         return None
@@ -270,67 +270,6 @@ def _prune(old: Customer, change: Change, now_ms: int, rules: Rules) -> tuple[in
         change.tickets = {k: v for k, v in change.tickets.items() if v[0] >= cut}
         oldest_ticket = min((v[0] for v in change.tickets.values()), default=_FAR)
     return oldest_action, oldest_ticket
-
-
-def _cap(change: Change, events: Sequence[Event], rules: Rules, outcomes: dict[str, int],
-         rejected: list[Event] | None) -> tuple[int, int]:
-    """Keep the ``rules.max_events`` actions and tickets that expire last (event time + their
-    retention; ties by kind and key): a function of the set of events, not of their order, so
-    the totals stay independent of arrival order. Of the rest, those added by this batch are
-    turned away (``rejected``: the pipeline dead-letters them) and those held before leave the
-    record and the totals like pruned ones (evicted). Returns the new floor."""
-    action_us, ticket_us = rules.action_retention_us, rules.ticket_retention_us
-    ranked = [(at + action_us, "a", key) for key, (at, _) in change.actions.items()]
-    ranked += [(at + ticket_us, "t", key) for key, (at, _) in change.tickets.items()]
-    out = heapq.nsmallest(len(ranked) - rules.max_events, ranked)
-    if change.actions is change.old.actions:
-        change.actions = dict(change.actions)
-    if change.tickets is change.old.tickets:
-        change.tickets = dict(change.tickets)
-    turned_away: dict[str, tuple[int, str | None]] = {}  # the batch's key -> the copy it held
-    evicted = 0
-    for _, kind, key in out:
-        if kind == "a":
-            action = change.actions.pop(key)
-            if change.added_actions.pop(key, None) is None:
-                change.pruned_actions.append(action)
-                evicted += 1
-            else:
-                turned_away["a" + key] = action
-        else:
-            ticket = change.tickets.pop(key)
-            if change.added_tickets.pop(key, None) is None:
-                change.pruned_tickets.append(ticket)
-                evicted += 1
-            else:
-                turned_away["t" + key] = ticket
-    if turned_away:
-        outcomes["applied"] -= len(turned_away)
-        outcomes["capped"] = outcomes.get("capped", 0) + len(turned_away)
-        if rejected is not None:
-            rejected += _events_of(turned_away, events)
-    if evicted:
-        outcomes["evicted"] = outcomes.get("evicted", 0) + evicted
-        change.replaced = True
-    return (min((v[0] for v in change.actions.values()), default=_FAR),
-            min((v[0] for v in change.tickets.values()), default=_FAR))
-
-
-def _events_of(turned_away: dict[str, tuple[int, str | None]], events: Sequence[Event]) -> list[Event]:
-    """The batch's event behind each copy turned away (one per key: the copy that was held)."""
-    found: list[Event] = []
-    value: tuple[int, str | None]
-    for event in events:
-        if event.kind == "ticket":
-            key, value = "t" + event.event_id, (event.at_us, event.team or "")
-        elif event.kind in ACTION_KEY_PREFIX:
-            key, value = "a" + ACTION_KEY_PREFIX[event.kind] + event.event_id, (event.at_us, event.segment)
-        else:
-            continue
-        if turned_away.get(key) == value:
-            del turned_away[key]
-            found.append(event)
-    return found
 
 
 def _credits(change: Change, rules: Rules) -> None:
