@@ -28,7 +28,7 @@ from stream.events import REASONS
 from stream.gaps import GapWatch
 from stream.health import Health
 from stream.kafka import faust_credentials
-from stream.kpi import Rules
+from stream.kpi.windows import Rules
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline, where
 from stream.retention import install as install_retention_check
@@ -79,7 +79,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     health = Health(stall_seconds=settings.stall_seconds, namespace=settings.app_id)
-    rules = Rules(settings.windows, settings.attribution_window * 1000)
+    rules = Rules(settings.windows, settings.attribution_window * 1000, settings.max_events_per_customer)
     client = redis_client(settings)
     store = Store(client, settings.app_id, rules, settings.max_segments, settings.max_teams,
                   settings.state_cache_customers, settings.state_shards)

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stream.errors import ConfigError
 from stream.events import largest_valid_bytes
-from stream.kpi import Window, parse_duration
+from stream.kpi.windows import Window, parse_duration
 
 ENV_PREFIX = "ADVOCACY_"
 
@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     max_segments: int = Field(1000, ge=1, le=100_000)
     max_teams: int = Field(1000, ge=1, le=100_000)
     state_cache_customers: int = Field(100_000, ge=0, le=10_000_000)
+    # actions + tickets one customer's record holds within retention (docs/contract.md, Bounded records)
+    max_events_per_customer: int = Field(100_000, ge=1, le=10_000_000)
     # allocations between collections of the youngest generation; 0 keeps Python's own (700) and
     # freezes nothing. Measured: 22 -> 13 us an event in-process (docs/benchmarks-notes.md)
     gc_young_threshold: int = Field(200_000, ge=0, le=10_000_000)

@@ -15,12 +15,12 @@ from typing import Any
 import orjson
 
 from stream.errors import InvalidEvent
-from stream.kpi import Event
+from stream.event import Event
 
 KINDS = ("review", "referral", "ticket", "customer")
 #: every dead-letter reason (label values of advocacy_dead_letters_total)
 REASONS = ("invalid_json", "invalid_encoding", "not_an_object", "missing_field", "wrong_type", "out_of_range",
-           "invalid_timestamp", "future_timestamp", "too_old", "too_large", "unprocessable")
+           "invalid_timestamp", "future_timestamp", "too_old", "too_large", "unprocessable", "customer_cap")
 REVIEW_KINDS = ("review", "testimonial", "case_study", "survey", "social")
 STATUSES = ("active", "churned")
 #: segment and team are label names: no control characters (C0, DEL, C1)

@@ -14,7 +14,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from stream.kpi import OVERFLOW_LABEL, UNKNOWN_SEGMENT
+from stream.kpi.record import UNKNOWN_SEGMENT
+from stream.kpi.totals import OVERFLOW_LABEL
 
 _ADMIT = """
 local cap = tonumber(ARGV[1])

@@ -16,9 +16,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from stream import __version__
-from stream.kpi import Totals, ratio
+from stream.kpi.totals import Totals, ratio
 
 OUTCOMES = ("applied", "duplicate", "ignored", "dead_letter")
+RECORD_PERIOD_SECONDS = 300.0  # advocacy_record_events_max: the largest of this period and the last
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
@@ -52,6 +53,15 @@ class Metrics:
         self.folded = Counter(
             "advocacy_labels_folded", "Events whose segment or team name was over the cardinality "
             "cap and was counted under '_other'.", ["topic"], registry=registry)
+        self.record_events = Gauge(
+            "advocacy_record_events_max", "Most actions and tickets held by one customer record "
+            "this worker wrote in the last 5 to 10 minutes (capped by ADVOCACY_MAX_EVENTS_PER_CUSTOMER).",
+            registry=registry)
+        self.evicted = Counter(
+            "advocacy_record_evictions", "Held actions and tickets pushed out of a full customer record "
+            "by ones that expire later (ADVOCACY_MAX_EVENTS_PER_CUSTOMER); no longer counted.",
+            registry=registry)
+        self._record_period = (0.0, 0, 0)  # period start (monotonic), largest in it, largest in the one before
         self.conflicts = Counter(
             "advocacy_state_conflicts", "Optimistic updates retried because another worker "
             "changed the same customer.", registry=registry)
@@ -96,6 +106,15 @@ class Metrics:
             self.latency.labels(topic)
             self.folded.labels(topic)
             self.gaps.labels(topic)
+
+    def record_size(self, events: int, now: float) -> None:
+        """A batch wrote a record of ``events`` actions and tickets at its largest (``Tally.largest``)."""
+        start, current, previous = self._record_period
+        if now - start >= RECORD_PERIOD_SECONDS:
+            start, current, previous = now, 0, current if now - start < 2 * RECORD_PERIOD_SECONDS else 0
+        current = max(current, events)
+        self._record_period = (start, current, previous)
+        self.record_events.set(max(current, previous))
 
     def redis_state(self, ok: bool) -> None:
         self.redis_up.set(1 if ok else 0)

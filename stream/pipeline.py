@@ -16,9 +16,9 @@ from typing import Protocol
 from stream.clock import Clock
 from stream.config import Settings
 from stream.errors import InvalidEvent, StateError, StateUnavailable
+from stream.event import Event
 from stream.events import parse
 from stream.health import Health
-from stream.kpi import Event
 from stream.logs import Throttle
 from stream.metrics import Metrics, observe_many
 from stream.retry import Backoff
@@ -115,9 +115,14 @@ class Pipeline:
             await self._dead_letter(bad)
         behind: dict[str, int | None] = {}
         if valid or progress:
-            outcomes, behind = await self._store(valid, stored[0].topic if stored else "", progress)
+            capped: list[Event] = []
+            outcomes, behind = await self._store(valid, stored[0].topic if stored else "", progress, capped)
             if stored:
                 self._measure(stored, outcomes, await self._now_ms())
+            if capped:  # after the commit: a replay turns the same events away again (docs/contract.md)
+                by_event = {id(e): m for e, m in zip(valid, stored, strict=True)}
+                detail = "the customer holds ADVOCACY_MAX_EVENTS_PER_CUSTOMER events that expire later"
+                await self._dead_letter([DeadLetter(by_event[id(e)], "customer_cap", detail) for e in capped])
         self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.health.progress()
         return behind
@@ -157,12 +162,12 @@ class Pipeline:
                 log.error("could not read Redis's time, retrying: %s", exc)
             await backoff.wait()
 
-    async def _store(self, events: list[Event], topic: str, progress: Sequence[tuple[str, int, int]]
-                     ) -> tuple[dict[str, int], dict[str, int | None]]:
+    async def _store(self, events: list[Event], topic: str, progress: Sequence[tuple[str, int, int]],
+                     capped: list[Event]) -> tuple[dict[str, int], dict[str, int | None]]:
         backoff = Backoff(0.05, self.settings.redis_retry_max_seconds)
         while True:
             try:
-                outcomes = await self.store.commit(events, await self.clock.now_ms(), topic, progress)
+                outcomes = await self.store.commit(events, await self.clock.now_ms(), topic, progress, capped)
             except StateUnavailable as exc:
                 self._redis_down(str(exc))
             except StateError as exc:
@@ -190,6 +195,9 @@ class Pipeline:
         for outcome in ("applied", "duplicate", "ignored"):
             if outcomes[outcome]:
                 self.metrics.events.labels(topic, outcome).inc(outcomes[outcome])
+        if outcomes.get("evicted"):
+            self.metrics.evicted.inc(outcomes["evicted"])
+        self.metrics.record_size(outcomes.get("largest", 0), time.monotonic())
         if outcomes["conflicts"]:
             self.metrics.conflicts.inc(outcomes["conflicts"])
         if outcomes["folded"]:

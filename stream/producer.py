@@ -27,9 +27,9 @@ from aiokafka.errors import KafkaError
 
 from stream.config import SOURCES, Settings, load_settings
 from stream.errors import BrokerUnavailable, InvalidEvent
+from stream.event import Event
 from stream.events import parse
 from stream.kafka import client_options
-from stream.kpi import Event
 from stream.schemas import TOPIC_KINDS
 
 __all__ = ["Producer", "Receipt", "ReviewKind", "Status", "Timestamp", "rfc3339", "topic_name", "validate"]

@@ -26,7 +26,7 @@ from stream.config import Settings
 from stream.errors import StateError
 from stream.health import Health
 from stream.kafka import client_options
-from stream.kpi import Rules
+from stream.kpi.windows import Rules
 from stream.metrics import Metrics
 from stream.pipeline import DeadLetter, Pipeline
 from stream.state import Store, partition_name, redis_client
@@ -64,7 +64,8 @@ async def replay(settings: Settings, into: str, *, idle_seconds: float = 3.0, pr
     """Rebuild state under app id ``into``; refuses a namespace that already has state."""
     target = settings.model_copy(update={"app_id": into})
     client = redis_client(settings)  # the worker's: a single Redis or Redis Cluster, TLS alike
-    store = Store(client, into, Rules(settings.windows, settings.attribution_window * 1000),
+    rules = Rules(settings.windows, settings.attribution_window * 1000, settings.max_events_per_customer)
+    store = Store(client, into, rules,
                   settings.max_segments, settings.max_teams, settings.state_cache_customers, settings.state_shards)
     if await store.has_state():
         raise StateError(f"app id {into!r} already has state in Redis: replay needs a fresh one")

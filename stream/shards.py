@@ -12,7 +12,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Mapping
 
-from stream.kpi import Totals
+from stream.kpi.totals import Totals
 
 # The summed windows of one shard, in one call: KEYS are, per window, the count hashes of
 # the shard's segments then of its teams, then the advocate sets of its teams (once);

@@ -36,7 +36,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stream.config import Settings
 from stream.errors import StateError, StateUnavailable
-from stream.kpi import Customer, Event, Rules, Tally, Totals, expires_at_ms, step
+from stream.event import Event
+from stream.kpi.record import Customer, expires_at_ms
+from stream.kpi.totals import Tally, Totals
+from stream.kpi.windows import Rules
 from stream.labels import Client, LabelCap
 from stream.shards import HEAD, SUM_WINDOWS, Shard, add, lowest, shard_of
 
@@ -280,7 +283,8 @@ class Store:
         return outcomes
 
     async def commit(self, events: Sequence[Event], now_ms: int, topic: str = "",
-                     progress: Sequence[tuple[str, int, int]] = ()) -> tuple[dict[str, int], dict[str, int | None]]:
+                     progress: Sequence[tuple[str, int, int]] = (), rejected: list[Event] | None = None,
+                     ) -> tuple[dict[str, int], dict[str, int | None]]:
         """Apply valid events and move partition positions: one atomic call per shard, all shards at once.
 
         Per shard, all or nothing: if any of its customers' records changed since it was read,
@@ -292,6 +296,8 @@ class Store:
         (the shard lost writes) or missing, the lowest such position (None where missing).
         A shard that fails raises once every other shard is done; the batch is then retried
         whole, which is harmless: the shards that committed find its events and positions.
+        Events the per-customer cap turned away (``Tally.rejected``) replace the content of
+        ``rejected`` once every shard has committed.
         """
         by_customer, newest, names = _group(events)
         await self._resolve_labels([], names)
@@ -300,8 +306,9 @@ class Store:
             parts.setdefault(self.shard_of(customer_id), {})[customer_id] = group
         called = range(len(self.shards)) if progress else sorted(parts)
         progress_arg = orjson.dumps(progress)
+        turned: dict[int, list[Event]] = {k: [] for k in called}  # per shard: what its cap turned away
         results = await asyncio.gather(
-            *(self._commit_shard(self.shards[k], parts.get(k, {}), now_ms, topic, newest, progress_arg)
+            *(self._commit_shard(self.shards[k], parts.get(k, {}), now_ms, topic, newest, progress_arg, turned[k])
               for k in called), return_exceptions=True)
         outcomes = {"applied": 0, "duplicate": 0, "ignored": 0, "conflicts": 0}
         behinds = []
@@ -310,13 +317,16 @@ class Store:
                 raise result
             counts, behind = result
             for name, n in counts.items():
-                outcomes[name] = outcomes.get(name, 0) + n
+                outcomes[name] = max(outcomes.get(name, 0), n) if name == "largest" else outcomes.get(name, 0) + n
             behinds.append(behind)
         outcomes["folded"] = self._folded(events)
+        if rejected is not None:
+            rejected[:] = [event for k in called for event in turned[k]]
         return outcomes, lowest(behinds)
 
     async def _commit_shard(self, shard: Shard, by_customer: dict[str, list[Event]], now_ms: int, topic: str,
-                            newest: int, progress: bytes) -> tuple[dict[str, int], dict[str, int | None]]:
+                            newest: int, progress: bytes, rejected: list[Event] | None = None,
+                            ) -> tuple[dict[str, int], dict[str, int | None]]:
         olds = self._cached(by_customer)
         stale = [c for c in by_customer if c not in olds]
         conflicts = 0
@@ -326,7 +336,9 @@ class Store:
                 olds.update(read)
                 await self._resolve_labels(list(read.values()), {"segment": set(), "team": set()})
             tally, writes = self._step(by_customer, olds, now_ms)
-            outcomes = {**tally.outcomes, "conflicts": conflicts}
+            outcomes = {**tally.outcomes, "conflicts": conflicts, "largest": tally.largest}
+            if rejected is not None:
+                rejected[:] = tally.rejected  # the attempt that returns is the one that counts
             if not writes and progress == b"[]":
                 self._remember(olds)
                 return outcomes, {}
@@ -346,13 +358,13 @@ class Store:
 
     def _step(self, by_customer: dict[str, list[Event]], olds: dict[str, Customer],
               now_ms: int) -> tuple[Tally, list[tuple[str, Customer, Customer]]]:
-        """Every customer's new record and the batch's summed change (pure: ``kpi.step``)."""
+        """Every customer's new record and the batch's summed change (pure: ``Tally.step``)."""
         tally = Tally()
         writes: list[tuple[str, Customer, Customer]] = []
         label, rules = self.labels.label, self.rules
         for customer_id, group in by_customer.items():
             old = olds[customer_id]
-            new = step(customer_id, old, group, now_ms, rules, tally, label)
+            new = tally.step(customer_id, old, group, now_ms, rules, label)
             if new is not None:
                 writes.append((customer_id, old, new))
         return tally, writes

@@ -35,7 +35,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stream.clock import Clock
 from stream.errors import StateError, StateUnavailable
 from stream.health import Health, redis_problem
-from stream.kpi import Totals, Window, report
+from stream.kpi.totals import Totals, report
+from stream.kpi.windows import Window
 from stream.metrics import Metrics
 from stream.state import Store
 

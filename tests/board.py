@@ -1,7 +1,7 @@
-"""The production KPI path without Redis: ``kpi.step`` into a ``Tally``, summed as the store sums it.
+"""The production KPI path without Redis: ``Tally.step``, summed as the store sums it.
 
 ``Board`` does in memory what ``stream.state.Store`` does in Redis, with the same pure code
-(``step``, ``Tally``) and the same data shapes: per-bucket count hashes, an active count per
+(``Tally.step``) and the same data shapes: per-bucket count hashes, an active count per
 segment, one sorted set of advocates per team label (member -> score), and a label cap that
 admits names first come, first served (a batch's unknown names in sorted order, as
 ``LabelCap.resolve`` does) and folds the rest into ``_other`` for good. Unit and property
@@ -13,18 +13,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from stream.kpi import (
-    OVERFLOW_LABEL,
-    UNKNOWN_SEGMENT,
-    Customer,
-    Event,
-    Rules,
-    Tally,
-    Totals,
-    report,
-    step,
-    sum_window,
-)
+from stream.event import Event
+from stream.kpi.record import UNKNOWN_SEGMENT, Customer
+from stream.kpi.totals import OVERFLOW_LABEL, Tally, Totals, report
+from stream.kpi.windows import Rules, sum_window
 
 
 class Caps:
@@ -47,7 +39,7 @@ class Caps:
 
 
 class Board:
-    """The shared totals as the store keeps them, fed batch by batch through ``kpi.step``."""
+    """The shared totals as the store keeps them, fed batch by batch through ``Tally.step``."""
 
     def __init__(self, rules: Rules, caps: Caps | None = None) -> None:
         self.rules = rules
@@ -59,6 +51,7 @@ class Board:
         self.segments: set[str] = set()
         self.teams: set[str] = set()
         self.outcomes: dict[str, int] = defaultdict(int)
+        self.rejected: list[Event] = []  # turned away by the per-customer cap (the pipeline dead-letters them)
 
     def feed(self, batch: Iterable[Event], now_ms: int) -> Board:
         """One batch, as ``Store.apply`` handles it: names resolved first, then every customer stepped."""
@@ -79,7 +72,7 @@ class Board:
         tally = Tally()
         for customer_id, events in by_customer.items():
             old = self.customers.get(customer_id, Customer())
-            new = step(customer_id, old, events, now_ms, self.rules, tally, self.caps.label)
+            new = tally.step(customer_id, old, events, now_ms, self.rules, self.caps.label)
             if new is not None:
                 self.customers[customer_id] = new
         for (kind, name, window, bucket), n in tally.counts(self.rules, now_ms).items():
@@ -94,6 +87,7 @@ class Board:
         self.teams |= tally.teams
         for outcome, n in tally.outcomes.items():
             self.outcomes[outcome] += n
+        self.rejected += tally.rejected
         return self
 
     def totals(self, now_ms: int) -> Totals:

@@ -11,8 +11,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from stream.errors import StateError, StateUnavailable
+from stream.event import Event
 from stream.events import parse
-from stream.kpi import Customer, Event, Rules, Window, report
+from stream.kpi.record import Customer
+from stream.kpi.totals import report
+from stream.kpi.windows import Rules, Window
 from stream.state import Store
 from tests.conftest import Stack
 from tests.oracle import expected_kpis

@@ -8,7 +8,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from stream.config import ENV_PREFIX, Settings
-from stream.kpi import Totals
+from stream.kpi.totals import Totals
 from stream.metrics import Metrics
 
 ROOT = Path(__file__).parents[2]

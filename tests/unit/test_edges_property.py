@@ -1,6 +1,6 @@
 """Property: at the edges of issue 11, the production path equals the independent oracle.
 
-Generated wire payloads go through the service's own code (``events.parse``, then ``kpi.step``
+Generated wire payloads go through the service's own code (``events.parse``, then ``Tally.step``
 batch by batch, summed as the store sums them: ``tests/board.py``), in any order and batching,
 with and without label caps; ``tests/oracle.py`` (brute force, no code shared) computes the
 expected ``/kpis`` from the payloads ``tests/reliability/contract.py`` (independent) calls valid.
@@ -32,8 +32,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream.errors import InvalidEvent
+from stream.event import Event
 from stream.events import parse
-from stream.kpi import Event, Rules, Window
+from stream.kpi.windows import Rules, Window
 from tests.board import Board, Caps
 from tests.oracle import expected_kpis
 from tests.reliability.contract import VALID, judge

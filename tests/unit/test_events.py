@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from stream import events
 from stream.config import load_settings
 from stream.errors import ConfigError, InvalidEvent
+from stream.event import Event
 from stream.events import CONDITIONAL, REVIEW_KINDS, SPECS, STATUSES, Field, parse, parse_timestamp_us
-from stream.kpi import Event
 from stream.producer import validate
 
 # 2026-11-23T14:03:00Z, computed by hand (date -u -d @1795442580).

@@ -5,37 +5,20 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream.config import load_settings
-from stream.kpi import (
-    Contribution,
-    Customer,
-    Delta,
-    Event,
-    Rules,
-    Totals,
-    Window,
-    advocate_entry,
-    advocate_score,
-    apply,
-    band,
-    contribution,
-    delta,
-    is_advocacy,
-    parse_duration,
-    prune,
-    ratio,
-    report,
-    same_label,
-    sum_window,
-)
+from stream.event import Event, is_advocacy
+from stream.kpi.record import Customer
+from stream.kpi.totals import Totals, band_of, ratio, report
+from stream.kpi.windows import Rules, Window, parse_duration, sum_window
 from stream.producer import validate
 from tests.board import Board, Caps
+from tests.reference import Contribution, Delta, Ledger, apply, contribution, delta, prune
 
 SECOND, MINUTE, HOUR, DAY = 1_000, 60_000, 3_600_000, 86_400_000
 W1H, W1D, W7D = Window("1h", 3600), Window("1d", 86400), Window("7d", 604800)
@@ -78,63 +61,6 @@ def per_segment(counts: dict[tuple[str, str, str, int], int] | Contribution | De
     return {k: n for k, n in out.items() if n}
 
 
-class Ledger:
-    """The shared totals as the store keeps them: the running sum of every ``delta``."""
-
-    def __init__(self, rules: Rules = RULES, now: int = NOW) -> None:
-        self.rules, self.now = rules, now
-        self.customers: dict[str, Customer] = {}
-        self.counts: Counter[tuple[str, str, str, int]] = Counter()
-        self.active: Counter[str] = Counter()
-        self.advocates: dict[str, dict[str, int]] = defaultdict(dict)  # team -> customer -> at
-        self.segments: set[str] = set()
-        self.teams: set[str] = set()
-        self.outcomes: Counter[str] = Counter()
-
-    def feed(self, batch: Sequence[Event]) -> Ledger:
-        by_customer: dict[str, list[Event]] = defaultdict(list)
-        for event in batch:
-            by_customer[event.customer_id].append(event)
-        for cid, events in by_customer.items():
-            old = self.customers.get(cid, Customer())
-            new, outcomes = apply(old, events, self.now, self.rules)
-            self.outcomes.update(outcomes)
-            change = delta(contribution(old, self.rules), contribution(new, self.rules), self.now, self.rules)
-            for key, n in change.counts.items():
-                self.counts[key] += n
-            for segment, n in change.active.items():
-                self.active[segment] += n
-            for team, at_us in change.advocates_set.items():
-                label, member = advocate_entry(cid, team, same_label)
-                self.advocates[label][member] = advocate_score(at_us)
-            for team in change.advocates_removed:
-                label, member = advocate_entry(cid, team, same_label)
-                del self.advocates[label][member]
-            self.segments |= change.new_segments
-            self.teams |= change.new_teams
-            self.customers[cid] = new
-        return self
-
-    def _buckets(self, kind: str, name: str, window: Window) -> dict[int, int]:
-        return {b: n for (k, s, w, b), n in self.counts.items() if (k, s, w) == (kind, name, window.name)}
-
-    def totals(self) -> Totals:
-        """Like the store: an entry for every segment/team ever seen, summed per window."""
-        actions, interactions, advocates = {}, {}, {}
-        for window in self.rules.windows:
-            for segment in self.segments:
-                actions[(segment, window.name)] = sum_window(self._buckets("a", segment, window), window, self.now)
-            for team in self.teams:
-                interactions[(team, window.name)] = sum_window(self._buckets("t", team, window), window, self.now)
-                start = window.start_ms(self.now)
-                advocates[(team, window.name)] = sum(1 for at in self.advocates[team].values() if at >= start)
-        return Totals(actions, dict(self.active), interactions, advocates)
-
-    def snapshot(self) -> tuple[dict[object, int], dict[str, int], dict[str, dict[str, int]]]:
-        return ({k: n for k, n in self.counts.items() if n}, {k: n for k, n in self.active.items() if n},
-                {t: dict(c) for t, c in self.advocates.items() if c})
-
-
 def _json(**fields: object) -> bytes:
     return json.dumps(fields).encode()
 
@@ -146,13 +72,14 @@ def nonzero(mapping: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
 # --- bands, ratios, durations --------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("rate", "expected"), [
-    (None, None), (0.0, "low"), (0.5999, "low"), (0.6, "moderate"), (0.7999, "moderate"),
-    (0.8, "high"), (1.0, "high"), (1.7, "high"), (3 / 5, "moderate"), (4 / 5, "high"),
+@pytest.mark.parametrize(("num", "den", "expected"), [
+    (1, 0, None), (0, 0, None), (0, 1, "low"), (5_999, 10_000, "low"), (3, 5, "moderate"), (6, 10, "moderate"),
+    (7_999, 10_000, "moderate"), (4, 5, "high"), (8, 10, "high"), (1, 1, "high"), (17, 10, "high"),
+    (59_999_999, 100_000_000, "low"), (79_999_999, 100_000_000, "moderate"),
 ])
-def test_band_edges(rate: float | None, expected: str | None) -> None:
-    """high >= 80%, moderate 60%-79.99%, low < 60%, no band without a rate."""
-    assert band(rate) == expected
+def test_band_edges(num: int, den: int, expected: str | None) -> None:
+    """high >= 80%, moderate 60%-79.99%, low < 60%, compared exactly; no band without a rate."""
+    assert band_of(num, den) == expected
 
 
 @pytest.mark.parametrize(("num", "den", "expected"), [
@@ -422,7 +349,7 @@ def test_non_advocacy_after_ticket_is_not_credited() -> None:
 def test_advocates_and_interactions_in_totals(events: list[Event], window: str, advocates: dict[str, int],
                                               interactions: dict[str, int]) -> None:
     """Advocates are distinct customers per team with a credited action in W; interactions are tickets in W."""
-    totals = Ledger().feed(events).totals()
+    totals = Ledger(RULES, NOW).feed(events).totals()
     assert {t: n for (t, w), n in totals.advocates.items() if w == window} == advocates
     assert {t: n for (t, w), n in totals.interactions.items() if w == window} == interactions
 
@@ -562,8 +489,8 @@ def test_report_has_one_overall_row_per_window_in_order() -> None:
 def test_report_rows_do_not_depend_on_arrival_order() -> None:
     """Action then registration gives the same report (no stale 'unknown' row) as registration then action."""
     action, reg = referral("f1"), registration("u1", "smb", at=NOW - 5 * MINUTE)
-    first = Ledger().feed([action]).feed([reg]).totals()
-    second = Ledger().feed([reg]).feed([action]).totals()
+    first = Ledger(RULES, NOW).feed([action]).feed([reg]).totals()
+    second = Ledger(RULES, NOW).feed([reg]).feed([action]).totals()
     assert report(first, RULES.windows) == report(second, RULES.windows)
 
 
@@ -646,19 +573,46 @@ def scenarios(draw: st.DrawFn) -> tuple[list[Event], list[list[Event]]]:
     return events, [list(order[a:b]) for a, b in itertools.pairwise(bounds)]
 
 
+def _board_state(board: Board) -> tuple[object, ...]:
+    """What the production path has stored: bucket counts, active customers, advocates, records."""
+    return ({k: {b: n for b, n in buckets.items() if n} for k, buckets in board.counts.items()
+             if any(buckets.values())},
+            {s: n for s, n in board.active.items() if n},
+            {t: dict(m) for t, m in board.advocates.items() if m},
+            {c: (r.registration, r.actions, r.tickets) for c, r in board.customers.items()})
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
-def test_totals_do_not_depend_on_order_or_batching(scenario: tuple[list[Event], list[list[Event]]]) -> None:
-    """Any permutation and batching of a duplicated event set sums to the same totals as the contract's."""
+def test_production_totals_do_not_depend_on_order_or_batching(scenario: tuple[list[Event], list[list[Event]]]) -> None:
+    """The production path (``Tally.step``, summed as the store sums it: tests/board.py): any
+    permutation and batching of a duplicated event set stores the same state as one batch in
+    drawn order, and its totals and report are the contract's."""
     events, batches = scenario
-    at_once = Ledger(P_RULES).feed(events)
-    stepwise = Ledger(P_RULES)
+    at_once = Board(P_RULES).feed(events, NOW)
+    stepwise = Board(P_RULES)
+    for batch in batches:
+        stepwise.feed(batch, NOW)
+    assert _board_state(stepwise) == _board_state(at_once)
+    _check_totals(events, stepwise.totals(NOW))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_reference_totals_do_not_depend_on_order_or_batching(scenario: tuple[list[Event], list[list[Event]]]) -> None:
+    """The reference model (tests/reference.py) too: any permutation and batching sums to the same
+    totals as the contract's."""
+    events, batches = scenario
+    at_once = Ledger(P_RULES, NOW).feed(events)
+    stepwise = Ledger(P_RULES, NOW)
     for batch in batches:
         stepwise.feed(batch)
     assert stepwise.snapshot() == at_once.snapshot()
+    _check_totals(events, stepwise.totals())
 
+
+def _check_totals(events: list[Event], totals: Totals) -> None:
     actions, active, interactions, advocates = expected_totals(events)
-    totals = stepwise.totals()
     for window in P_RULES.windows:
         assert {s: n for (s, w), n in nonzero(dict(totals.actions)).items() if w == window.name} == actions
         assert {t: n for (t, w), n in nonzero(dict(totals.interactions)).items() if w == window.name} == interactions

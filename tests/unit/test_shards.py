@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from stream.kpi import Totals
+from stream.kpi.totals import Totals
 from stream.shards import Shard, add, lowest, shard_of
 
 
