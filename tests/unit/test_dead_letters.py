@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from stream.config import load_settings
 from stream.dead_letters import CUT_BYTES, KafkaDeadLetters, dead_letter
 from stream.health import Health
-from stream.kpi import Rules
+from stream.kpi.windows import Rules
 from stream.logs import Throttle
 from stream.metrics import Metrics
 from stream.pipeline import DeadLetter, Pipeline

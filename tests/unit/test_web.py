@@ -14,7 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from stream.health import Health
-from stream.kpi import Totals, Window
+from stream.kpi.totals import Totals
+from stream.kpi.windows import Window
 from stream.metrics import Metrics
 from stream.web import Exposition, Refreshed, Snapshot, Timed, accepts_gzip, middlewares
 
