@@ -134,12 +134,21 @@ def judge(topic: str, raw: bytes | None, now_ms: int, *, longest_window_ms: int,
         return Verdict({"invalid_encoding"})
     if text.startswith("\ufeff"):
         return Verdict({"invalid_json", "invalid_encoding"})  # RFC 8259: no byte order mark
+    overwritten: list[Any] = []  # values a later duplicate key replaced: a decoder still had to read them
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        result = dict(items)
+        if len(result) != len(items):
+            overwritten.extend([key, value] for key, value in items if result[key] is not value)
+        return result
+
     try:
-        data = json.loads(text, parse_constant=_no_constants)
+        data = json.loads(text, parse_constant=_no_constants, object_pairs_hook=pairs)
     except (ValueError, RecursionError):
         return Verdict({"invalid_json"})
     surrogate, infinite, depth = _walk(data)
-    if surrogate or infinite:
+    lost_surrogate, lost_infinite, _ = _walk(overwritten)
+    if surrogate or infinite or lost_surrogate or lost_infinite:
         return Verdict({"invalid_json"})  # not representable as UTF-8 / as a number
     if not isinstance(data, dict):
         return Verdict({"not_an_object"})

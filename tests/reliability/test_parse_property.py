@@ -302,6 +302,8 @@ def test_reference_timestamps_match_hand_computed_values(text: str, expected: in
                  b'"status":"active"}', {VALID}),
     ("customer", b'{"rating": NaN}', {"invalid_json"}),
     ("customer", b'["\\ud800"]', {"invalid_json"}),
+    # a lone surrogate in a value a later duplicate key replaces: the decoder still reads it (found by the property)
+    ("referral", b'{"event_id": "\\ud800", "referee_id": "", "channel": "", "event_id": 7}', {"invalid_json"}),
     ("customer", b'"\xff"', {"invalid_encoding"}),
     ("customer", b"[1]", {"not_an_object"}),
     ("customer", None, {"invalid_json"}),
