@@ -5,28 +5,43 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := redis-server:redis-server prometheus:prometheus promtool:prometheus \
 	prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager \
 	docker-compose:docker-compose chromium:chromium java:openjdk-17-jre-headless mvn:maven \
-	faketime:faketime
+	faketime:faketime gcc:gcc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 # Apache Kafka for the tests and benchmarks: the jars of deploy/kafka/pom.xml, fetched once
 KAFKA_VERSION := $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/kafka/pom.xml)
 KAFKA_LIBS := .cache/kafka-$(KAFKA_VERSION)/libs
 
-.PHONY: run test test-unit bench bench-web soak compat-latest lint lock deps system kafka clean
+.PHONY: run test test-pure test-unit compiled bench bench-hot bench-web soak compat-latest lint lock deps system kafka clean
 
-# the image's locked dependencies first (same versions, hashes checked), then the dev tools
-$(VENV)/.installed: pyproject.toml requirements.lock
+# the image's locked dependencies first (same versions, hashes checked), then the dev tools; the
+# project is built with the locked build tools (setuptools, mypy): mypyc compiles the hot path (setup.py)
+$(VENV)/.installed: pyproject.toml requirements.lock setup.py | system
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --require-hashes --no-deps -r requirements.lock
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
 	touch $@
+
+# the compiled hot path (stream.HOT_PATH) built again when one of its modules is newer than its
+# extension: an edited module never runs as its stale compiled self (none built: no C compiler, pure Python)
+HOT_SOURCES := stream/event.py stream/events.py stream/kpi/windows.py stream/kpi/record.py stream/kpi/cap.py \
+	stream/kpi/totals.py
+compiled: $(VENV)/.installed
+	@stale=""; for src in $(HOT_SOURCES); do \
+	  so=$$(ls $${src%.py}.cpython-*.so 2>/dev/null | head -n 1); \
+	  if [ -n "$$so" ] && [ "$$src" -nt "$$so" ]; then stale="$$stale $$src"; fi; \
+	done; \
+	if [ -n "$$stale" ]; then echo "compiling the hot path again (changed:$$stale)"; \
+	  $(PY) -m pip install -q --no-deps --no-build-isolation -e .; fi
 
 system:
 	@missing=""; for pair in $(APT_PACKAGES); do \
 	  bin=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
+	python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+	  || missing="$$missing python3-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
@@ -44,16 +59,32 @@ $(KAFKA_LIBS)/.fetched: deploy/kafka/pom.xml | system
 
 kafka: $(KAFKA_LIBS)/.fetched
 
-deps: $(VENV)/.installed system kafka
+deps: system $(VENV)/.installed compiled kafka
 
 run: deps
 	$(PY) -m stream stack $(if $(COLLAPSE),--collapse $(COLLAPSE),)
 
-test: deps
+# the hot path's unit and property tests once more on the pure-Python modules (~50 s); the
+# whole suite then runs on what the install built (compiled: tests/unit/test_hot_path.py)
+PURE_TESTS := tests/unit/test_hot_path.py tests/unit/test_events.py tests/unit/test_kpi.py tests/unit/test_kpi_cap.py \
+	tests/unit/test_kpi_change.py tests/unit/test_edges_property.py
+test-pure: deps
+	ADVOCACY_PURE_PYTHON=1 $(PY) -m pytest -q $(PURE_TESTS) $(PYTEST_ARGS)
+
+test: test-pure
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-unit: deps
+test-unit: test-pure
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# the hot path's cost per event, pure Python and compiled (tests/bench/parse_speed.py, step_speed.py),
+# and in instructions counted by valgrind (stable on a loaded machine); figures in docs/benchmarks-notes.md
+bench-hot: deps
+	@command -v valgrind >/dev/null || $(SUDO) apt-get install -y -qq --no-install-recommends valgrind >/dev/null
+	for pure in 1 0; do \
+	  ADVOCACY_PURE_PYTHON=$$pure $(PY) -m tests.bench.parse_speed && ADVOCACY_PURE_PYTHON=$$pure $(PY) -m tests.bench.step_speed \
+	  && ADVOCACY_PURE_PYTHON=$$pure $(PY) -m tests.bench.instructions || exit 1; \
+	done
 
 # the benchmark's peers (Quix Streams) in a virtualenv of their own: never the service's dependencies
 PEERS := .venv-peers
@@ -105,4 +136,5 @@ lock: deps
 	  --generate-hashes --custom-compile-command "make lock" -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info stream_hot__mypyc.*.so
+	find stream -name '*.so' -delete

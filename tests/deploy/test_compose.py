@@ -380,19 +380,24 @@ def test_prometheus_scrapes_every_worker_and_alerts_the_compose_alertmanager() -
 
 
 def test_the_dockerfile_installs_locked_dependencies_and_runs_a_worker() -> None:
-    """Base pinned by digest, dependencies from requirements.lock with hashes, non-root, CMD python -m stream worker."""
+    """Base pinned by digest (both stages), dependencies from requirements.lock with hashes, the wheel built
+    from the lock's build tools with the hot path compiled, non-root, CMD python -m stream worker."""
     text = (ROOT / "Dockerfile").read_text()
-    base = re.search(r"^FROM (\S+)\s*$", text, re.M)
-    assert base and DIGEST.match(base[1]) and base[1].startswith("python:3.11"), "base image not pinned by digest"
-    assert re.search(r"^RUN pip install --require-hashes --no-deps -r requirements\.lock\s*$", text, re.M)
-    assert re.search(r"^RUN pip install --no-deps --no-build-isolation --no-index \.", text, re.M)
+    bases = re.findall(r"^FROM (\S+)(?: AS \w+)?\s*$", text, re.M)
+    assert len(bases) == 2 and re.search(r"^FROM \S+ AS build$", text, re.M)
+    for base in bases:
+        assert DIGEST.match(base) and base.startswith("python:3.11"), "base image not pinned by digest"
+    assert len(re.findall(r"^RUN pip install --require-hashes --no-deps -r requirements\.lock\s*$", text, re.M)) == 2
+    assert re.search(r"^RUN pip wheel --no-deps --no-build-isolation --no-index --wheel-dir /wheels \.$", text, re.M)
+    assert re.search(r"^RUN pip install --no-deps --no-index /wheels/\*\.whl", text, re.M)
+    assert "stream.hot_path() != 'compiled'" in text, "the image checks its hot path came out compiled"
     assert text.index("requirements.lock") < text.index("COPY stream"), "dependencies before the code (layer cache)"
     assert re.search(r"^USER (?!root)\w+", text, re.M)
     assert re.search(r"^EXPOSE 6066$", text, re.M)
     assert "ADVOCACY_WEB_PORT=6066" in text and "ADVOCACY_WEB_BIND=0.0.0.0" in text
     assert "ADVOCACY_REDIS_URL=" not in text, "the Redis URL (a secret) is never baked into the image"
     assert text.rstrip().endswith('CMD ["python", "-m", "stream", "worker"]')
-    for source in re.findall(r"^COPY (.+) \S+$", text, re.M):
+    for source in re.findall(r"^COPY (?!--from=)(.+) \S+$", text, re.M):
         for path in source.split():
             assert (ROOT / path).exists(), f"COPY {path}: missing"
 
@@ -431,9 +436,11 @@ def test_the_lock_pins_every_dependency_with_hashes_as_the_tests_ran_them() -> N
 
 
 def test_dockerignore_keeps_the_build_context_to_what_pip_install_needs() -> None:
-    """Everything is ignored except the lock, pyproject.toml, README.md and stream/ (no .venv, tests, secrets)."""
+    """Everything is ignored except the lock, pyproject.toml, setup.py, README.md and stream/ (no .venv, tests,
+    secrets, no extension built here)."""
     lines = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()
              if ln.strip() and not ln.startswith("#")]
     assert lines[0] == "*"
-    assert {"!requirements.lock", "!pyproject.toml", "!README.md", "!stream/"} <= set(lines)
+    assert {"!requirements.lock", "!pyproject.toml", "!setup.py", "!README.md", "!stream/",
+            "stream/**/*.so"} <= set(lines)
     assert not any(line.startswith("!") and ("deploy" in line or ".env" in line) for line in lines)

@@ -1,0 +1,55 @@
+"""Instructions per event of ``parse_speed`` and ``step_speed``, counted by valgrind's callgrind.
+
+    python -m tests.bench.instructions [--events 20000] [--customers 2000]
+
+Instruction counts do not move with the load of a shared machine, unlike times. Each benchmark
+runs twice under callgrind, with one and with two timed passes over the same events: the
+difference is one pass, without the start-up and the generation of the events. Which modules
+run (compiled or pure Python) is what ``stream.hot_path()`` says; ``ADVOCACY_PURE_PYTHON=1``
+picks the pure ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from stream import hot_path
+
+_TOTALS = re.compile(r"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
+
+
+def instructions(module: str, events: int, customers: int, repeat: int) -> int:
+    """Instructions executed by ``python -m module`` (with ``--repeat repeat``) under callgrind."""
+    with tempfile.TemporaryDirectory() as scratch:
+        out = os.path.join(scratch, "callgrind.out")
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m", module,
+                        "--events", str(events), "--customers", str(customers), "--repeat", str(repeat)],
+                       check=True, capture_output=True)
+        with open(out, encoding="utf-8") as file:
+            match = _TOTALS.search(file.read())
+    assert match is not None, "callgrind wrote no totals"
+    return int(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--customers", type=int, default=2_000)
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed (Debian package valgrind)")
+    for name in ("parse_speed", "step_speed"):
+        module = f"tests.bench.{name}"
+        one, two = (instructions(module, args.events, args.customers, repeat) for repeat in (1, 2))
+        print(f"{name} ({hot_path()}): {(two - one) / args.events:,.0f} instructions/event "
+              f"({args.events} events, {args.customers} customers)")
+
+
+if __name__ == "__main__":
+    main()
