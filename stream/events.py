@@ -7,10 +7,9 @@ documentation and the published JSON Schemas.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -24,7 +23,7 @@ REASONS = ("invalid_json", "invalid_encoding", "not_an_object", "missing_field",
 REVIEW_KINDS = ("review", "testimonial", "case_study", "survey", "social")
 STATUSES = ("active", "churned")
 #: segment and team are label names: no control characters (C0, DEL, C1)
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
 NAME_MAX = 128  # segment and team: label names
 TEXT_MAX = 2048  # source, channel, referee_id, agent_id, ticket_id: free text (a URL in source is normal)
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)$")
@@ -49,7 +48,7 @@ _COMMON = (
     Field("occurred_at", str, True),
     Field("segment", str, False, 1, NAME_MAX, label=True),
 )
-SPECS: dict[str, tuple[Field, ...]] = {
+SPECS: Final[dict[str, tuple[Field, ...]]] = {
     "review": (*_COMMON,
         Field("kind", str, True, choices=REVIEW_KINDS),
         Field("rating", int, False, 1, 5),
@@ -72,7 +71,7 @@ SPECS: dict[str, tuple[Field, ...]] = {
     ),
 }
 # review kinds that need one more field
-CONDITIONAL = {"review": "rating", "survey": "nps"}
+CONDITIONAL: Final = {"review": "rating", "survey": "nps"}
 
 
 def largest_valid_bytes() -> int:
@@ -150,23 +149,20 @@ def _slow_timestamp_us(text: str) -> int:
 #   SPECS and exec'd (faster interpreted, but mypyc cannot compile exec'd code; docs/benchmarks-notes.md).
 
 _CACHE_LIMIT = 65_536  # entries per table
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_SIXTY = {f"{n:02d}": n for n in range(60)}  # seconds 00-59 (a leap second, 60, takes the slow path)
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
+_SIXTY: Final = {f"{n:02d}": n for n in range(60)}  # seconds 00-59 (a leap second, 60, takes the slow path)
 # what may follow "YYYY-MM-DDTHH:MM:SS" (ASCII digits only: fromisoformat rejects other digits)
-_TAIL = re.compile(r"(?:\.([0-9]{1,9}))?(?:[Zz]|([+-])(2[0-3]|[01][0-9]):([0-5][0-9]))\Z")
-_MINUTES: dict[str, int] = {}  # valid "YYYY-MM-DD[Tt ]HH:MM" -> its epoch seconds read as UTC
-_TAILS: dict[str, int] = {}  # valid "[.fraction](Z|+HH:MM|-HH:MM)" -> microseconds to add (fraction - offset)
+_TAIL: Final = re.compile(r"(?:\.([0-9]{1,9}))?(?:[Zz]|([+-])(2[0-3]|[01][0-9]):([0-5][0-9]))\Z")
+_MINUTES: Final[dict[str, int]] = {}  # valid "YYYY-MM-DD[Tt ]HH:MM" -> its epoch seconds read as UTC
+_TAILS: Final[dict[str, int]] = {}  # valid "[.fraction](Z|+HH:MM|-HH:MM)" -> microseconds to add (fraction - offset)
 
 
-def _look_up(table: dict[str, int], key: str, read: Callable[[str], int | None]) -> int | None:
-    """``read(key)``, remembered in ``table`` when valid (the table is emptied at its limit)."""
-    value = table.get(key)
-    if value is None:
-        value = read(key)
-        if value is not None:
-            if len(table) >= _CACHE_LIMIT:
-                table.clear()
-            table[key] = value
+def _remember(table: dict[str, int], key: str, value: int | None) -> int | None:
+    """``value``, kept in ``table`` under ``key`` when valid (the table is emptied at its limit)."""
+    if value is not None:
+        if len(table) >= _CACHE_LIMIT:
+            table.clear()
+        table[key] = value
     return value
 
 
@@ -202,15 +198,19 @@ def _tail_micros(tail: str) -> int | None:
 
 def _fast_timestamp_us(text: str) -> int | None:
     """Epoch us of a valid timestamp of the usual shape, exactly as ``_slow_timestamp_us``; else None."""
-    minute = _look_up(_MINUTES, text[:16], _minute_seconds)
+    head = text[:16]
+    minute = _MINUTES.get(head)
     if minute is None:
-        return None
+        minute = _remember(_MINUTES, head, _minute_seconds(head))
     second = _SIXTY.get(text[17:19])
-    if second is None or text[16] != ":":  # a second found: text has at least 19 characters
+    if minute is None or second is None or text[16] != ":":  # a second found: text has at least 19 characters
         return None
-    micros = _look_up(_TAILS, text[19:], _tail_micros)
+    tail = text[19:]
+    micros = _TAILS.get(tail)
     if micros is None:
-        return None
+        micros = _remember(_TAILS, tail, _tail_micros(tail))
+        if micros is None:
+            return None
     return (minute + second) * 1_000_000 + micros
 
 
@@ -244,7 +244,6 @@ def _event(kind: str, data: dict[str, Any], latest_us: int, oldest_us: int, olde
     ``latest_us``), too old (before ``oldest_us``; a ticket before ``oldest_ticket_us``; never a
     customer), the field a review kind needs (CONDITIONAL). Fields of other topics are None."""
     _check_fields(SPECS[kind], data)
-    get = data.get
     at = data["occurred_at"]
     at_us = _fast_timestamp_us(at)
     if at_us is None:
@@ -254,19 +253,19 @@ def _event(kind: str, data: dict[str, Any], latest_us: int, oldest_us: int, olde
     if kind == "ticket":  # a ticket still credits actions inside the longest window
         if at_us < oldest_ticket_us:
             raise InvalidEvent("too_old", "occurred_at is older than the longest window plus the attribution window")
-        return Event(kind, data["event_id"], data["customer_id"], at_us, get("segment"), team=data["team"])
+        return Event(kind, data["event_id"], data["customer_id"], at_us, data.get("segment"), team=data["team"])
     if kind == "customer":
         return Event(kind, data["event_id"], data["customer_id"], at_us, data["segment"], status=data["status"])
     if at_us < oldest_us:
         raise InvalidEvent("too_old", "occurred_at is older than the longest window")
     if kind == "referral":
-        return Event(kind, data["event_id"], data["customer_id"], at_us, get("segment"))
+        return Event(kind, data["event_id"], data["customer_id"], at_us, data.get("segment"))
     review_kind = data["kind"]
     needed = CONDITIONAL.get(review_kind)
-    if needed is not None and get(needed) is None:
+    if needed is not None and data.get(needed) is None:
         raise InvalidEvent("missing_field", f"{needed} is required when kind={review_kind}")
-    return Event(kind, data["event_id"], data["customer_id"], at_us, get("segment"), review_kind, get("rating"),
-                 get("nps"))
+    return Event(kind, data["event_id"], data["customer_id"], at_us, data.get("segment"), review_kind,
+                 data.get("rating"), data.get("nps"))
 
 
 def parse(kind: str, raw: bytes | None, now_ms: int, *, longest_window_ms: int, attribution_ms: int,
