@@ -5,9 +5,10 @@ ILLEGAL_GENERATION. aiokafka (0.14) then forgets both the generation *and the me
 and joins again as a new member, while the group still counts the old member id as one of
 its own: the coordinator waits for that ghost to rejoin until its session or rebalance
 timeout runs out (6 to 12 s with our settings), and the whole group stalls meanwhile,
-every commit refused (measured on Apache Kafka 4.1: refusals for up to ~17 s). Apache Kafka's own consumer keeps the member id on
-ILLEGAL_GENERATION ("it might be still valid, to avoid waiting for the old member id
-leaving the group"): ``install`` makes aiokafka do the same. If the member
+every commit refused (measured on Apache Kafka 4.1: refusals for up to ~17 s). Apache
+Kafka's own consumer keeps the member id on ILLEGAL_GENERATION ("it might be still valid,
+to avoid waiting for the old member id leaving the group"): ``install`` makes aiokafka do
+the same. If the member
 id is no longer valid, the JoinGroup answers UNKNOWN_MEMBER_ID and aiokafka resets it
 then, as before.
 
