@@ -69,7 +69,7 @@ def _worker(settings: Settings) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     app = create_app(settings)
-    store = app.advocacy["store"]
+    store = app.services.store
 
     async def prepare() -> None:
         waiting = Waiting("waiting for kafka")  # no address: /health is not for a network map
