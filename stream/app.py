@@ -14,8 +14,8 @@ from stream.agents import StatePositions, add_agent
 from stream.batching import Batch, BatchApp, NoTableManager
 from stream.clock import SharedClock, redis_time
 from stream.config import Settings
+from stream.contract import REASONS
 from stream.dead_letters import KafkaDeadLetters
-from stream.events import REASONS
 from stream.health import Health
 from stream.kafka import faust_credentials
 from stream.kpi.windows import Rules

@@ -205,7 +205,7 @@ def test_redis_cluster_over_a_unix_socket_is_refused(monkeypatch: pytest.MonkeyP
 def test_the_topic_table_is_the_one_home_of_the_topics() -> None:
     """Every ``*_topic`` setting is a row of TOPICS with its default; the sources carry every event kind."""
     from stream.config import SOURCES, TOPICS, Settings
-    from stream.events import SPECS
+    from stream.contract import SPECS
 
     topic_fields = {name for name in Settings.model_fields if name.endswith("_topic")}
     assert topic_fields == {t.setting for t in TOPICS}
