@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                                              progress=sys.stderr.isatty()))
             print(f"{summary.line()}\nstart the workers with ADVOCACY_APP_ID={into} to continue from here")
             return 0
-        from stream.embedded import run_stack
+        from stream.stack import run_stack
 
         return run_stack(settings, collapse=args.collapse, customers=args.customers, history_days=args.history_days)
     except AdvocacyError as exc:

@@ -188,7 +188,7 @@ def test_environment_is_read_at_load_time(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_kraft_cluster_ids_never_start_with_a_dash() -> None:
     """kafka-storage reads an id starting with '-' as an option (a 1-in-64 failure of the test broker)."""
-    from stream.kafka_server import new_cluster_id
+    from stream.kafka_node import new_cluster_id
 
     ids = [new_cluster_id() for _ in range(2000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
