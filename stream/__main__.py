@@ -13,6 +13,8 @@ from stream import __version__
 from stream.config import SOURCES, Settings, load_settings
 from stream.errors import AdvocacyError
 
+__all__ = ["main"]
+
 
 def _logging(settings: Settings) -> None:
     from stream.logs import setup

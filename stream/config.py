@@ -13,6 +13,8 @@ from stream.contract import largest_valid_bytes
 from stream.errors import ConfigError
 from stream.kpi.windows import Window, parse_duration
 
+__all__ = ["ENV_PREFIX", "SECRET_FILES", "SOURCES", "TOPICS", "TOPIC_FIELDS", "Settings", "Topic", "load_settings"]
+
 ENV_PREFIX = "ADVOCACY_"
 
 

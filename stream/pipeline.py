@@ -24,6 +24,8 @@ from stream.metrics import Metrics, observe_many
 from stream.retry import Backoff
 from stream.state import Store
 
+__all__ = ["DeadLetter", "DeadLetterSink", "Pipeline", "Record", "where"]
+
 log = logging.getLogger("stream.pipeline")
 
 
