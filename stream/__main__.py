@@ -13,6 +13,8 @@ from stream import __version__
 from stream.config import SOURCES, Settings, load_settings
 from stream.errors import AdvocacyError
 
+__all__ = ["main"]
+
 
 def _logging(settings: Settings) -> None:
     from stream.logs import setup
@@ -61,7 +63,7 @@ def _worker(settings: Settings) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     app = create_app(settings)
-    store = app.advocacy["store"]
+    store = app.services.store
 
     async def prepare() -> None:
         waiting = Waiting("waiting for kafka")  # no address: /health is not for a network map
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                                              progress=sys.stderr.isatty()))
             print(f"{summary.line()}\nstart the workers with ADVOCACY_APP_ID={into} to continue from here")
             return 0
-        from stream.embedded import run_stack
+        from stream.stack import run_stack
 
         return run_stack(settings, collapse=args.collapse, customers=args.customers, history_days=args.history_days)
     except AdvocacyError as exc:

@@ -38,6 +38,8 @@ from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from stream import rejoin
 from stream.gaps import Reading
 
+__all__ = ["Batch", "BatchApp", "BatchConsumer", "Deliver", "FetchTunedThread", "NoTableManager", "Positions"]
+
 log = logging.getLogger("stream.batching")
 
 

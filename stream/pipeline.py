@@ -24,6 +24,8 @@ from stream.metrics import Metrics, observe_many
 from stream.retry import Backoff
 from stream.state import Store
 
+__all__ = ["DeadLetter", "DeadLetterSink", "Pipeline", "Record", "where"]
+
 log = logging.getLogger("stream.pipeline")
 
 
@@ -186,7 +188,6 @@ class Pipeline:
                 self.health.redis(ok=False, error=type(exc).__name__, unavailable=False)
             else:
                 self.health.redis(ok=True)
-                self.metrics.redis_state(ok=True)
                 self.on_commit()
                 return outcomes
             await backoff.wait()
@@ -196,7 +197,6 @@ class Pipeline:
         if self.health.redis_ok or not self.health.redis_error:
             log.error("%s; holding commits and retrying with backoff", error)
         self.health.redis(ok=False, error=error)
-        self.metrics.redis_state(ok=False)
 
     def _measure(self, messages: list[Record], outcomes: dict[str, int], now_ms: int) -> None:
         topic = messages[0].topic

@@ -339,7 +339,6 @@ class Api:
             self._redis(ok=True)
             self._failing = ""
         self.metrics.kpis.totals = totals  # never export stale KPIs as if current
-        self.metrics.ready.set(0 if self.health.reasons() else 1)
         self.metrics.state_read_seconds.set(self.snapshots.took)  # the previous read's
         snapshot = Snapshot(now, totals, error, self.windows)
         if totals is not None:
@@ -362,7 +361,6 @@ class Api:
 
     def _redis(self, ok: bool, error: str = "") -> None:
         self.health.redis(ok, error)
-        self.metrics.redis_state(ok)
 
     async def _ping(self) -> None:
         try:
@@ -373,14 +371,8 @@ class Api:
 
     async def health_report(self) -> tuple[int, bytes]:
         await self.pings.get()
-        reasons = self.health.reasons()
-        self.metrics.ready.set(0 if reasons else 1)
-        warnings = self.health.degraded()
-        status = "not ready" if reasons else "degraded" if warnings else "ready"
-        body: dict[str, Any] = {"status": status, "reasons": reasons, "lag": self.health.lag}
-        if warnings:  # still ready: the worker counts, but something should be fixed
-            body["warnings"] = warnings
-        return (200 if not reasons else 503), json_bytes(body)
+        status, body = self.health.report()  # the health's answer, computed now
+        return status, json_bytes(body)
 
 
 def middlewares(metrics: Metrics, max_requests: int) -> list[Any]:

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from stream.embedded import free_port, stop, wait_port
-from stream.kafka_server import KafkaCluster, SaslSsl
+from stream.kafka_node import SaslSsl
+from stream.kafka_server import KafkaCluster
 from tests.conftest import require_kafka
 from tests.oracle import expected_kpis
 from tests.scenario import ATTRIBUTION, WINDOWS, build

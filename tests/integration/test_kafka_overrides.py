@@ -101,7 +101,7 @@ async def running(namespace: Namespace, share: float = 1.0) -> AsyncIterator[Run
     await asyncio.to_thread(publish, namespace.stack.bootstrap, wire[:first])
     registry = CollectorRegistry()
     app = create_app(settings, registry)
-    await app.advocacy["store"].check_rules()  # as the worker's start-up does
+    await app.services.store.check_rules()  # as the worker's start-up does
     consumer = app.consumer
     assert isinstance(consumer, BatchConsumer)
     await app.start()
@@ -113,7 +113,7 @@ async def running(namespace: Namespace, share: float = 1.0) -> AsyncIterator[Run
 
 async def _stored_to_end(run: Running, timeout: float = 90.0) -> None:  # noqa: ASYNC109
     """Wait until the state's position of every partition is at its end offset (all stored)."""
-    store, settings = run.app.advocacy["store"], run.app.advocacy["pipeline"].settings
+    store, settings = run.app.services.store, run.app.services.settings
     tps = await partitions(settings, [getattr(settings, t.setting) for t in TOPICS if t.source])
     ends = await run.consumer.highwaters(*tps)
     names = {partition_name(tp.topic, tp.partition): end for tp, end in ends.items() if end}
@@ -134,9 +134,8 @@ async def _stored_to_end(run: Running, timeout: float = 90.0) -> None:  # noqa: 
 async def _exact(run: Running, timeout: float = 90.0) -> None:  # noqa: ASYNC109
     """Every partition stored to its end, /kpis equal to the oracle, and no gap found by the gap check."""
     await _stored_to_end(run, timeout)
-    advocacy = run.app.advocacy
-    api = Api(advocacy["store"], advocacy["metrics"], advocacy["health"], advocacy["pipeline"].settings.windows,
-              advocacy["clock"])
+    parts = run.app.services
+    api = Api(parts.store, parts.metrics, parts.health, parts.settings.windows, parts.clock)
     status, raw, _ = await api.kpis(None)
     body = json.loads(raw)
     want = expected(run.bulk.valid(), time.time(), WINDOWS, ATTRIBUTION)

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from stream.__main__ import main
+from stream.contract import SPECS
 from stream.errors import InvalidEvent
-from stream.events import SPECS, parse
+from stream.events import parse
 from stream.schemas import TOPIC_KINDS, files
 
 ROOT = Path(__file__).parents[2]
