@@ -57,9 +57,9 @@ def _property(kind: str, spec: Field) -> dict[str, Any]:
     if spec.name == "occurred_at":
         # the very check parse makes first, with ASCII digits as every regex dialect reads them;
         # no "format": date-time, whose validators reject the space separator parse accepts
-        out["pattern"] = timestamps.RFC3339.pattern.replace(r"\d", "[0-9]")
+        out["pattern"] = _ends(timestamps.RFC3339.pattern.replace(r"\d", "[0-9]"))
     if spec.label:  # a label name: no control character (C0, DEL, C1), the check parse makes
-        out["pattern"] = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+        out["pattern"] = _ends("^[^\\u0000-\\u001f\\u007f-\\u009f]*$")
     low, high = ("minLength", "maxLength") if spec.type is str else ("minimum", "maximum")
     if spec.min is not None:
         out[low] = spec.min
@@ -132,3 +132,10 @@ def run(out: Path, *, check: bool) -> int:
     for path in write(out):
         print(path)
     return 0
+
+
+def _ends(pattern: str) -> str:
+    """``pattern`` ending at the end of the text in every dialect: "$" alone also matches before a
+    final newline in Python's ``re`` (which Python's JSON Schema validators use), not in ECMA-262
+    (JSON Schema's own dialect), so a label "\\n" passed one and not the other."""
+    return pattern[:-1] + "$(?!\\n)" if pattern.endswith("$") else pattern
