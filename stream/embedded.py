@@ -22,8 +22,8 @@ from pathlib import Path
 from stream.config import ENV_PREFIX, Settings
 from stream.errors import AdvocacyError
 
-__all__ = ["embedded", "env_for", "free_port", "own_group", "redis_path", "start_broker", "start_redis", "stop",
-           "tansu_path", "wait_port"]
+__all__ = ["embedded", "env_for", "free_port", "own_group", "program", "redis_path", "start_broker", "start_redis",
+           "stop", "tansu_path", "wait_port"]
 
 
 def free_port() -> int:
@@ -52,11 +52,16 @@ def tansu_path() -> Path:
     return path
 
 
-def redis_path() -> str:
-    path = shutil.which("redis-server")
+def program(name: str, package: str) -> str:
+    """The path of an installed program, or an error naming the Debian package (make deps installs it)."""
+    path = shutil.which(name)
     if path is None:
-        raise AdvocacyError("redis-server not found; apt-get install redis-server")
+        raise AdvocacyError(f"{name} not found; apt-get install {package} (make deps does)")
     return path
+
+
+def redis_path() -> str:
+    return program("redis-server", "redis-server")
 
 
 def own_group() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
 import signal
 import subprocess
 import uuid
@@ -19,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stream.embedded import free_port, wait_port
+from stream.embedded import free_port, program, wait_port
 from stream.errors import AdvocacyError
 
 __all__ = ["JVM_FLAGS", "LOG4J", "POM", "ROOT", "KafkaNode", "SaslSsl", "check_installed", "java_path", "kafka_libs",
@@ -58,10 +57,7 @@ def kafka_libs() -> Path:
 
 
 def java_path() -> str:
-    path = shutil.which("java")
-    if path is None:
-        raise AdvocacyError("java not found; apt-get install openjdk-17-jre-headless (make deps does)")
-    return path
+    return program("java", "openjdk-17-jre-headless")
 
 
 def new_cluster_id() -> str:

@@ -246,6 +246,30 @@ FAILURES = {
 }
 
 
+def _refused(worker: Worker, reason: str, secure: Secure, settle: float) -> tuple[str, str]:
+    """Waits for /health's 503 with ``reason``; ``settle`` seconds later the worker still runs, still says
+    it, and has logged it once. The reason says what is wrong without where: no host, no port, no
+    exception's text (those are in the log line). Returns /health's body and the log."""
+    started = time.monotonic()
+
+    def reported() -> bool:
+        status, body = health(worker)
+        return status == 503 and reason in " ".join(json.loads(body)["reasons"])
+
+    wait_for(reported, 60, interval=0.1, what=f"/health to say {reason!r}")
+    print(f"/health 503 with {reason!r} after {time.monotonic() - started:.1f} s")
+    time.sleep(settle)
+    assert worker.proc is not None and worker.proc.poll() is None, "the worker exited"
+    status, body = health(worker)
+    assert status == 503 and reason in body
+    reasons = " ".join(json.loads(body)["reasons"])
+    for where in ("127.0.0.1", "localhost", str(secure.redis_port), secure.bootstrap.split(":")[-1], "Error"):
+        assert where not in reasons, (where, reasons)
+    log = worker.log.read_text(errors="replace")
+    assert sum(reason in line for line in log.splitlines()) == 1, log[-3000:]
+    return body, log
+
+
 @pytest.mark.parametrize("case", list(FAILURES))
 def test_a_security_failure_gives_one_clear_line_and_a_503_and_no_exit(secure: Secure, tmp_path: Path,
                                                                         case: str) -> None:
@@ -256,26 +280,9 @@ def test_a_security_failure_gives_one_clear_line_and_a_503_and_no_exit(secure: S
                for k, v in changes.items()}
     worker = Worker(env=secure.env(**changes), log=tmp_path / "worker.log").start()
     try:
-        started = time.monotonic()
-
-        def reported() -> bool:
-            status, body = health(worker)
-            return status == 503 and reason in " ".join(json.loads(body)["reasons"])
-
-        wait_for(reported, 60, interval=0.1, what=f"/health to say {reason!r}")
+        body, log = _refused(worker, reason, secure, settle=6)  # several retries later
         if "certificate" in case or "hostname" in case:
-            assert "TLS certificate not trusted" in health(worker)[1]
-        # what is wrong, without where: no host, no port, no exception's text (those are in the log line)
-        reasons = " ".join(json.loads(health(worker)[1])["reasons"])
-        for where in ("127.0.0.1", "localhost", str(secure.redis_port), *secure.bootstrap.split(":")[-1:], "Error"):
-            assert where not in reasons, (where, reasons)
-        print(f"{case}: /health 503 with the reason after {time.monotonic() - started:.1f} s")
-        time.sleep(6)  # several retries later: still running, still one line, still the reason
-        assert worker.proc is not None and worker.proc.poll() is None, "the worker exited"
-        status, body = health(worker)
-        assert status == 503 and reason in body
-        log = worker.log.read_text(errors="replace")
-        assert sum(reason in line for line in log.splitlines()) == 1, log[-3000:]
+            assert "TLS certificate not trusted" in body
         errors = [line for line in log.splitlines() if '"level": "error"' in line]
         assert len(errors) <= 2, errors  # ours, and at most one of aiokafka's (its repeats are dropped)
         assert "Traceback" not in log, log[-3000:]
@@ -296,22 +303,7 @@ def test_without_write_on_the_dead_letter_topic_it_says_so_at_start_and_counts_o
     worker = Worker(env=env, log=tmp_path / "worker.log").start()
     try:
         started = time.monotonic()
-
-        def reported() -> bool:
-            status, body = health(worker)
-            return status == 503 and reason in " ".join(json.loads(body)["reasons"])
-
-        wait_for(reported, 60, interval=0.1, what=f"/health to say {reason!r}")
-        print(f"/health 503 with the reason after {time.monotonic() - started:.1f} s")
-        time.sleep(2.5)  # retries after 0.5 and 1 s (at least): still running, still one line
-        assert worker.proc is not None and worker.proc.poll() is None, "the worker exited"
-        status, body = health(worker)
-        assert status == 503 and reason in body
-        reasons = " ".join(json.loads(body)["reasons"])
-        for where in ("127.0.0.1", "localhost", secure.bootstrap.split(":")[-1], "Error"):
-            assert where not in reasons, (where, reasons)
-        log = worker.log.read_text(errors="replace")
-        assert sum(reason in line for line in log.splitlines()) == 1, log[-3000:]
+        body, log = _refused(worker, reason, secure, settle=2.5)  # retries after 0.5 and 1 s at least
         assert "deploy/kafka/init.sh" in next(line for line in log.splitlines() if reason in line)
         no_secret(body + log)
 
