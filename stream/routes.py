@@ -35,7 +35,7 @@ def add_routes(app: faust.App, api: Api) -> None:
         body = await api.metrics_text(gzipped)
         return web.Response(body=body, headers={**headers, **GZIPPED} if gzipped else headers)
 
-    router = cast(Any, app.web).web_app.router
+    router = cast("Any", app.web).web_app.router
     router.add_get("/kpis", kpis)
     router.add_get("/metrics", metrics)
 

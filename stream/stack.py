@@ -47,7 +47,7 @@ def demo_rules(directory: Path, for_: str = DEMO_FOR) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     out = []
     for path in sorted((DEPLOY / "prometheus" / "rules").glob("*.yml")):
-        text = re.sub(r"^(\s+for:\s*)\S+", rf"\g<1>{for_}", path.read_text(), flags=re.M)
+        text = re.sub(r"^(\s+for:\s*)\S+", rf"\g<1>{for_}", path.read_text(), flags=re.MULTILINE)
         (directory / path.name).write_text(text)
         out.append(directory / path.name)
     return out
@@ -167,7 +167,7 @@ def start_observability(stack: Stack, worker_port: int) -> list[str]:
 
 def run_stack(settings: Settings, collapse: str | None = None, *, customers: int = 2000,
               history_days: float = 14.0) -> int:
-    """make run: broker, Redis, a worker, the demo producer, Prometheus and Alertmanager until Ctrl-C."""
+    """Make run: broker, Redis, a worker, the demo producer, Prometheus and Alertmanager until Ctrl-C."""
     workdir = Path(tempfile.mkdtemp(prefix="advocacy-"))
     stack = Stack(workdir)
     print(f"starting the embedded stack (logs in {workdir}) ...", flush=True)

@@ -90,7 +90,8 @@ def test_every_alert_has_severity_summary_description_and_a_runbook_section() ->
         assert rule["labels"]["category"] in ("kpi", "pipeline"), name
         assert rule.get("for"), f"{name} has no for:"
         annotations = rule["annotations"]
-        assert annotations["summary"] and annotations["description"], name
+        assert annotations["summary"], name
+        assert annotations["description"], name
         url = annotations["runbook_url"]
         assert url == f"docs/runbook.md#{name.lower()}", name
         assert url.split("#")[1] in anchors, f"docs/runbook.md has no section for {name}"

@@ -168,7 +168,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
     redis_conf.write_text(
         f"port 0\ntls-port {redis_port}\nbind 127.0.0.1\ntls-cert-file {redis_cert}\n"
         f"tls-key-file {redis_key}\ntls-ca-cert-file {ca[0]}\ntls-auth-clients no\n"
-        f"dir {folder}\nsave \"\"\nappendonly no\n"
+        f'dir {folder}\nsave ""\nappendonly no\n'
         "user default off\n"
         f"user worker on >{REDIS_PASSWORD} ~{app_id}:* ~{NO_WRITE_APP}:* resetchannels +@all -@admin -@dangerous\n")
     redis = subprocess.Popen([redis_server, str(redis_conf)], stdout=open(folder / "redis.log", "wb"),  # noqa: SIM115
@@ -259,9 +259,11 @@ def _refused(worker: Worker, reason: str, secure: Secure, settle: float) -> tupl
     wait_for(reported, 60, interval=0.1, what=f"/health to say {reason!r}")
     print(f"/health 503 with {reason!r} after {time.monotonic() - started:.1f} s")
     time.sleep(settle)
-    assert worker.proc is not None and worker.proc.poll() is None, "the worker exited"
+    assert worker.proc is not None, "the worker exited"
+    assert worker.proc.poll() is None, "the worker exited"
     status, body = health(worker)
-    assert status == 503 and reason in body
+    assert status == 503
+    assert reason in body
     reasons = " ".join(json.loads(body)["reasons"])
     for where in ("127.0.0.1", "localhost", str(secure.redis_port), secure.bootstrap.split(":")[-1], "Error"):
         assert where not in reasons, (where, reasons)

@@ -109,7 +109,8 @@ def valid_value(name: str) -> st.SearchStrategy[Any]:
     if choices is not None:
         return st.one_of(st.sampled_from(choices), st.sampled_from(choices), st.text(max_size=12))
     if kind is int:
-        assert low is not None and high is not None
+        assert low is not None
+        assert high is not None
         return st.integers(low - 2, high + 2)
     assert high is not None
     edge = st.builds(lambda n, c: c * n, st.sampled_from([max(0, (low or 0) - 1), low or 0, 1, high, high + 1]),
@@ -123,7 +124,8 @@ def clean_value(name: str) -> st.SearchStrategy[Any]:
         return instants(st.one_of(FAIR_DELTA, FAIR_DELTA, st.sampled_from(_EDGES)))
     if choices is not None:
         return st.sampled_from(choices)
-    assert low is not None and high is not None
+    assert low is not None
+    assert high is not None
     if kind is int:
         return st.integers(low, high)
     exact = st.builds(lambda n, c: c * n, st.sampled_from([low, high]), st.sampled_from(["a", "é", "\U0001f600"]))

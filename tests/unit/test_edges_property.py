@@ -176,7 +176,8 @@ def _valid(now: int, payloads: Payloads) -> tuple[list[Event], Payloads]:
         try:
             events.append(parse(kind, raw, now * 1000, **limits))
         except InvalidEvent as exc:
-            assert exc.reason in verdict.allowed and VALID not in verdict.allowed, (exc.reason, verdict.allowed, raw)
+            assert exc.reason in verdict.allowed, (exc.reason, verdict.allowed, raw)
+            assert VALID not in verdict.allowed, (exc.reason, verdict.allowed, raw)
             continue
         assert verdict.allowed == {VALID}, (verdict.allowed, raw)
         assert events[-1].at_us == verdict.at_us
