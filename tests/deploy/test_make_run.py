@@ -49,7 +49,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     tansu_path()
     output = tmp_path_factory.mktemp("make-run") / "terminal.txt"
     env = dict(os.environ, ADVOCACY_WEB_PORT=str(free_port()))
-    with open(output, "wb") as out:
+    with output.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "stream", "stack", "--collapse", "smb", "--customers", "400",
                                  "--history-days", "2"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # its own group, as a terminal's foreground job

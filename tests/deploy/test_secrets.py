@@ -212,11 +212,11 @@ def test_the_init_job_creates_users_topics_with_retention_and_least_privilege_ac
          f"--topic {t}" for t in ("reviews", "referrals", "tickets-closed", "customers")]
         + [f"--allow-principal User:producer --operation Write --operation Describe --topic {t}"
            for t in ("reviews", "referrals", "tickets-closed", "customers")]
-        + ["--allow-principal User:advocacy --operation Write --operation Describe --operation DescribeConfigs "
-           "--topic advocacy-dlq",
+        + [("--allow-principal User:advocacy --operation Write --operation Describe --operation DescribeConfigs "
+           "--topic advocacy-dlq"),
            "--allow-principal User:producer --operation Describe --topic advocacy-dlq",
            "--allow-principal User:advocacy --operation All --resource-pattern-type prefixed --topic advocacy-__",
-           "--allow-principal User:advocacy --operation Read --operation Describe --resource-pattern-type prefixed "
-           "--group advocacy"])
+           ("--allow-principal User:advocacy --operation Read --operation Describe --resource-pattern-type prefixed "
+           "--group advocacy")])
     assert acls == expected
     assert worker not in result.stdout + result.stderr

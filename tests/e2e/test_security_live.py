@@ -171,7 +171,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
         f'dir {folder}\nsave ""\nappendonly no\n'
         "user default off\n"
         f"user worker on >{REDIS_PASSWORD} ~{app_id}:* ~{NO_WRITE_APP}:* resetchannels +@all -@admin -@dangerous\n")
-    redis = subprocess.Popen([redis_server, str(redis_conf)], stdout=open(folder / "redis.log", "wb"),  # noqa: SIM115
+    redis = subprocess.Popen([redis_server, str(redis_conf)], stdout=(folder / "redis.log").open("wb"),
                              stderr=subprocess.STDOUT)
     cluster = KafkaCluster(folder / "kafka", secure=SaslSsl(keystore, {"worker": WORKER_PASSWORD,
                                                                        "stranger": STRANGER_PASSWORD}))
@@ -225,8 +225,8 @@ FAILURES = {
     "wrong password": ({"ADVOCACY_KAFKA_SASL_PASSWORD": "wrong-pw-0000"},
                        "kafka: authentication failed: SASL SCRAM-SHA-512 login of user 'worker' rejected"),
     "untrusted certificate": ({"ADVOCACY_KAFKA_SSL_CAFILE": "OTHER_CA"},
-                              "kafka: TLS certificate not trusted (issued by an unknown authority); "
-                              "check ADVOCACY_KAFKA_SSL_CAFILE"),
+                              ("kafka: TLS certificate not trusted (issued by an unknown authority); "
+                              "check ADVOCACY_KAFKA_SSL_CAFILE")),
     "no group ACL": ({"ADVOCACY_KAFKA_SASL_USERNAME": "stranger", "ADVOCACY_KAFKA_SASL_PASSWORD": STRANGER_PASSWORD},
                      "kafka: user 'stranger' is not authorized for consumer group 'sec'"),
     # a topic that does not exist: the worker may not create it (no Create ACL), and says so
@@ -235,11 +235,11 @@ FAILURES = {
     "redis wrong password": ({"ADVOCACY_REDIS_URL": "rediss://worker:wrong-pw-0000@localhost:REDIS_PORT/0"},
                              "redis: authentication failed; check the user and password in ADVOCACY_REDIS_URL"),
     "redis untrusted certificate": ({"ADVOCACY_REDIS_SSL_CA_FILE": "OTHER_CA"},
-                                    "redis: TLS certificate not trusted (issued by an unknown authority); "
-                                    "check ADVOCACY_REDIS_SSL_CA_FILE"),
+                                    ("redis: TLS certificate not trusted (issued by an unknown authority); "
+                                    "check ADVOCACY_REDIS_SSL_CA_FILE")),
     "redis hostname mismatch": ({"ADVOCACY_REDIS_URL": f"rediss://worker:{REDIS_PASSWORD}@127.0.0.1:REDIS_PORT/0"},
-                                "redis: TLS certificate not trusted (issued for another IP address); "
-                                "check the host in ADVOCACY_REDIS_URL"),
+                                ("redis: TLS certificate not trusted (issued for another IP address); "
+                                "check the host in ADVOCACY_REDIS_URL")),
     # its keys (sec2:*) are outside the Redis user's ~sec:* (its Kafka group sec2 is within the prefix sec)
     "redis keys outside the ACL": ({"ADVOCACY_APP_ID": "sec2"},
                                    "redis: permission denied; the Redis user needs access to the keys sec2:*"),

@@ -103,7 +103,7 @@ def test_redis_outage_makes_the_worker_not_ready_and_loses_nothing(
         stop(redis)
 
 
-def test_a_bad_setting_stops_start_up_with_one_line_naming_the_variable(tmp_path: Path) -> None:
+def test_a_bad_setting_stops_start_up_with_one_line_naming_the_variable() -> None:
     """ADVOCACY_WINDOWS=soon: exit code 2 and a single stderr line that names the variable."""
     env = {"PATH": "/usr/bin:/bin", "ADVOCACY_WINDOWS": "1h,soon"}
     result = subprocess.run([sys.executable, "-m", "stream", "worker"], env=env, capture_output=True,

@@ -109,4 +109,4 @@ def test_bulk_stream_resends_identical_events_much_later_and_keeps_ages_safe(by_
 def datetime_seconds(text: str) -> float:
     from datetime import datetime
 
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(text).timestamp()

@@ -112,7 +112,7 @@ def test_helper_rejects_bad_events_before_sending_anything(settings: Settings) -
         ("out_of_range", {"kind": "blog"}),
         ("future_timestamp", {"kind": "social", "occurred_at": now + timedelta(hours=1)}),
         ("too_old", {"kind": "social", "occurred_at": now - timedelta(days=91)}),
-        ("invalid_timestamp", {"kind": "social", "occurred_at": datetime(2026, 1, 1)}),  # naive
+        ("invalid_timestamp", {"kind": "social", "occurred_at": datetime(2026, 1, 1)}),  # noqa: DTZ001 - naive on purpose
         ("invalid_timestamp", {"kind": "social", "occurred_at": "last tuesday"}),
         ("out_of_range", {"kind": "social", "segment": ""}),
     ]

@@ -176,7 +176,7 @@ def test_the_throttle_logs_a_burst_then_counts_and_reports_what_it_held_back(
         throttle.flush()
         throttle.flush()  # once
         summary = [r.getMessage() for r in caplog.records][3:]
-        assert summary == ["17 more dead letters not logged in the last 10 s "
-                           "(reviews too_old 13, referrals invalid_json 4)"]
+        assert summary == [("17 more dead letters not logged in the last 10 s "
+                           "(reviews too_old 13, referrals invalid_json 4)")]
         throttle.log("k", logging.WARNING, "again")  # a new period: lines again
         assert caplog.records[-1].getMessage() == "again"

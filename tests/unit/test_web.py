@@ -140,7 +140,7 @@ async def test_timed_passes_results_errors_and_cancellation_through() -> None:
         await asyncio.sleep(0)
         raise ValueError("x")
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^x$"):
         await Timed(fails())
     started = asyncio.Event()
 

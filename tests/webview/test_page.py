@@ -144,8 +144,8 @@ def _publish(namespace: Namespace) -> None:
         for n, customer in enumerate(customers):
             messages.append((topics["ticket"], customer.encode(),
                              _event(customer, 900, ticket_id=f"{team}-{n}", team=team)))
-    for customer in sorted(acting):
-        messages.append((topics["review"], customer.encode(), _event(customer, 600, kind="testimonial")))
+    messages.extend((topics["review"], customer.encode(), _event(customer, 600, kind="testimonial"))
+                    for customer in sorted(acting))
     # a customer never registered: an action in segment "unknown", which has no active customers (no rate)
     messages.append((topics["review"], b"walk-in", _event("walk-in", 600, kind="social")))
     produce(namespace.stack.bootstrap, messages)
