@@ -31,11 +31,12 @@ class Refreshed(Generic[T]):
     whatever the number of callers. The first caller after a quiet spell (nobody asked for
     ``keep_warm`` seconds, or never) starts a background task and waits for its first result.
     While callers keep coming, the task computes again as soon as ``spacing`` has passed
-    since the latest computation started and either ``changed()`` was called since (this
-    worker stored a batch) or ``max_age`` has passed (other workers' batches, windows moving
-    on); callers get the latest result at once. So a result served is at most ``spacing``
-    plus one computation behind this worker's batches, ``max_age`` plus one computation
-    behind anything else; with no change, a computation per ``max_age``.
+    since the latest computation started and either ``changed()`` was called since or
+    ``max_age`` has passed; callers get the latest result at once. So a result served is at
+    most ``spacing`` plus one computation behind a change ``changed()`` signals, ``max_age``
+    plus one computation behind anything else; with no change, a computation per ``max_age``.
+    (The /kpis snapshot computes every ``interval``, ``max_age`` being the same: a computation
+    that finds nothing changed is cheap, ``stream.snapshot.LatestTotals``.)
 
     ``spacing`` is ``interval``, or the event loop's time that the latest computation took
     (``Timed``) divided by ``max_share()`` if that is longer: computing never takes more

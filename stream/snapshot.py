@@ -59,18 +59,18 @@ class LatestTotals:
         """What the totals depend on of ``now_ms``: the bucket each window starts in."""
         return tuple(w.first_bucket(now_ms) for w in self.windows)
 
-    async def at(self, now_ms: int) -> tuple[Totals, bool]:
-        """The totals as read at ``now_ms``, and whether they were read (else the latest read's)."""
+    async def at(self, now_ms: int) -> Totals:
+        """The totals as read at ``now_ms``: the latest read's if nothing they depend on moved since."""
         self.checks += 1
         key = (await self.store.changes(), self.buckets(now_ms))
         if key == self._key and self._totals is not None:
-            return self._totals, False
+            return self._totals
         self.reads += 1
         self.on_read()
         self._key = None  # while reading: a failed read leaves nothing to reuse
         totals = await self.store.totals(now_ms)
         self._key, self._totals = key, totals
-        return totals, True
+        return totals
 
 
 @dataclass

@@ -89,7 +89,7 @@ class Api:
         try:
             now_ms = await self.clock.now_ms()  # Redis's time: every worker sums the same buckets
             now = now_ms / 1000
-            totals, _ = await self.latest.at(now_ms)
+            totals = await self.latest.at(now_ms)
         except StateError as exc:
             unavailable = isinstance(exc, StateUnavailable)
             error = redis_problem(str(exc), unavailable, self.health.namespace)  # no address, no exception text

@@ -102,9 +102,9 @@ async def workers(redis_url: str) -> AsyncIterator[Workers]:
         yield pair
     finally:
         task = pair.api.snapshots._task
+        pair.api.snapshots.keep_warm = 0  # the background task ends after its computation in progress
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await asyncio.wait_for(task, 5)
         for c in clients:
             await c.aclose()
 
