@@ -15,6 +15,9 @@ import time
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Generic, TypeVar
 
+__all__ = ["BEHIND_SHARE", "KEEP_WARM_SECONDS", "MAX_AGE_SECONDS", "MAX_SHARE", "REFRESH_SECONDS", "Refreshed",
+           "Timed"]
+
 log = logging.getLogger("stream.web")
 T = TypeVar("T")
 REFRESH_SECONDS = 0.1  # ADVOCACY_WEB_REFRESH_SECONDS: the least time between two snapshots

@@ -27,6 +27,8 @@ from stream.kpi.windows import Window
 from stream.refresh import MAX_AGE_SECONDS, MAX_SHARE
 from stream.state import Store
 
+__all__ = ["GZIP_LEVEL", "Exposition", "LatestTotals", "Snapshot", "json_bytes", "rfc3339"]
+
 GZIP_LEVEL = 5  # once per snapshot and body: a tenth of the bytes to write for each client that accepts it
 
 

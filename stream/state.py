@@ -44,6 +44,7 @@ from stream.labels import Client, LabelCap
 from stream.shards import HEAD, SUM_WINDOWS, Shard, add, lowest, shard_of
 
 T = TypeVar("T")
+TurnedAway = Callable[[list[Event]], Awaitable[None]]  # events the per-customer cap turned away
 DEFAULT_SHARDS = 8
 
 # One shard's part of a batch. KEYS: 1 meta, 2 pos, 3 active, 4 segments, 5 teams, 6 newest, then
@@ -295,7 +296,7 @@ class Store:
         return outcomes
 
     async def commit(self, events: Sequence[Event], now_ms: int, topic: str = "",
-                     progress: Sequence[tuple[str, int, int]] = (), rejected: list[Event] | None = None,
+                     progress: Sequence[tuple[str, int, int]] = (), turned_away: TurnedAway | None = None,
                      ) -> tuple[dict[str, int], dict[str, int | None]]:
         """Apply valid events and move partition positions: one atomic call per shard, all shards at once.
 
@@ -308,8 +309,12 @@ class Store:
         (the shard lost writes) or missing, the lowest such position (None where missing).
         A shard that fails raises once every other shard is done; the batch is then retried
         whole, which is harmless: the shards that committed find its events and positions.
-        Events the per-customer cap turned away (``Tally.rejected``) replace the content of
-        ``rejected`` once every shard has committed.
+        Events the per-customer cap turns away (``Tally.rejected``) are passed to ``turned_away``,
+        and awaited, *before* the write that leaves them out: a crash between the two then
+        re-reads the batch and turns them away again (a dead letter sent twice), never loses
+        one. An event turned away stays out whatever comes later (the record's events that
+        expire later than it cannot leave before it expires), so an attempt retried after a
+        conflict never counts an event already passed on.
         """
         by_customer, newest, names = _group(events)
         await self._resolve_labels([], names)
@@ -318,9 +323,8 @@ class Store:
             parts.setdefault(self.shard_of(customer_id), {})[customer_id] = group
         called = range(len(self.shards)) if progress else sorted(parts)
         progress_arg = orjson.dumps(progress)
-        turned: dict[int, list[Event]] = {k: [] for k in called}  # per shard: what its cap turned away
         results = await asyncio.gather(
-            *(self._commit_shard(self.shards[k], parts.get(k, {}), now_ms, topic, newest, progress_arg, turned[k])
+            *(self._commit_shard(self.shards[k], parts.get(k, {}), now_ms, topic, newest, progress_arg, turned_away)
               for k in called), return_exceptions=True)
         outcomes = {"applied": 0, "duplicate": 0, "ignored": 0, "conflicts": 0}
         behinds = []
@@ -332,12 +336,10 @@ class Store:
                 outcomes[name] = max(outcomes.get(name, 0), n) if name == "largest" else outcomes.get(name, 0) + n
             behinds.append(behind)
         outcomes["folded"] = self._folded(events)
-        if rejected is not None:
-            rejected[:] = [event for k in called for event in turned[k]]
         return outcomes, lowest(behinds)
 
     async def _commit_shard(self, shard: Shard, by_customer: dict[str, list[Event]], now_ms: int, topic: str,
-                            newest: int, progress: bytes, rejected: list[Event] | None = None,
+                            newest: int, progress: bytes, turned_away: TurnedAway | None = None,
                             ) -> tuple[dict[str, int], dict[str, int | None]]:
         olds = self._cached(by_customer)
         stale = [c for c in by_customer if c not in olds]
@@ -349,8 +351,8 @@ class Store:
                 await self._resolve_labels(list(read.values()), {"segment": set(), "team": set()})
             tally, writes = self._step(by_customer, olds, now_ms)
             outcomes = {**tally.outcomes, "conflicts": conflicts, "largest": tally.largest}
-            if rejected is not None:
-                rejected[:] = tally.rejected  # the attempt that returns is the one that counts
+            if turned_away is not None and tally.rejected:
+                await turned_away(tally.rejected)  # before the write: see ``commit``
             if not writes and progress == b"[]":
                 self._remember(olds)
                 return outcomes, {}

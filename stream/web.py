@@ -37,6 +37,9 @@ from stream.refresh import BEHIND_SHARE, MAX_AGE_SECONDS, MAX_SHARE, REFRESH_SEC
 from stream.snapshot import Exposition, LatestTotals, Snapshot, json_bytes, rfc3339
 from stream.state import Store
 
+__all__ = ["JSON_CONTENT_TYPE", "METRICS_CONTENT_TYPE", "NOSNIFF", "UNCAPPED", "Api", "accepts_gzip", "middlewares",
+           "static_file"]
+
 log = logging.getLogger("stream.web")
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -102,7 +105,6 @@ class Api:
             self._failing = ""
         self._read = self.latest.reads != reads
         self.metrics.kpis.totals = totals  # never export stale KPIs as if current
-        self.metrics.ready.set(0 if self.health.reasons() else 1)
         previous = self._previous
         if totals is not None and previous is not None and previous.totals is totals:  # nothing changed
             if rfc3339(previous.at) == rfc3339(now):
@@ -131,7 +133,6 @@ class Api:
 
     def _redis(self, ok: bool, error: str = "") -> None:
         self.health.redis(ok, error)
-        self.metrics.redis_state(ok)
 
     async def _ping(self) -> None:
         try:
@@ -142,14 +143,8 @@ class Api:
 
     async def health_report(self) -> tuple[int, bytes]:
         await self.pings.get()
-        reasons = self.health.reasons()
-        self.metrics.ready.set(0 if reasons else 1)
-        warnings = self.health.degraded()
-        status = "not ready" if reasons else "degraded" if warnings else "ready"
-        body: dict[str, Any] = {"status": status, "reasons": reasons, "lag": self.health.lag}
-        if warnings:  # still ready: the worker counts, but something should be fixed
-            body["warnings"] = warnings
-        return (200 if not reasons else 503), json_bytes(body)
+        status, body = self.health.report()  # the health's answer, computed now
+        return status, json_bytes(body)
 
 
 def middlewares(metrics: Metrics, max_requests: int) -> list[Any]:
