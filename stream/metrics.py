@@ -70,8 +70,9 @@ class Metrics:
             "changed the same customer.", registry=registry)
         self.state_reads = Counter(
             "advocacy_state_reads", "Reads of the KPI totals from the shared state for /kpis and "
-            "/metrics, whatever the number of clients: while they poll, after a stored batch, "
-            "ADVOCACY_WEB_REFRESH_SECONDS apart (0.1 s), else one a second.", registry=registry)
+            "/metrics, whatever the number of clients: while they poll, once a worker stored a batch "
+            "or a window starts in another bucket, ADVOCACY_WEB_REFRESH_SECONDS apart at least (0.1 s); "
+            "none while nothing changes.", registry=registry)
         self.state_read_seconds = Gauge(
             "advocacy_state_read_seconds", "The event loop's time the latest read of the KPI totals for "
             "/kpis and /metrics took (with building the /kpis body); reads are at least "

@@ -61,6 +61,7 @@ for i, h in ipairs(heads) do
   if (string.match(cur, '^([^|]*)|') or '') ~= h[2] then conflicts[#conflicts + 1] = i end
 end
 if #conflicts > 0 then return {conflicts, {}} end
+redis.call('HSET', KEYS[1], 'changed', ARGV[4])
 local blobs, pos, token = ARGV[2], 1, ARGV[4]
 for _, h in ipairs(heads) do
   local key = KEYS[h[1]]
@@ -125,6 +126,14 @@ for i, key in ipairs(KEYS) do
 end
 return removed
 """
+
+# The field of a shard's meta record that changes whenever its totals may have: every commit
+# that writes sets it to its token (the line after the conflict check in _COMMIT), start-up sets
+# it where missing, a prune that removed something sets it to a new token. Tokens never repeat,
+# so an unchanged mark means unchanged totals, even after a restore or a failover (the mark is
+# written by the same atomic call as the totals) or a restart empty (the mark is then missing).
+CHANGED = "changed"
+
 
 def partition_name(topic: str, partition: int) -> str:
     """How the state names a partition in its positions (Kafka topic names have no colon)."""
@@ -267,6 +276,9 @@ class Store:
                     f"Redis state of app {self.ns!r} was built with {stored!r}, not "
                     f"{fingerprint!r}: use another ADVOCACY_APP_ID or replay into empty state"
                     " (ADVOCACY_STATE_SHARDS is part of the state's layout)")
+        # state written before the mark (by a version without it): marked now, so that a mark
+        # that goes missing later says the state was lost (``changes``)
+        await self._each(lambda shard: self.client.hsetnx(shard.meta, CHANGED, self.tokens.next()))
 
     @property
     def legacy_meta(self) -> str:
@@ -485,6 +497,12 @@ class Store:
             args = [x for p, offset in offsets.items() for x in (p, offset)]
             await self._each(lambda shard: self._floor(keys=[shard.pos], args=args))
 
+    async def changes(self) -> tuple[bytes | str | None, ...]:
+        """Each shard's mark (``CHANGED``), one command a shard: while it is the same, so are the shard's
+        totals as read at any time whose windows start in the same buckets. Read it before the totals:
+        a batch stored between the two is then read again next time, never missed."""
+        return tuple(await self._each(lambda shard: self.client.hget(shard.meta, CHANGED)))
+
     async def totals(self, now_ms: int) -> Totals:
         """The totals for every window, summed over the shards: two Lua calls per shard, all shards at once."""
         return add(await self._each(lambda shard: self._shard_totals(shard, now_ms), wrap=False))
@@ -535,6 +553,8 @@ class Store:
         for team in teams:
             removed += int(await self._call(
                 self.client.zremrangebyscore(shard.advocates(team.decode()), "-inf", oldest)))
+        if removed:  # only what no window sums any more was removed; marked all the same (``changes``)
+            await self._call(self.client.hset(shard.meta, CHANGED, self.tokens.next()))
         return removed
 
     async def _each(self, call: Callable[[Shard], Awaitable[T]], wrap: bool = True) -> list[T]:

@@ -17,7 +17,9 @@ from stream.health import Health
 from stream.kpi.totals import Totals
 from stream.kpi.windows import Window
 from stream.metrics import Metrics
-from stream.web import Exposition, Refreshed, Snapshot, Timed, accepts_gzip, middlewares
+from stream.refresh import Refreshed, Timed
+from stream.snapshot import Exposition, Snapshot
+from stream.web import accepts_gzip, middlewares
 
 
 class Reads:
