@@ -124,7 +124,7 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
         assert deliver is not None, "BatchConsumer.deliver must be set before the worker starts"
         consumer_should_stop = self._stopped.is_set
         # mode's Service._stopped (the fetcher is Faust's fetcher service)
-        fetcher_should_stop = fetcher._stopped.is_set  # noqa: SLF001 - not in compat.members()
+        fetcher_should_stop = fetcher._stopped.is_set  # noqa: SLF001 - in compat.members()
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 if self._rewind_pending and self.flow_active:
