@@ -25,8 +25,8 @@ $(VENV)/.installed: pyproject.toml requirements.lock setup.py | system
 
 # the compiled hot path (stream.HOT_PATH) built again when one of its modules is newer than its
 # extension: an edited module never runs as its stale compiled self (none built: no C compiler, pure Python)
-HOT_SOURCES := stream/event.py stream/events.py stream/kpi/windows.py stream/kpi/record.py stream/kpi/cap.py \
-	stream/kpi/totals.py
+HOT_SOURCES := stream/event.py stream/contract.py stream/timestamps.py stream/events.py stream/kpi/windows.py \
+	stream/kpi/record.py stream/kpi/cap.py stream/kpi/totals.py
 compiled: $(VENV)/.installed
 	@stale=""; for src in $(HOT_SOURCES); do \
 	  so=$$(ls $${src%.py}.cpython-*.so 2>/dev/null | head -n 1); \
@@ -121,8 +121,8 @@ compat-latest:
 	python3 -m venv .venv-latest
 	.venv-latest/bin/pip install -q --upgrade pip
 	.venv-latest/bin/pip install -q -e '.[dev]'
-	.venv-latest/bin/pip install -q --upgrade faust-streaming aiokafka
-	.venv-latest/bin/pip list 2>/dev/null | grep -iE '^(faust-streaming|aiokafka) '
+	.venv-latest/bin/pip install -q --upgrade faust-streaming aiokafka mode-streaming
+	.venv-latest/bin/pip list 2>/dev/null | grep -iE '^(faust-streaming|aiokafka|mode-streaming) '
 	.venv-latest/bin/python -m pytest -q -p no:cacheprovider tests/unit/test_compat.py tests/unit/test_batching.py
 
 lint: deps

@@ -14,6 +14,8 @@ from setuptools import setup
 
 HOT_PATH = [  # stream.HOT_PATH as files (tests/unit/test_hot_path.py checks the two agree)
     "stream/event.py",
+    "stream/contract.py",
+    "stream/timestamps.py",
     "stream/events.py",
     "stream/kpi/windows.py",
     "stream/kpi/record.py",
@@ -28,8 +30,8 @@ def can_compile() -> bool:
     headers = Path(sysconfig.get_paths()["include"], "Python.h")
     if shutil.which(compiler) and headers.is_file():
         return True
-    print(f"advocacy-stream: no C compiler ({compiler}) or no {headers}: installing the pure-Python "
-          "hot path (slower; the worker logs 'hot path: pure Python')", file=sys.stderr)
+    sys.stderr.write(f"advocacy-stream: no C compiler ({compiler}) or no {headers}: installing the pure-Python "
+                     "hot path (slower; the worker logs 'hot path: pure Python')\n")
     return False
 
 

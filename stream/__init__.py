@@ -16,19 +16,21 @@ from importlib.util import spec_from_file_location
 from pathlib import Path
 from types import ModuleType
 
+__all__ = ["HOT_PATH", "PURE_PYTHON", "__version__", "hot_path"]
+
 __version__ = "0.1.0"
 
 #: the modules setup.py compiles (keep the two lists in step: tests/unit/test_hot_path.py checks)
-HOT_PATH = ("stream.event", "stream.events", "stream.kpi.windows", "stream.kpi.record", "stream.kpi.cap",
-            "stream.kpi.totals")
+HOT_PATH = ("stream.event", "stream.contract", "stream.timestamps", "stream.events", "stream.kpi.windows",
+            "stream.kpi.record", "stream.kpi.cap", "stream.kpi.totals")
 PURE_PYTHON = "ADVOCACY_PURE_PYTHON"
 
 
 class _PureFinder(MetaPathFinder):
     """Finds the ``.py`` source of a hot-path module, where the compiled extension would be found first."""
 
-    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None,
-                  ) -> ModuleSpec | None:
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> ModuleSpec | None:  # noqa: ARG002 (the finder protocol)
         if fullname not in HOT_PATH:
             return None
         spec = PathFinder.find_spec(fullname, path)

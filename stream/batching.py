@@ -35,7 +35,10 @@ from faust.tables import TableManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 
+from stream import rejoin
 from stream.gaps import Reading
+
+__all__ = ["Batch", "BatchApp", "BatchConsumer", "Deliver", "FetchTunedThread", "NoTableManager", "Positions"]
 
 log = logging.getLogger("stream.batching")
 
@@ -64,8 +67,9 @@ Deliver = Callable[[str, Batch], Awaitable[None]]
 
 
 class FetchTunedThread(AIOKafkaConsumerThread):  # type: ignore[misc]
-    """Faust's consumer thread with our fetch wait (``ADVOCACY_FETCH_MAX_WAIT_MS``, 100 ms)
-    instead of its hard-coded 1500 ms. Measured 2026-11-29 (2 shared cores), for two reasons:
+    """Faust's consumer thread with our fetch wait instead of its hard-coded 1500 ms.
+
+    Ours is ``ADVOCACY_FETCH_MAX_WAIT_MS``, 100 ms. Measured 2026-11-29 (2 shared cores), for two reasons:
 
     - tansu answers a fetch that found no data on its own schedule, not when data arrives:
       a record produced to an idle partition reached a waiting consumer after 297 ms (p50,
@@ -79,11 +83,12 @@ class FetchTunedThread(AIOKafkaConsumerThread):  # type: ignore[misc]
     """
 
     def _create_worker_consumer(self, transport: Any) -> Any:
+        rejoin.install()  # a stale-generation commit keeps the member (stream/rejoin.py)
         consumer = super()._create_worker_consumer(transport)
         # aiokafka keeps the argument here and hands it to its fetcher in start()
         if not hasattr(consumer, "_fetch_max_wait_ms"):  # pragma: no cover - an aiokafka rename
             raise RuntimeError("aiokafka no longer has AIOKafkaConsumer._fetch_max_wait_ms")
-        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # noqa: SLF001 - checked in compat.members()
         return consumer
 
 
@@ -117,10 +122,9 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
     async def _drain_messages(self, fetcher: Any) -> None:
         deliver = self.deliver
         assert deliver is not None, "BatchConsumer.deliver must be set before the worker starts"
-        app = self.app
         consumer_should_stop = self._stopped.is_set
-        fetcher_should_stop = fetcher._stopped.is_set
-        acquire_flow = app.flow_control.acquire
+        # mode's Service._stopped (the fetcher is Faust's fetcher service)
+        fetcher_should_stop = fetcher._stopped.is_set  # noqa: SLF001 - in compat.members()
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 if self._rewind_pending and self.flow_active:
@@ -139,26 +143,31 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
                         self._rewind_pending = True
                     continue
                 for topic, batch in self._batches(records, epoch).items():
-                    await acquire_flow()
-                    self._deliveries += 1
-                    try:
-                        await deliver(topic, batch)
-                    except asyncio.CancelledError:
-                        if _being_cancelled():
-                            raise
-                        # Faust's revocation clears the agents' queues (flow_control.clear()),
-                        # which cancels a hand-over waiting for room in one. Re-raised, that
-                        # crashed Faust's fetcher, which has no supervisor, and with it the app
-                        # (seen on Apache Kafka, tests/integration/test_kafka_overrides.py).
-                        # The rest of this fetch is dropped and every partition rewound.
-                        self._rewind_pending = True
-                        break
-                    finally:
-                        self._deliveries -= 1
+                    if not await self._hand_over(deliver, topic, batch):
+                        break  # the rest of this fetch is dropped and every partition rewound
         except (*self.consumer_stopped_errors, asyncio.CancelledError):
             if self.transport.app.should_stop:
                 return
             raise
+
+    async def _hand_over(self, deliver: Deliver, topic: str, batch: Batch) -> bool:
+        """Whether one batch reached the agents (False: a revocation cancelled the hand-over)."""
+        await self.app.flow_control.acquire()
+        self._deliveries += 1
+        try:
+            await deliver(topic, batch)
+        except asyncio.CancelledError:
+            if _being_cancelled():
+                raise
+            # Faust's revocation clears the agents' queues (flow_control.clear()),
+            # which cancels a hand-over waiting for room in one. Re-raised, that
+            # crashed Faust's fetcher, which has no supervisor, and with it the app
+            # (seen on Apache Kafka, tests/integration/test_kafka_overrides.py).
+            self._rewind_pending = True
+            return False
+        finally:
+            self._deliveries -= 1
+        return True
 
     def _must_drop(self, records: Mapping[Any, list[Any]], active: set[Any] | None, epoch: int) -> bool:
         """True when a fetch may not be delivered: see ``_drain_messages``."""
@@ -208,7 +217,7 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
                 for tp, offset in targets.items():
                     if offset > self._durable.get(tp, -1):
                         self._durable[tp] = offset
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - Redis, broker or rebalance: retried before any fetch
             log.warning("could not seek to the state's positions (%r); retrying before fetching", exc)
             self._rewind_pending = True
 
@@ -224,7 +233,7 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
             if epoch != self.epoch:
                 return  # assigned again meanwhile: start over with the new assignment
             await self._seek_to(targets)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - Redis, broker or rebalance: retried before any fetch
             log.warning("rewind after a dropped fetch failed (%r); retrying before fetching again", exc)
             await asyncio.sleep(0.5)
             return
@@ -343,6 +352,25 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
 
     def _new_offset(self, tp: Any) -> int | None:
         return self._durable.get(tp)
+
+    async def _commit_offsets(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
+        """Faust's commit, except that a refused one is not remembered as made.
+
+        Faust records the offsets in ``_committed_offset`` whether or not the broker took them,
+        and commits a partition again only past that: after a commit refused for a stale
+        generation, a partition with no new records kept its old commit (and tools a false lag)
+        for as long as it stayed quiet (measured on Apache Kafka: 10 s to over a minute).
+        """
+        committed = self._committed_offset
+        before = {tp: committed[tp] for tp in offsets}
+        did_commit: bool = await super()._commit_offsets(offsets, start_new_transaction)
+        if not did_commit:
+            for tp, offset in before.items():
+                if offset is None:
+                    committed.pop(tp, None)
+                else:
+                    committed[tp] = offset
+        return did_commit
 
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
         self.epoch += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,7 +24,10 @@ from stream.metrics import Metrics, observe_many
 from stream.retry import Backoff
 from stream.state import Store
 
+__all__ = ["DeadLetter", "DeadLetterSink", "Pipeline", "Record", "where"]
+
 log = logging.getLogger("stream.pipeline")
+FOLDED_LOG_SECONDS = 60  # at most one "over the cap" warning a minute
 
 
 class Record(Protocol):
@@ -104,7 +107,7 @@ class Pipeline:
                               future_tolerance_ms=tolerance, max_bytes=max_bytes)
             except InvalidEvent as exc:
                 bad.append(DeadLetter(message, exc.reason, exc.detail))
-            except Exception as exc:  # a validation bug must not stop the partition
+            except Exception as exc:  # noqa: BLE001 - a validation bug must not stop the partition
                 self.dead_letter_log.log(f"{message.topic} unprocessable", logging.ERROR, "could not validate %s",
                                          where(message), exc_info=True)
                 bad.append(DeadLetter(message, "unprocessable", type(exc).__name__))
@@ -115,17 +118,25 @@ class Pipeline:
             await self._dead_letter(bad)
         behind: dict[str, int | None] = {}
         if valid or progress:
-            capped: list[Event] = []
-            outcomes, behind = await self._store(valid, stored[0].topic if stored else "", progress, capped)
+            outcomes, behind = await self._store(valid, stored[0].topic if stored else "", progress,
+                                                 self._capped(valid, stored))
             if stored:
                 self._measure(stored, outcomes, await self._now_ms())
-            if capped:  # after the commit: a replay turns the same events away again (docs/contract.md)
-                by_event = {id(e): m for e, m in zip(valid, stored, strict=True)}
-                detail = "the customer holds ADVOCACY_MAX_EVENTS_PER_CUSTOMER events that expire later"
-                await self._dead_letter([DeadLetter(by_event[id(e)], "customer_cap", detail) for e in capped])
         self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.health.progress()
         return behind
+
+    def _capped(self, valid: list[Event], stored: list[Record]) -> Callable[[list[Event]], Awaitable[None]]:
+        """Dead-letters the events the per-customer cap turns away, each once per batch, before the
+        state is written without them (``Store.commit``): at least once, never lost."""
+        by_event = {id(e): m for e, m in zip(valid, stored, strict=True)}
+        detail = "the customer holds ADVOCACY_MAX_EVENTS_PER_CUSTOMER events that expire later"
+
+        async def send(events: list[Event]) -> None:
+            fresh = [by_event.pop(id(e)) for e in events if id(e) in by_event]
+            if fresh:
+                await self._dead_letter([DeadLetter(m, "customer_cap", detail) for m in fresh])
+        return send
 
     async def _dead_letter(self, letters: list[DeadLetter]) -> None:
         """Send a batch's dead letters together; the batch is acked only when every one is out:
@@ -159,11 +170,11 @@ class Pipeline:
             except StateUnavailable as exc:
                 self._redis_down(str(exc))
             except StateError as exc:
-                log.error("could not read Redis's time, retrying: %s", exc)
+                log.error("could not read Redis's time, retrying: %s", exc)  # noqa: TRY400 - expected: no traceback
             await backoff.wait()
 
     async def _store(self, events: list[Event], topic: str, progress: Sequence[tuple[str, int, int]],
-                     capped: list[Event]) -> tuple[dict[str, int], dict[str, int | None]]:
+                     capped: Callable[[list[Event]], Awaitable[None]]) -> tuple[dict[str, int], dict[str, int | None]]:
         backoff = Backoff(0.05, self.settings.redis_retry_max_seconds)
         while True:
             try:
@@ -171,14 +182,13 @@ class Pipeline:
             except StateUnavailable as exc:
                 self._redis_down(str(exc))
             except StateError as exc:
-                log.error("state update failed, retrying: %s", exc)
+                log.error("state update failed, retrying: %s", exc)  # noqa: TRY400 - expected: no traceback
                 self.health.redis(ok=False, error=str(exc), unavailable=False)
             except Exception as exc:  # a bug: keep the batch unacked, retry, and let /health say so
                 log.exception("state update of %s events failed, retrying", len(events))
                 self.health.redis(ok=False, error=type(exc).__name__, unavailable=False)
             else:
                 self.health.redis(ok=True)
-                self.metrics.redis_state(ok=True)
                 self.on_commit()
                 return outcomes
             await backoff.wait()
@@ -188,7 +198,6 @@ class Pipeline:
         if self.health.redis_ok or not self.health.redis_error:
             log.error("%s; holding commits and retrying with backoff", error)
         self.health.redis(ok=False, error=error)
-        self.metrics.redis_state(ok=False)
 
     def _measure(self, messages: list[Record], outcomes: dict[str, int], now_ms: int) -> None:
         topic = messages[0].topic
@@ -203,7 +212,7 @@ class Pipeline:
         if outcomes["folded"]:
             self.metrics.folded.labels(topic).inc(outcomes["folded"])
             now = time.monotonic()
-            if now - self._folded_logged > 60:
+            if now - self._folded_logged > FOLDED_LOG_SECONDS:
                 self._folded_logged = now
                 log.warning("%d events of %s had a segment or team over the cap (ADVOCACY_MAX_SEGMENTS/"
                             "ADVOCACY_MAX_TEAMS) and count under '_other'", outcomes["folded"], where(messages[0]))

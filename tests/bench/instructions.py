@@ -12,12 +12,12 @@ picks the pure ones.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 from stream import hot_path
 
@@ -27,12 +27,11 @@ _TOTALS = re.compile(r"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
 def instructions(module: str, events: int, customers: int, repeat: int) -> int:
     """Instructions executed by ``python -m module`` (with ``--repeat repeat``) under callgrind."""
     with tempfile.TemporaryDirectory() as scratch:
-        out = os.path.join(scratch, "callgrind.out")
+        out = Path(scratch) / "callgrind.out"
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m", module,
                         "--events", str(events), "--customers", str(customers), "--repeat", str(repeat)],
                        check=True, capture_output=True)
-        with open(out, encoding="utf-8") as file:
-            match = _TOTALS.search(file.read())
+        match = _TOTALS.search(out.read_text(encoding="utf-8"))
     assert match is not None, "callgrind wrote no totals"
     return int(match.group(1))
 

@@ -188,7 +188,7 @@ def test_environment_is_read_at_load_time(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_kraft_cluster_ids_never_start_with_a_dash() -> None:
     """kafka-storage reads an id starting with '-' as an option (a 1-in-64 failure of the test broker)."""
-    from stream.kafka_server import new_cluster_id
+    from stream.kafka_node import new_cluster_id
 
     ids = [new_cluster_id() for _ in range(2000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
@@ -205,17 +205,20 @@ def test_redis_cluster_over_a_unix_socket_is_refused(monkeypatch: pytest.MonkeyP
 def test_the_topic_table_is_the_one_home_of_the_topics() -> None:
     """Every ``*_topic`` setting is a row of TOPICS with its default; the sources carry every event kind."""
     from stream.config import SOURCES, TOPICS, Settings
-    from stream.events import SPECS
+    from stream.contract import SPECS
 
     topic_fields = {name for name in Settings.model_fields if name.endswith("_topic")}
     assert topic_fields == {t.setting for t in TOPICS}
     assert all(Settings.model_fields[t.setting].default == t.default for t in TOPICS)
     assert sorted(t.kind for t in SOURCES) == sorted(SPECS)
     s = load_settings(customers_topic="people", dlq_topic="dead")
-    assert s.topic_names()[-1] == "dead" and "people" in s.topic_names()
+    assert s.topic_names()[-1] == "dead"
+    assert "people" in s.topic_names()
     assert s.source_kinds() == {"reviews": "review", "referrals": "referral", "tickets-closed": "ticket",
                                 "people": "customer"}
-    assert s.compacted("people") and not s.compacted("customers") and not s.compacted("dead")
+    assert s.compacted("people")
+    assert not s.compacted("customers")
+    assert not s.compacted("dead")
 
 
 def test_gc_tuning_is_a_setting_and_zero_leaves_the_collector_alone() -> None:

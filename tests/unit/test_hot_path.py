@@ -17,8 +17,7 @@ import pytest
 
 import stream
 from stream import HOT_PATH, PURE_PYTHON, hot_path
-
-from ..support import IN_CI
+from tests.support import IN_CI
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE = os.environ.get(PURE_PYTHON, "") not in ("", "0")

@@ -17,7 +17,9 @@ from stream.health import Health
 from stream.kpi.totals import Totals
 from stream.kpi.windows import Window
 from stream.metrics import Metrics
-from stream.web import Exposition, Refreshed, Snapshot, Timed, accepts_gzip, middlewares
+from stream.refresh import Refreshed, Timed
+from stream.snapshot import Exposition, Snapshot
+from stream.web import accepts_gzip, middlewares
 
 
 class Reads:
@@ -131,7 +133,8 @@ async def test_a_costly_computation_is_spaced_to_take_at_most_its_share_of_the_l
     behind = False
     shared.changed()
     await asyncio.sleep(0.5)
-    assert runs == 1 and await shared.get() == 1  # past the interval and max age, not past the spacing
+    assert runs == 1
+    assert await shared.get() == 1
 
 
 async def test_timed_passes_results_errors_and_cancellation_through() -> None:
@@ -139,7 +142,7 @@ async def test_timed_passes_results_errors_and_cancellation_through() -> None:
         await asyncio.sleep(0)
         raise ValueError("x")
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^x$"):
         await Timed(fails())
     started = asyncio.Event()
 
@@ -248,7 +251,7 @@ async def test_every_response_carries_nosniff_errors_included() -> None:
 
 def test_health_reasons_name_no_address_and_no_exception_text() -> None:
     """Kafka and Redis failures keep their details for the log; /health says what is wrong in fixed words."""
-    health = Health(started=True, rebalancing=False)
+    health = Health(started=True, joined=True)
     health.kafka_error = "kafka unreachable"  # a Problem's reason; its detail went to the log
     health.redis(False, "redis unavailable: ConnectionError (Error 111 connecting to redis.internal:6379)")
     health.crashed = ["review-agent"]
@@ -301,14 +304,17 @@ def test_the_metrics_body_is_built_when_asked_at_most_once_a_second_and_within_i
     exposition = Exposition(build, interval=0.2)
     first, second = object(), object()
     body = exposition.body(first)
-    assert builds == 1 and body == b"# metrics 1\n" * 200
+    assert builds == 1
+    assert body == b"# metrics 1\n" * 200
     assert gzip.decompress(exposition.body(first, gzipped=True)) == body
     assert len(exposition.body(first, gzipped=True)) < len(body) / 10
     assert [exposition.body(second) for _ in range(100)] == [body] * 100  # a newer snapshot, within the spacing
     assert builds == 1
     time.sleep(0.25)
-    assert exposition.body(first) == body and builds == 1  # past the spacing, the same snapshot: not rebuilt
-    assert exposition.body(second) == b"# metrics 2\n" * 200 and builds == 2
+    assert exposition.body(first) == body
+    assert builds == 1
+    assert exposition.body(second) == b"# metrics 2\n" * 200
+    assert builds == 2
     assert gzip.decompress(exposition.body(second, gzipped=True)) == b"# metrics 2\n" * 200
 
     def costly() -> bytes:
