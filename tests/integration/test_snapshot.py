@@ -30,7 +30,8 @@ pytestmark = pytest.mark.integration
 
 RULES = Rules(tuple(Window(n, s) for n, s in WINDOWS.items()), ATTRIBUTION * 1000)
 HOUR = RULES.windows[0]
-assert HOUR.name == "1h" and HOUR.bucket_ms == 150_000
+assert HOUR.name == "1h"
+assert HOUR.bucket_ms == 150_000
 # just before a boundary of the 1 h window's buckets (every window's boundaries fall on these)
 BOUNDARY_MS = 1_795_000_050_000 // HOUR.bucket_ms * HOUR.bucket_ms
 
