@@ -41,7 +41,7 @@ from stream.app import create_app
 from stream.batching import BatchConsumer
 from stream.config import TOPICS, load_settings
 from stream.embedded import free_port
-from stream.state import partition_name
+from stream.shards import partition_name
 from stream.topics import ensure_topics, partitions
 from stream.web import Api
 from tests.conftest import Namespace

@@ -18,9 +18,10 @@ from stream.event import Event
 from stream.events import parse
 from stream.kpi.totals import report
 from stream.kpi.windows import Rules, Window
+from stream.redis_client import redis_client
 from stream.redis_cluster import RedisClusterServers
 from stream.shards import shard_of
-from stream.state import Store, redis_client
+from stream.state import Store
 from tests.conftest import Stack
 from tests.oracle import expected_kpis
 from tests.scenario import ATTRIBUTION, WINDOWS, build
