@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock setup.py | system
 # the compiled hot path (stream.HOT_PATH) built again when one of its modules is newer than its
 # extension: an edited module never runs as its stale compiled self (none built: no C compiler, pure Python)
 HOT_SOURCES := stream/event.py stream/contract.py stream/timestamps.py stream/events.py stream/kpi/windows.py \
-	stream/kpi/record.py stream/kpi/cap.py stream/kpi/totals.py
+	stream/kpi/record.py stream/kpi/cap.py stream/kpi/totals.py stream/codec.py
 compiled: $(VENV)/.installed
 	@stale=""; for src in $(HOT_SOURCES); do \
 	  so=$$(ls $${src%.py}.cpython-*.so 2>/dev/null | head -n 1); \

@@ -21,6 +21,7 @@ HOT_PATH = [  # stream.HOT_PATH as files (tests/unit/test_hot_path.py checks the
     "stream/kpi/record.py",
     "stream/kpi/cap.py",
     "stream/kpi/totals.py",
+    "stream/codec.py",
 ]
 
 

@@ -48,9 +48,10 @@ def decode(blob: bytes | None) -> Customer:
     return Customer(
         version=head.decode(),
         registration=(registration[0], registration[1], registration[2], registration[3]) if registration else None,
-        # JSON arrays unpack like the (time, name) tuples they were: no per-event copy
-        actions=actions,
-        tickets=tickets,
+        # tuples, as step makes them: the compiled hot path checks the types it is given (a JSON array
+        # is a list); a tuple is also 16 bytes smaller than a list of two
+        actions={k: (v[0], v[1]) for k, v in actions.items()},
+        tickets={k: (v[0], v[1]) for k, v in tickets.items()},
     )
 
 
