@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 KAFKA_VERSION := $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/kafka/pom.xml)
 KAFKA_LIBS := .cache/kafka-$(KAFKA_VERSION)/libs
 
-.PHONY: run test test-pure test-unit compiled bench bench-hot bench-web soak compat-latest lint lock deps system kafka clean
+.PHONY: run test test-pure test-unit bench bench-hot bench-web soak compat-latest lint lock deps system kafka clean
 
 # the image's locked dependencies first (same versions, hashes checked), then the dev tools; the
 # project is built with the locked build tools (setuptools, mypy): mypyc compiles the hot path (setup.py)
@@ -21,19 +21,18 @@ $(VENV)/.installed: pyproject.toml requirements.lock setup.py | system
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --require-hashes --no-deps -r requirements.lock
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
-	touch $@
+	touch $@ $(VENV)/.compiled $(wildcard stream_hot__mypyc.*.so)
 
-# the compiled hot path (stream.HOT_PATH) built again when one of its modules is newer than its
-# extension: an edited module never runs as its stale compiled self (none built: no C compiler, pure Python)
+# the compiled hot path (stream.HOT_PATH) built again when one of its modules changed since the last
+# build: an edited module never runs as its stale compiled self (none built, no C compiler: pure Python).
+# mypyc puts the code in one library, stream_hot__mypyc.*.so, touched as the build's time: the modules'
+# own small .so files are loaders that stay as they were.
 HOT_SOURCES := stream/event.py stream/contract.py stream/timestamps.py stream/events.py stream/kpi/windows.py \
 	stream/kpi/record.py stream/kpi/cap.py stream/kpi/totals.py stream/codec.py
-compiled: $(VENV)/.installed
-	@stale=""; for src in $(HOT_SOURCES); do \
-	  so=$$(ls $${src%.py}.cpython-*.so 2>/dev/null | head -n 1); \
-	  if [ -n "$$so" ] && [ "$$src" -nt "$$so" ]; then stale="$$stale $$src"; fi; \
-	done; \
-	if [ -n "$$stale" ]; then echo "compiling the hot path again (changed:$$stale)"; \
-	  $(PY) -m pip install -q --no-deps --no-build-isolation -e .; fi
+$(VENV)/.compiled: $(HOT_SOURCES) $(VENV)/.installed
+	@if ls stream_hot__mypyc.*.so >/dev/null 2>&1; then echo "compiling the hot path again"; \
+	  $(PY) -m pip install -q --no-deps --no-build-isolation -e . && touch stream_hot__mypyc.*.so; fi
+	touch $@
 
 system:
 	@missing=""; for pair in $(APT_PACKAGES); do \
@@ -59,7 +58,7 @@ $(KAFKA_LIBS)/.fetched: deploy/kafka/pom.xml | system
 
 kafka: $(KAFKA_LIBS)/.fetched
 
-deps: system $(VENV)/.installed compiled kafka
+deps: system $(VENV)/.installed $(VENV)/.compiled kafka
 
 run: deps
 	$(PY) -m stream stack $(if $(COLLAPSE),--collapse $(COLLAPSE),)
