@@ -20,15 +20,12 @@ def cap(change: Change, events: Sequence[Event], rules: Rules, outcomes: dict[st
     retention; ties by kind and key): a function of the set of events, not of their order, so
     the totals stay independent of arrival order. Of the rest, those added by this batch are
     turned away (``rejected``: the pipeline dead-letters them) and those held before leave the
-    record and the totals like pruned ones (evicted). Returns the new floor."""
+    record and the totals like pruned ones (evicted). ``change`` holds private copies
+    (``record.private_copies``). Returns the new floor."""
     action_us, ticket_us = rules.action_retention_us, rules.ticket_retention_us
     ranked = [(at + action_us, "a", key) for key, (at, _) in change.actions.items()]
     ranked += [(at + ticket_us, "t", key) for key, (at, _) in change.tickets.items()]
     out = heapq.nsmallest(len(ranked) - rules.max_events, ranked)
-    if change.actions is change.old.actions:
-        change.actions = dict(change.actions)
-    if change.tickets is change.old.tickets:
-        change.tickets = dict(change.tickets)
     turned_away: dict[str, tuple[int, str | None]] = {}  # the batch's key -> the copy it held
     evicted = 0
     for _, kind, key in out:
