@@ -33,6 +33,7 @@ from typing import Any
 
 from stream.embedded import RedisClusterServers, embedded, free_port, start_broker, start_redis, stop
 from stream.kafka_server import KafkaCluster, kafka_version
+from tests.bench import skewed
 from tests.bench.events import generate, wire
 from tests.reliability.fast_oracle import expected as expected_kpis
 from tests.scenario import ATTRIBUTION, WINDOWS, iso
@@ -419,8 +420,11 @@ def main() -> int:
         create_topics(bootstrap, redis_url, work)
         rss = peak_rss(bootstrap, redis_url, work, args.rss_customers)
     print(f"peak RSS with {args.rss_customers:,} customers: {rss:.0f} MiB", flush=True)
+    skew = skewed.measure()  # one customer with many events: in-process and on a redis-server of its own
+    for row in skew:
+        print(f"skewed customer, {skewed.describe(row)}", flush=True)
     load.append(os.getloadavg()[0])
-    report(args, size, figures, rss, load, time.monotonic() - started)
+    report(args, size, figures, rss, load, time.monotonic() - started, skew)
     return 0
 
 
@@ -481,8 +485,27 @@ def _delays(delays: list[float]) -> str:
             f"p99 {percentile(delays, 0.99):.2f} s ({len(delays)} probes)")
 
 
+def _skewed_table(skew: list[skewed.Row]) -> list[str]:
+    """One customer with many events in retention: a row per record size (tests/bench/skewed.py)."""
+    return [
+        "One customer with many events in retention (`python -m tests.bench.skewed`): one more event onto a "
+        "record of N events (4/5 actions, 1/5 tickets). The step is the pure step in this process (CPU time "
+        "per event, best of 3 x 200 steps, each onto the record the last one made): events in time order (the "
+        "common case), then late (inside the record's time span: a late ticket credits every action again). "
+        "The commit is `Store.apply` of one event in time order on a redis-server of its own (wall time, the "
+        "round trip included); the bytes are what the stored record grew by per commit (the events appended, "
+        "not the record rewritten); the cold read is a cache miss (MGET and decode of the whole record).", "",
+        "| record | step, in time order | step, late | commit, one event | written per commit | stored "
+        "| cold read |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {row.size:,} events | {row.step_us:.1f} us | {row.late_us:,.1f} us | {row.commit_ms:.2f} ms | "
+          f"{row.grown:.0f} bytes | {row.record_kb:,.0f} KiB | {row.read_ms:.1f} ms |" for row in skew],
+        "",
+    ]
+
+
 def report(args: argparse.Namespace, size: float, figures: dict[str, Figures], rss: float, load: list[float],
-           took: float) -> None:
+           took: float, skew: list[skewed.Row]) -> None:
     med = statistics.median
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -538,6 +561,7 @@ def report(args: argparse.Namespace, size: float, figures: dict[str, Figures], r
         "The pipeline's rate counts from the worker being ready to every event stored (each partition's "
         "position in the state at its end offset); /kpis must then show the numbers computed independently "
         "from the events (the benchmark fails otherwise).", "",
+        *_skewed_table(skew),
     ]
     notes = Path(args.out).with_name("benchmarks-notes.md")
     if notes.exists():
