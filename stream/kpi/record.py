@@ -9,7 +9,7 @@ tests/unit/test_kpi_change.py checks it against the full recomputation of tests/
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +38,8 @@ class Customer:
 
     ``version`` is the store's token for the record it was read as ("" = none stored).
     ``advocates`` caches the attribution of the current events (``advocates_of``); ``floor``,
-    ``ceiling`` and ``index`` cache ``oldest()``, ``newest()`` and ``tickets_of``.
+    ``ceiling``, ``index`` and ``times`` cache ``oldest()``, ``newest()``, ``tickets_of`` and
+    ``action_times``.
 
     A record is a value: ``step`` never changes the one it is given. It does not copy its
     ``actions`` and ``tickets`` either (that would cost the whole record for each batch):
@@ -49,7 +50,7 @@ class Customer:
     """
 
     __slots__ = ("_actions", "_tickets", "added", "advocates", "ceiling", "floor", "index", "legacy", "registration",
-                 "version")
+                 "times", "version")
 
     def __init__(self, version: str = "", registration: Registration | None = None,
                  actions: dict[str, Action] | None = None, tickets: dict[str, Ticket] | None = None,
@@ -64,6 +65,7 @@ class Customer:
         self.floor = floor
         self.ceiling = ceiling
         self.index = index
+        self.times: list[int] | None = None  # cached ``action_times``
         # what ``step`` added to the record it was made from, when it only added events (a
         # store may write just that); None when the registration changed or events were pruned
         self.added = added
@@ -352,6 +354,11 @@ def _new_record(change: Change, floor: tuple[int, int]) -> Customer:
         for key, (at_us, team) in change.added_tickets.items():
             insort(index, (at_us, key, team))
         new.index = index
+    if old.times is not None and not change.pruned_actions:  # likewise the sorted action times
+        times, old.times = old.times, None
+        for at_us, _ in change.added_actions.values():
+            insort(times, at_us)
+        new.times = times
     if change.registration == old.registration and not (change.pruned_actions or change.pruned_tickets):
         new.added = (change.added_actions, change.added_tickets)
     return new
@@ -436,23 +443,80 @@ def _credits_stand(change: Change) -> bool:
         return False
     if not change.added_tickets or not change.actions:
         return True
-    first = min(at_us for at_us, _ in change.added_tickets.values())
-    return change.old.newest()[0] < first
+    return change.old.newest()[0] < _first(change.added_tickets)
+
+
+def _first(tickets: dict[str, Ticket]) -> int:
+    return min(at_us for at_us, _ in tickets.values())
 
 
 def _credits(change: Change, rules: Rules, before: dict[str, int], stand: bool) -> None:
     """Credits before and after. When every held action keeps its credit (``stand``), the added
-    actions only add credits, each to the team of the latest ticket before it; otherwise every
-    action is credited again."""
+    actions only add credits, each to the team of the latest ticket before it. When tickets were
+    added before some held actions (and nothing left), a big record credits again only the actions
+    from the earliest added ticket on (``_credit_from``); otherwise every action is credited again."""
     new = change.new
+    after: dict[str, int] | None
     if not new.tickets:
-        after: dict[str, int] = {}
-    elif not stand:
-        after = advocates(new, rules)
-    elif change.added_actions:
-        after = dict(before)
-        _credit(after, tickets_of(new), change.added_actions.values(), rules.attribution_us)
-    else:
+        after = {}
+    elif stand:
         after = before
+        if change.added_actions:
+            after = dict(before)
+            _credit(after, tickets_of(new), change.added_actions.values(), rules.attribution_us)
+    else:
+        after = None
+        if not (change.pruned_actions or change.pruned_tickets) and len(new.actions) >= HAND_OVER:
+            after = _credit_from(_first(change.added_tickets), before, new, change.added_actions, rules.attribution_us)
+        if after is None:
+            after = advocates(new, rules)
     new.advocates = after
     change.credits_before, change.credits_after = before, after
+
+
+def action_times(customer: Customer) -> list[int]:
+    """The times of the customer's actions, sorted; cached."""
+    if customer.times is None:
+        customer.times = sorted(at_us for at_us, _ in customer.actions.values())
+    return customer.times
+
+
+_WALK = 1024  # tickets ``_credit_from`` looks back over before it credits every action again instead
+_SHARE = 4  # ``_credit_from`` credits every action again when over 1/_SHARE of them are to be credited again
+
+
+def _credit_from(first: int, before: dict[str, int], new: Customer, added: dict[str, Action],
+                 attribution_us: int) -> dict[str, int] | None:
+    """``advocates(new)`` when the tickets added, all at or after ``first``, are new's only change to
+    the tickets, nothing left the record, and ``before`` is the old record's credits. Tickets
+    credit only actions at or after them, so an action before ``first`` keeps its credit: a team
+    whose latest credit came before it keeps that credit; for a team whose latest came after it,
+    the latest of its credits before ``first`` is found walking the tickets back from ``first``
+    (each ticket credits the actions from its time to the next ticket's, within the attribution
+    window). The actions from ``first`` on, and those added, are credited again. ``None`` when
+    that is most of the actions, or the walk gets long: then crediting every action costs as much."""
+    times = action_times(new)
+    start = bisect_left(times, first)
+    if (len(times) - start) * _SHARE > len(times):
+        return None
+    tickets = tickets_of(new)
+    after = {team: at_us for team, at_us in before.items() if at_us < first}
+    need = {team for team, at_us in before.items() if at_us >= first}
+    j = bisect_left(tickets, first, key=_time) - 1  # the last ticket before ``first``
+    stop = max(j - _WALK, -1)
+    while need and j > stop:
+        t0, _, team = tickets[j]
+        if team in need:
+            # up to the next ticket (there is one: the added ticket at ``first`` at least), within the window
+            last = min(t0 + attribution_us, tickets[j + 1][0] - 1)
+            k = bisect_right(times, last) - 1
+            if k >= 0 and times[k] >= t0:
+                after[team] = times[k]
+                need.discard(team)
+        j -= 1
+    if need and j > -1:
+        return None
+    later = [(at_us, None) for at_us in times[start:]]
+    _credit(after, tickets, later, attribution_us)
+    _credit(after, tickets, [a for a in added.values() if a[0] < first], attribution_us)
+    return after

@@ -491,7 +491,7 @@ def _skewed_table(skew: list[skewed.Row]) -> list[str]:
         "One customer with many events in retention (`python -m tests.bench.skewed`): one more event onto a "
         "record of N events (4/5 actions, 1/5 tickets). The step is the pure step in this process (CPU time "
         "per event, best of 3 x 200 steps, each onto the record the last one made): events in time order (the "
-        "common case), then late (inside the record's time span: a late ticket credits every action again). "
+        "common case), then late (100 actions behind the newest held one: a late ticket credits those again). "
         "The commit is `Store.apply` of one event in time order on a redis-server of its own (wall time, the "
         "round trip included); the bytes are what the stored record grew by per commit (the events appended, "
         "not the record rewritten); the cold read is a cache miss (MGET and decode of the whole record).", "",

@@ -11,7 +11,7 @@ with other work, time spent waiting for a core is left out; cache contention is 
 
 ``--skewed`` times one more event for a customer who already holds N events, for each N:
 the cost of one batch's step for that customer (best of ``--repeat`` x 200 steps), the
-events in time order (after every held one), then late (inside the record's time span).
+events in time order (after every held one), then late (100 actions behind the newest).
 """
 
 from __future__ import annotations
@@ -63,13 +63,13 @@ def skewed(held: int, repeat: int, now_ms: int, rules: Rules, late: bool = False
     """Seconds for one step adding one action (and every 10th step a ticket instead) to a record of
     ``held`` events (4/5 actions, 1/5 tickets over four teams), each step onto the record the
     last one made, as the store's cache holds it (N grows by 200 per pass: N stays ~N). The events
-    come after every held one (in time order, the common case), or with ``late`` inside the
-    record's time span (a ticket older than held actions: every action is credited again)."""
+    come after every held one (in time order, the common case), or with ``late`` 100 actions behind
+    the newest held one (a ticket older than held actions: those are credited again)."""
     base = now_ms * 1000 - 3_600_000_000
     seed = [Event("referral", f"f{i}", "hot", base + i * 1000) for i in range(held * 4 // 5)]
     seed += [Event("ticket", f"t{i}", "hot", base + i * 5000, team=f"team{i % 4}") for i in range(held // 5)]
     record = Tally().step("hot", Customer(), seed, now_ms, rules) or Customer()
-    start = base + (7_000_000 if late else held * 5000 + 1000)
+    start = base + ((held * 4 // 5 - 100) * 1000 + 500 if late else held * 5000 + 1000)
     best = float("inf")
     for r in range(repeat):
         started = time.process_time()

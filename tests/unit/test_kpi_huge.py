@@ -6,7 +6,7 @@ records a step was made from stay what they were (a retried commit steps them ag
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from stream.event import Event
@@ -43,11 +43,13 @@ def _base() -> Customer:
     return customer
 
 
-# events of a batch: new ones after every held one, late ones anywhere in the span, copies of held
+# events of a batch: new ones after every held one, some behind the newest held ones, late ones
+# anywhere in the span, copies of held
 # ones (same id: a duplicate, or a differing copy that replaces the held one), registrations
 late = st.integers(NOW - SPAN - HOUR, NOW)
 recent = st.integers(NOW - 2 * 60_000, NOW)
-when = st.one_of(recent, recent, late).map(lambda ms: ms * 1000)
+behind = st.integers(NOW - SPAN // 10, NOW - 2 * 60_000)  # among the newest held actions
+when = st.one_of(recent, recent, behind, late).map(lambda ms: ms * 1000)
 action_ids = st.one_of(st.integers(ACTIONS, ACTIONS + 30), st.integers(0, ACTIONS - 1))
 ticket_ids = st.one_of(st.integers(TICKETS, TICKETS + 10), st.integers(0, TICKETS - 1))
 events = st.one_of(
@@ -62,18 +64,18 @@ events = st.one_of(
 
 
 def _check(tally: Tally, old: Customer, new: Customer | None, expected: Customer, now: int,
-           outcomes: dict[str, int]) -> None:
+           outcomes: dict[str, int], rules: Rules = RULES) -> None:
     """The step's record and change to the totals are those of the full recomputation."""
     assert tally.outcomes == outcomes
-    full = delta(contribution(old, RULES), contribution(expected, RULES), now, RULES)
+    full = delta(contribution(old, rules), contribution(expected, rules), now, rules)
     if new is None:
         assert full.is_empty()
         return
     assert (new.registration, new.actions, new.tickets) == (expected.registration, expected.actions, expected.tickets)
     assert new.oldest() == Customer(actions=new.actions, tickets=new.tickets).oldest()
     assert new.newest() == Customer(actions=new.actions, tickets=new.tickets).newest()
-    assert new.advocates == contribution(expected, RULES).advocate_of
-    assert tally.counts(RULES, now) == dict(full.counts)
+    assert new.advocates == contribution(expected, rules).advocate_of
+    assert tally.counts(rules, now) == dict(full.counts)
     assert {(team, member): score for team, score, member in tally.advocates_set} == {
         advocate_entry("c", team, same_label): advocate_score(at) for team, at in full.advocates_set.items()}
     assert set(tally.advocates_removed) == {advocate_entry("c", team, same_label) for team in full.advocates_removed}
@@ -109,6 +111,112 @@ def test_a_huge_record_steps_exactly_and_every_earlier_record_stays_as_it_was(
         if again is not None and first is not None:
             assert (again.registration, again.actions, again.tickets) == (first.registration, first.actions,
                                                                           first.tickets)
+
+
+late_tickets = st.builds(lambda i, t, team: Event("ticket", f"t{i}", "c", t * 1000, team=team),
+                        st.integers(TICKETS, TICKETS + 10), behind, st.sampled_from(["billing", "tech", "ops", "new"]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.one_of(late_tickets, late_tickets, events), min_size=1, max_size=5),
+       st.sampled_from([1024, 2]))
+def test_tickets_behind_the_newest_actions_credit_those_again_exactly(batch: list[Event], walk: int) -> None:
+    """Tickets a little older than the newest held actions (a tickets topic lagging the actions
+    topics): only the actions from the earliest of them on are credited again, and a team whose
+    latest credit moves is found its latest earlier credit by walking the tickets back (a short
+    walk that gives up credits every action again): the full recomputation's numbers either way."""
+    current = _base()
+    action_times = record.action_times(current)  # cached, as after an earlier late ticket
+    assert action_times == sorted(at for at, _ in current.actions.values())
+    expected, outcomes = apply(current, batch, NOW, RULES)
+    copy = Customer(current.version, current.registration, dict(current.actions), dict(current.tickets))
+    saved, record._WALK = record._WALK, walk
+    try:
+        tally = Tally()
+        new = tally.step("c", current, batch, NOW, RULES)
+    finally:
+        record._WALK = saved
+    _check(tally, copy, new, expected, NOW, outcomes)
+    if new is not None and new.times is not None:
+        assert new.times == sorted(at for at, _ in new.actions.values())
+
+
+DAY = 24 * HOUR
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(["billing", "tech", "ops"]), min_size=12, max_size=12),
+       st.lists(st.tuples(st.sampled_from(["ticket", "ticket", "referral"]), st.integers(0, DAY // 5),
+                          st.sampled_from(["billing", "tech", "ops", "new"])), min_size=1, max_size=4),
+       st.sampled_from([1024, 1]))
+def test_late_tickets_move_credits_between_teams_exactly(teams: list[str], late: list[tuple[str, int, str]],
+                                                        walk: int) -> None:
+    """300 actions over two days and twelve tickets of drawn teams (a team may have one ticket, or
+    none), then tickets (and actions) up to five hours behind the newest action: every team's
+    latest credit, moved or kept, is the full recomputation's."""
+    base_events = [Event("referral", f"f{i}", "c", (NOW - 2 * DAY + i * (2 * DAY // 300)) * 1000) for i in range(300)]
+    base_events += [Event("ticket", f"t{i}", "c", (NOW - 2 * DAY + i * 4 * HOUR + 1) * 1000, team=team)
+                    for i, team in enumerate(teams)]
+    current = Tally().step("c", Customer(), base_events, NOW, RULES)
+    assert current is not None
+    record.action_times(current)
+    batch = [Event(kind, f"n{i}", "c", (NOW - 2 * DAY // 300 - ago) * 1000, team=team if kind == "ticket" else None)
+             for i, (kind, ago, team) in enumerate(late)]
+    expected, outcomes = apply(current, batch, NOW, RULES)
+    copy = Customer(current.version, current.registration, dict(current.actions), dict(current.tickets))
+    saved, record._WALK = record._WALK, walk
+    try:
+        tally = Tally()
+        new = tally.step("c", current, batch, NOW, RULES)
+    finally:
+        record._WALK = saved
+    _check(tally, copy, new, expected, NOW, outcomes)
+
+
+MINUTE = 60_000
+SHORT = Rules(RULES.windows, 5 * MINUTE)  # an attribution window of five one-minute slots
+slot = st.builds(lambda m, us: (NOW - HOUR + m * MINUTE) * 1000 + us, st.integers(0, 40), st.sampled_from([0, 0, 1]))
+teams = st.sampled_from(["billing", "tech", "ops"])
+
+
+def at(m: int) -> int:
+    return (NOW - HOUR + m * MINUTE) * 1000
+
+
+@settings(max_examples=300, deadline=None)
+# a team whose credits all move to the late ticket: its latest earlier credit is not the next team's
+# action (the next ticket bounds a ticket's credits), nor an action after its window, and a walk
+# that gives up before finding it credits every action again
+@example([at(3), at(5), at(10)], [(at(2), "billing"), (at(4), "tech"), (at(8), "billing")], [("ticket", at(9), "ops")],
+         1024)
+@example([at(3), at(12), at(22)], [(at(2), "billing"), (at(20), "billing")], [("ticket", at(21), "ops")], 1024)
+@example([at(3), at(5), at(10)], [(at(2), "billing"), (at(4), "tech"), (at(8), "billing")], [("ticket", at(9), "ops")],
+         1)
+@given(st.lists(slot, min_size=1, max_size=30), st.lists(st.tuples(slot, teams), min_size=1, max_size=8),
+       st.lists(st.tuples(st.sampled_from(["ticket", "ticket", "referral"]), slot, teams), min_size=1, max_size=4),
+       st.sampled_from([1024, 1]))
+def test_crediting_again_from_the_earliest_added_ticket_equals_the_full_recomputation(
+        actions: list[int], held: list[tuple[int, str]], batch_spec: list[tuple[str, int, str]], walk: int) -> None:
+    """The search behind late tickets (``_credit_from``), on every record however small, on a grid of
+    one-minute slots with an attribution window of five (tickets at one instant, gaps longer than the
+    window, a team's credits all moving to another): the full recomputation's credits, or a walk that
+    gives up and credits every action again."""
+    base_events = [Event("referral", f"f{i}", "c", at) for i, at in enumerate(actions)]
+    base_events += [Event("ticket", f"t{i}", "c", at, team=team) for i, (at, team) in enumerate(held)]
+    saved = record.HAND_OVER, record._SHARE, record._WALK
+    record.HAND_OVER, record._SHARE, record._WALK = 0, 1, walk
+    try:
+        current = Tally().step("c", Customer(), base_events, NOW, SHORT)
+        assert current is not None
+        batch = [Event(kind, f"n{i}", "c", at, team=team if kind == "ticket" else None)
+                 for i, (kind, at, team) in enumerate(batch_spec)]
+        expected, outcomes = apply(current, batch, NOW, SHORT)
+        copy = Customer(current.version, current.registration, dict(current.actions), dict(current.tickets))
+        tally = Tally()
+        new = tally.step("c", current, batch, NOW, SHORT)
+    finally:
+        record.HAND_OVER, record._SHARE, record._WALK = saved
+    _check(tally, copy, new, expected, NOW, outcomes, SHORT)
 
 
 @settings(max_examples=25, deadline=None)
