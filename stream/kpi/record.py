@@ -294,8 +294,10 @@ def step(old: Customer, events: Sequence[Event], now_ms: int, rules: Rules, outc
     topic), ``ignored`` (valid but not an advocacy action, or an older registration). The cost
     is that of the events added when the batch only adds events to the record (it does not
     copy the record: ``Customer``) and, when it adds tickets, no held action is later than the
-    earliest of them; pruning, a replaced copy, a changed registration, the cap, or a ticket
-    older than a held action cost the whole record, as a full recomputation would.
+    earliest of them; a ticket older than some held actions costs those actions too
+    (``_credit_from``; the whole record when they are more than a quarter of it). Pruning, a
+    replaced copy, a changed registration or the cap cost the whole record, as a full
+    recomputation would.
 
     Over the cap (``rules.max_events``), see ``cap.cap``: events of this batch it turns away are
     appended to ``rejected`` and counted ``capped`` instead of ``applied``; held ones it pushes
@@ -342,9 +344,9 @@ def _new_record(change: Change, floor: tuple[int, int]) -> Customer:
         tickets, undo_tickets = _hand_over(old, "_tickets", change.added_tickets)
         old._actions, old._tickets = _Handed(new, undo_actions), _Handed(new, undo_tickets)
         if old.ceiling is not None:
-            new.ceiling = (max((at for at, _ in change.added_actions.values()), default=old.ceiling[0]),
-                           max((at for at, _ in change.added_tickets.values()), default=old.ceiling[1]))
-            new.ceiling = max(new.ceiling[0], old.ceiling[0]), max(new.ceiling[1], old.ceiling[1])
+            newest_action, newest_ticket = old.ceiling
+            new.ceiling = (max([newest_action, *(at for at, _ in change.added_actions.values())]),
+                           max([newest_ticket, *(at for at, _ in change.added_tickets.values())]))
     else:
         private_copies(change)
         actions, tickets = change.actions, change.tickets
