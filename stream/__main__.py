@@ -13,6 +13,8 @@ from stream import __version__
 from stream.config import SOURCES, Settings, load_settings
 from stream.errors import AdvocacyError
 
+__all__ = ["main"]
+
 
 def _logging(settings: Settings) -> None:
     from stream.logs import setup
@@ -29,11 +31,10 @@ async def _redis_ready(store: Any, settings: Settings, report: Any = None, attem
     """
     from stream.errors import StateError, StateUnavailable
     from stream.health import REDIS_UNAVAILABLE, Problem, redis_problem
-    from stream.retry import Backoff
+    from stream.retry import StartupWait
     from stream.startup import redis_tls_problem
 
-    log = logging.getLogger("stream.worker")
-    backoff, failures, last = Backoff(0.5, 5.0), 0, ""
+    wait = StartupWait(logging.getLogger("stream.worker"), attempts, report)
     while True:
         try:
             return bool(await store.has_state())
@@ -43,17 +44,10 @@ async def _redis_ready(store: Any, settings: Settings, report: Any = None, attem
             if problem.reason == REDIS_UNAVAILABLE and str(exc).endswith("ConnectionError"):
                 url = settings.redis_url.get_secret_value()
                 problem = await redis_tls_problem(url, settings.redis_ssl_ca_file) or problem
-            if problem.reason == REDIS_UNAVAILABLE:
-                failures += 1
-                log.warning("%s (attempt %d/%d)", problem.logged(), failures, attempts)
-                if failures >= attempts:
-                    break
-            elif problem.reason != last:
-                log.error("%s", problem.logged("not ready until it is fixed"))
-            last = problem.reason
-            if report is not None:
-                report(problem.reason)
-            await backoff.wait()
+            if problem.reason != REDIS_UNAVAILABLE:
+                await wait.denied(problem)
+            elif not await wait.unreachable(problem.logged(), problem.reason):
+                break
     raise StateUnavailable("redis did not answer; check ADVOCACY_REDIS_URL")
 
 
@@ -69,12 +63,12 @@ def _worker(settings: Settings) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     app = create_app(settings)
-    store = app.advocacy["store"]
+    store = app.services.store
 
     async def prepare() -> None:
         waiting = Waiting("waiting for kafka")  # no address: /health is not for a network map
         async with interim_health(settings.web_bind, settings.web_port, waiting):
-            await ensure_topics(settings, report=lambda reason: setattr(waiting, "reason", reason))
+            await ensure_topics(settings, report=lambda reason: setattr(waiting, "reason", reason), access=True)
             waiting.reason = "waiting for redis"
             if not await _redis_ready(store, settings, lambda reason: setattr(waiting, "reason", reason)):
                 logging.getLogger("stream.worker").info(
@@ -182,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                                              progress=sys.stderr.isatty()))
             print(f"{summary.line()}\nstart the workers with ADVOCACY_APP_ID={into} to continue from here")
             return 0
-        from stream.embedded import run_stack
+        from stream.stack import run_stack
 
         return run_stack(settings, collapse=args.collapse, customers=args.customers, history_days=args.history_days)
     except AdvocacyError as exc:

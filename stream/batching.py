@@ -35,7 +35,10 @@ from faust.tables import TableManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 
+from stream import rejoin
 from stream.gaps import Reading
+
+__all__ = ["Batch", "BatchApp", "BatchConsumer", "Deliver", "FetchTunedThread", "NoTableManager", "Positions"]
 
 log = logging.getLogger("stream.batching")
 
@@ -79,6 +82,7 @@ class FetchTunedThread(AIOKafkaConsumerThread):  # type: ignore[misc]
     """
 
     def _create_worker_consumer(self, transport: Any) -> Any:
+        rejoin.install()  # a stale-generation commit keeps the member (stream/rejoin.py)
         consumer = super()._create_worker_consumer(transport)
         # aiokafka keeps the argument here and hands it to its fetcher in start()
         if not hasattr(consumer, "_fetch_max_wait_ms"):  # pragma: no cover - an aiokafka rename
@@ -343,6 +347,25 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
 
     def _new_offset(self, tp: Any) -> int | None:
         return self._durable.get(tp)
+
+    async def _commit_offsets(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
+        """Faust's commit, except that a refused one is not remembered as made.
+
+        Faust records the offsets in ``_committed_offset`` whether or not the broker took them,
+        and commits a partition again only past that: after a commit refused for a stale
+        generation, a partition with no new records kept its old commit (and tools a false lag)
+        for as long as it stayed quiet (measured on Apache Kafka: 10 s to over a minute).
+        """
+        committed = self._committed_offset
+        before = {tp: committed[tp] for tp in offsets}
+        did_commit: bool = await super()._commit_offsets(offsets, start_new_transaction)
+        if not did_commit:
+            for tp, offset in before.items():
+                if offset is None:
+                    committed.pop(tp, None)
+                else:
+                    committed[tp] = offset
+        return did_commit
 
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
         self.epoch += 1

@@ -33,6 +33,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stream.errors import StateError, StateUnavailable
 
+__all__ = ["DRIFT", "SKEW_WARNING_SECONDS", "STEP_WARNING_SECONDS", "Clock", "Reading", "SharedClock", "Source", "best",
+           "redis_time"]
+
 log = logging.getLogger("stream.clock")
 
 DRIFT = 1e-3  # the largest rate difference between two NTP-disciplined clocks (2 x 500 ppm)

@@ -1,7 +1,7 @@
 """The private parts of faust-streaming, aiokafka and prometheus_client this worker relies on,
 checked at start-up.
 
-``stream.batching`` overrides or calls members that are not part of either library's
+``stream.batching`` (and ``stream.kafka_access``) overrides or calls members that are not part of either library's
 public API. Each one is a promise that the library still works as we assumed: the
 versions are pinned in ``pyproject.toml`` (and exactly in ``requirements.lock``), and
 ``check()`` looks at every member at start-up, so that a release that renames or
@@ -70,6 +70,9 @@ def _instance_attribute(owner: type, name: str) -> object | None:
 def members() -> list[Member]:
     """Every private touch point, with what it is for."""
     import aiokafka
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+    from aiokafka.protocol.api import Request
     from faust import App
     from faust.tables import TableManager
     from faust.transport.consumer import Consumer, ThreadDelegateConsumer
@@ -83,6 +86,9 @@ def members() -> list[Member]:
         Member(Consumer, "_filter_tps_with_pending_acks", ("self", "topics"),
                "replaced: the committer asks which partitions have something to commit"),
         Member(Consumer, "_new_offset", ("self", "tp"), "replaced: the offset the committer commits"),
+        Member(Consumer, "_commit_offsets", ("self", "offsets", "start_new_transaction"),
+               "extended: a refused commit is not remembered as made"),
+        Member(Consumer, "_committed_offset", None, "restored: what Faust believes is committed"),
         Member(Consumer, "_read_offset", None, "read and written: the last offset read per partition"),
         Member(Consumer, "perform_seek", ("self",), "replaced: after an assignment, seek to the state's positions"),
         Member(Consumer, "_buffered_partitions", None, "read: partitions paused for a full buffer"),
@@ -100,10 +106,21 @@ def members() -> list[Member]:
         Member(TableManager, "recovery", None, "started by our table-manager start"),
         Member(App, "_new_consumer", ("self",), "replaced: builds the batch consumer"),
         Member(aiokafka.AIOKafkaConsumer, "_fetch_max_wait_ms", None, "written: the fetch wait"),
+        # stream.rejoin: a commit refused for a stale generation keeps the member id
+        Member(GroupCoordinator, "_send_req", ("self", "request"), "wrapped: keeps the coordinator's last answer"),
+        Member(GroupCoordinator, "reset_generation", ("self",),
+               "wrapped: puts the member id back after ILLEGAL_GENERATION"),
+        Member(GroupCoordinator, "member_id", None, "read and written: the group member id"),
         # stream.metrics.observe_many: one increment per bucket for a whole batch of observations
         Member(Histogram, "_upper_bounds", None, "read: a histogram's bucket bounds"),
         Member(Histogram, "_buckets", None, "incremented: a histogram's bucket counters"),
         Member(Histogram, "_sum", None, "incremented: a histogram's sum"),
+        # stream.kafka_access: a Metadata v8 request declared with aiokafka's protocol classes (not
+        # private, not documented either); tests/unit/test_kafka_access.py checks its bytes
+        Member(Request, "build", ("self", "request_struct_class"), "implemented: builds the v8 request"),
+        Member(Request, "prepare", ("self", "versions"), "called by the connection: the negotiated version"),
+        Member(AIOKafkaClient, "get_random_node", ("self",), "called: a broker to ask"),
+        Member(AIOKafkaClient, "send", ("self", "node_id", "request"), "called: sends the v8 request"),
     ]
 
 

@@ -9,9 +9,11 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from stream.contract import largest_valid_bytes
 from stream.errors import ConfigError
-from stream.events import largest_valid_bytes
 from stream.kpi.windows import Window, parse_duration
+
+__all__ = ["ENV_PREFIX", "SECRET_FILES", "SOURCES", "TOPICS", "TOPIC_FIELDS", "Settings", "Topic", "load_settings"]
 
 ENV_PREFIX = "ADVOCACY_"
 
@@ -21,7 +23,7 @@ class Topic:
     """A topic of the contract (docs/contract.md section 2). ``TOPICS`` is the one table of them:
     settings, creation, retention checks, the pipeline, the schemas and the CLI derive from it."""
 
-    kind: str  # the event kind it carries (``stream.events.SPECS``), or "dlq"
+    kind: str  # the event kind it carries (``stream.contract.SPECS``), or "dlq"
     setting: str  # the Settings field holding its name (ADVOCACY_<SETTING>)
     default: str  # its name by default, also the schemas' and the CLI's name for it
     compacted: bool  # cleanup.policy=compact: every customer's latest record matters, however old

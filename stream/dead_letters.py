@@ -18,6 +18,8 @@ from aiokafka.errors import MessageSizeTooLargeError
 
 from stream.pipeline import DeadLetter, where
 
+__all__ = ["CUT_BYTES", "Headers", "KafkaDeadLetters", "Producer", "dead_letter"]
+
 log = logging.getLogger("stream.dead_letters")
 CUT_BYTES = 64 * 1024
 Headers = list[tuple[str, bytes]]

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+__all__ = ["KAFKA_UNREACHABLE", "NAME_MISMATCH", "REDIS_AUTHENTICATION", "REDIS_FAILING", "REDIS_UNAVAILABLE",
+           "Health", "Problem", "certificate", "redis_problem"]
 
 REDIS_UNAVAILABLE = "redis unavailable"
 REDIS_FAILING = "redis error (details in the worker's log)"
@@ -63,12 +67,29 @@ def redis_problem(error: str, unavailable: bool, namespace: str = "") -> str:
 
 @dataclass
 class Health:
-    """Readiness facts, updated by the pipeline and the Faust adapter."""
+    """The one owner of readiness: the facts others record, and /health's answer computed from
+    them when asked (``reasons``, ``degraded``, ``report``; the ``advocacy_worker_ready`` and
+    ``advocacy_redis_up`` gauges read them at scrape time). Nothing else decides readiness.
+
+    Each fact has one kind of writer:
+
+    - ``started``: the app's start task; ``joined``: the first completed rebalance;
+      ``group_rebalancing``: read when asked (Faust's ``app.rebalancing``);
+    - ``redis``: the outcome of the latest Redis call, whoever made it (a batch's commit,
+      the ``redis`` timer's PING, a read of the totals for /kpis);
+    - ``kafka_error``: the ``kafka`` timer; ``lag``: the ``lag`` timer; ``gaps`` and
+      ``rebuilding``: the ``gaps`` timer; ``crashed``: the ``agents`` timer;
+    - ``warnings``: the retention check at start-up; ``progress``: each stored batch;
+    - ``failing``: the guard around every timer (``stream.timers``): a timer whose latest run
+      raised. A fact that a failing timer keeps cannot be trusted: not ready until it runs
+      cleanly again (``blocking``); a failing housekeeping timer only degrades.
+    """
 
     stall_seconds: float = 60.0
     namespace: str = ""  # the app id: the Redis keys, named when permission is denied
     started: bool = False
-    rebalancing: bool = True
+    joined: bool = False  # the consumer group's first rebalance completed
+    group_rebalancing: Callable[[], bool] = lambda: False  # a rebalance under way now
     redis_ok: bool = False
     redis_problem: str = REDIS_UNAVAILABLE  # what /health says while redis_ok is false
     redis_error: str = ""  # the latest error in full, for the log only
@@ -79,7 +100,7 @@ class Health:
     lag: int = 0
     gaps: list[str] = field(default_factory=list)  # partitions with records fetched but not stored
     last_progress: float = field(default_factory=time.monotonic)
-    busy_since: float | None = None  # a batch is being handled since then
+    failing: dict[str, bool] = field(default_factory=dict)  # timer name -> whether it blocks readiness
 
     def redis(self, ok: bool, error: str = "", unavailable: bool = True) -> None:
         """Record the outcome of the latest Redis call: ``unavailable`` when Redis did not
@@ -88,12 +109,25 @@ class Health:
         self.redis_error = "" if ok else error
         self.redis_problem = REDIS_UNAVAILABLE if ok else redis_problem(error, unavailable, self.namespace)
 
-    def degraded(self) -> list[str]:
-        """Why the numbers may be incomplete although the worker counts (still ready)."""
-        return [*self.warnings, *([self.rebuilding] if self.rebuilding else [])]
+    def timer_failed(self, name: str, blocking: bool) -> None:
+        """The latest run of timer ``name`` raised (its error is in the log)."""
+        self.failing[name] = blocking
+
+    def timer_ran(self, name: str) -> None:
+        """The latest run of timer ``name`` ended cleanly."""
+        self.failing.pop(name, None)
+
+    @property
+    def rebalancing(self) -> bool:
+        return not self.joined or self.group_rebalancing()
 
     def progress(self) -> None:
         self.last_progress = time.monotonic()
+
+    def degraded(self) -> list[str]:
+        """Why the numbers may be incomplete although the worker counts (still ready)."""
+        failing = [_failing(name) for name, blocking in sorted(self.failing.items()) if not blocking]
+        return [*self.warnings, *([self.rebuilding] if self.rebuilding else []), *failing]
 
     def reasons(self) -> list[str]:
         """Why the worker is not ready; empty when it is."""
@@ -103,6 +137,7 @@ class Health:
         if self.kafka_error:
             out.append(self.kafka_error)
         out.extend(self.gaps)
+        out.extend(_failing(name) for name, blocking in sorted(self.failing.items()) if blocking)
         if not self.started:
             out.append("worker starting")
         elif self.rebalancing:
@@ -113,3 +148,20 @@ class Health:
         if self.started and self.lag > 0 and idle > self.stall_seconds:
             out.append(f"stalled: {self.lag} messages behind and no progress for {idle:.0f} s")
         return out
+
+    def ready(self) -> bool:
+        return not self.reasons()
+
+    def report(self) -> tuple[int, dict[str, object]]:
+        """/health's answer: (HTTP status, body); 200 when ready (``degraded`` or not), else 503."""
+        reasons = self.reasons()
+        warnings = self.degraded()
+        status = "not ready" if reasons else "degraded" if warnings else "ready"
+        body: dict[str, object] = {"status": status, "reasons": reasons, "lag": self.lag}
+        if warnings:  # still ready: the worker counts, but something should be fixed
+            body["warnings"] = warnings
+        return (503 if reasons else 200), body
+
+
+def _failing(timer: str) -> str:
+    return f"the {timer} check failed (details in the worker's log)"

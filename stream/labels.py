@@ -17,6 +17,8 @@ from redis.asyncio.cluster import RedisCluster
 from stream.kpi.record import UNKNOWN_SEGMENT
 from stream.kpi.totals import OVERFLOW_LABEL
 
+__all__ = ["KINDS", "Client", "LabelCap"]
+
 _ADMIT = """
 local cap = tonumber(ARGV[1])
 local out = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import platform
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -17,6 +17,9 @@ from prometheus_client.registry import Collector
 
 from stream import __version__
 from stream.kpi.totals import Totals, ratio
+
+__all__ = ["LATENCY_BUCKETS", "OUTCOMES", "RECORD_PERIOD_SECONDS", "KpiCollector", "Metrics", "kpi_families",
+           "observe_many"]
 
 OUTCOMES = ("applied", "duplicate", "ignored", "dead_letter")
 RECORD_PERIOD_SECONDS = 300.0  # advocacy_record_events_max: the largest of this period and the last
@@ -67,8 +70,9 @@ class Metrics:
             "changed the same customer.", registry=registry)
         self.state_reads = Counter(
             "advocacy_state_reads", "Reads of the KPI totals from the shared state for /kpis and "
-            "/metrics, whatever the number of clients: while they poll, after a stored batch, "
-            "ADVOCACY_WEB_REFRESH_SECONDS apart (0.1 s), else one a second.", registry=registry)
+            "/metrics, whatever the number of clients: while they poll, once a worker stored a batch "
+            "or a window starts in another bucket, ADVOCACY_WEB_REFRESH_SECONDS apart at least (0.1 s); "
+            "none while nothing changes.", registry=registry)
         self.state_read_seconds = Gauge(
             "advocacy_state_read_seconds", "The event loop's time the latest read of the KPI totals for "
             "/kpis and /metrics took (with building the /kpis body); reads are at least "
@@ -82,6 +86,10 @@ class Metrics:
             "is off.", registry=registry)
         self.redis_up = Gauge(
             "advocacy_redis_up", "1 when the last Redis call succeeded.", registry=registry)
+        self.timer_failures = Counter(
+            "advocacy_timer_failures", "Runs of a periodic job (lag, redis, agents, gaps, kafka, janitor, "
+            "dead-letter-log) that raised an unexpected error (logged with the timer's name), per timer.",
+            ["timer"], registry=registry)
         self.retention_short = Gauge(
             "advocacy_topic_retention_short", "1 when a source topic keeps events for less than the "
             "KPIs need (longest window + attribution window + 1 day; customers compacted), read at "
@@ -116,8 +124,10 @@ class Metrics:
         self._record_period = (start, current, previous)
         self.record_events.set(max(current, previous))
 
-    def redis_state(self, ok: bool) -> None:
-        self.redis_up.set(1 if ok else 0)
+    def read_health(self, ready: Callable[[], bool], redis_ok: Callable[[], bool]) -> None:
+        """``advocacy_worker_ready`` and ``advocacy_redis_up`` read the health's facts when scraped."""
+        self.ready.set_function(lambda: 1 if ready() else 0)
+        self.redis_up.set_function(lambda: 1 if redis_ok() else 0)
 
 
 class KpiCollector(Collector):

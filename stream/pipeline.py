@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,6 +23,8 @@ from stream.logs import Throttle
 from stream.metrics import Metrics, observe_many
 from stream.retry import Backoff
 from stream.state import Store
+
+__all__ = ["DeadLetter", "DeadLetterSink", "Pipeline", "Record", "where"]
 
 log = logging.getLogger("stream.pipeline")
 
@@ -115,17 +117,25 @@ class Pipeline:
             await self._dead_letter(bad)
         behind: dict[str, int | None] = {}
         if valid or progress:
-            capped: list[Event] = []
-            outcomes, behind = await self._store(valid, stored[0].topic if stored else "", progress, capped)
+            outcomes, behind = await self._store(valid, stored[0].topic if stored else "", progress,
+                                                 self._capped(valid, stored))
             if stored:
                 self._measure(stored, outcomes, await self._now_ms())
-            if capped:  # after the commit: a replay turns the same events away again (docs/contract.md)
-                by_event = {id(e): m for e, m in zip(valid, stored, strict=True)}
-                detail = "the customer holds ADVOCACY_MAX_EVENTS_PER_CUSTOMER events that expire later"
-                await self._dead_letter([DeadLetter(by_event[id(e)], "customer_cap", detail) for e in capped])
         self.metrics.batch_duration.observe(time.perf_counter() - started)
         self.health.progress()
         return behind
+
+    def _capped(self, valid: list[Event], stored: list[Record]) -> Callable[[list[Event]], Awaitable[None]]:
+        """Dead-letters the events the per-customer cap turns away, each once per batch, before the
+        state is written without them (``Store.commit``): at least once, never lost."""
+        by_event = {id(e): m for e, m in zip(valid, stored, strict=True)}
+        detail = "the customer holds ADVOCACY_MAX_EVENTS_PER_CUSTOMER events that expire later"
+
+        async def send(events: list[Event]) -> None:
+            fresh = [by_event.pop(id(e)) for e in events if id(e) in by_event]
+            if fresh:
+                await self._dead_letter([DeadLetter(m, "customer_cap", detail) for m in fresh])
+        return send
 
     async def _dead_letter(self, letters: list[DeadLetter]) -> None:
         """Send a batch's dead letters together; the batch is acked only when every one is out:
@@ -163,7 +173,7 @@ class Pipeline:
             await backoff.wait()
 
     async def _store(self, events: list[Event], topic: str, progress: Sequence[tuple[str, int, int]],
-                     capped: list[Event]) -> tuple[dict[str, int], dict[str, int | None]]:
+                     capped: Callable[[list[Event]], Awaitable[None]]) -> tuple[dict[str, int], dict[str, int | None]]:
         backoff = Backoff(0.05, self.settings.redis_retry_max_seconds)
         while True:
             try:
@@ -178,7 +188,6 @@ class Pipeline:
                 self.health.redis(ok=False, error=type(exc).__name__, unavailable=False)
             else:
                 self.health.redis(ok=True)
-                self.metrics.redis_state(ok=True)
                 self.on_commit()
                 return outcomes
             await backoff.wait()
@@ -188,7 +197,6 @@ class Pipeline:
         if self.health.redis_ok or not self.health.redis_error:
             log.error("%s; holding commits and retrying with backoff", error)
         self.health.redis(ok=False, error=error)
-        self.metrics.redis_state(ok=False)
 
     def _measure(self, messages: list[Record], outcomes: dict[str, int], now_ms: int) -> None:
         topic = messages[0].topic

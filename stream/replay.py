@@ -32,6 +32,8 @@ from stream.pipeline import DeadLetter, Pipeline
 from stream.state import Store, partition_name, redis_client
 from stream.topics import partitions as topic_partitions
 
+__all__ = ["CountingSink", "Summary", "replay"]
+
 log = logging.getLogger("stream.replay")
 
 

@@ -1,7 +1,7 @@
 """The published contract: one JSON Schema (draft 2020-12) per topic, generated from ``SPECS``.
 
 ``python -m stream schemas --out schemas/`` writes them; a test regenerates them and
-compares with the committed files, so the schemas cannot drift from ``stream.events``.
+compares with the committed files, so the schemas cannot drift from ``stream.contract``.
 What a schema cannot say (clock-relative timestamps, message size, calendar validity,
 ``4.0`` versus ``4``) is listed in ``schemas/README.md``.
 """
@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stream import events
+from stream import timestamps
 from stream.config import SOURCES
-from stream.events import CONDITIONAL, SPECS, Field
+from stream.contract import CONDITIONAL, SPECS, Field
 
 __all__ = ["DESCRIPTIONS", "DIALECT", "TITLES", "TOPIC_KINDS", "files", "render", "run", "schema", "stale", "write"]
 
@@ -57,9 +57,9 @@ def _property(kind: str, spec: Field) -> dict[str, Any]:
     if spec.name == "occurred_at":
         # the very check parse makes first, with ASCII digits as every regex dialect reads them;
         # no "format": date-time, whose validators reject the space separator parse accepts
-        out["pattern"] = events._RFC3339.pattern.replace(r"\d", "[0-9]")
+        out["pattern"] = _ends(timestamps.RFC3339.pattern.replace(r"\d", "[0-9]"))
     if spec.label:  # a label name: no control character (C0, DEL, C1), the check parse makes
-        out["pattern"] = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+        out["pattern"] = _ends("^[^\\u0000-\\u001f\\u007f-\\u009f]*$")
     low, high = ("minLength", "maxLength") if spec.type is str else ("minimum", "maximum")
     if spec.min is not None:
         out[low] = spec.min
@@ -76,7 +76,7 @@ def schema(kind: str) -> dict[str, Any]:
         "$schema": DIALECT,
         "$id": f"urn:advocacy-stream:schema:{topic}",
         "title": f"{topic}: {TITLES[kind]}",
-        "description": "Generated from stream.events.SPECS by `python -m stream schemas`; do not edit. "
+        "description": "Generated from stream.contract.SPECS by `python -m stream schemas`; do not edit. "
                        "Unknown fields are allowed and ignored. See schemas/README.md for the checks "
                        "only the service makes.",
         "type": "object",
@@ -132,3 +132,10 @@ def run(out: Path, *, check: bool) -> int:
     for path in write(out):
         print(path)
     return 0
+
+
+def _ends(pattern: str) -> str:
+    """``pattern`` ending at the end of the text in every dialect: "$" alone also matches before a
+    final newline in Python's ``re`` (which Python's JSON Schema validators use), not in ECMA-262
+    (JSON Schema's own dialect), so a label "\\n" passed one and not the other."""
+    return pattern[:-1] + "$(?!\\n)" if pattern.endswith("$") else pattern

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 
 from stream.kpi.totals import Totals
 
+__all__ = ["HEAD", "SUM_WINDOWS", "Shard", "add", "lowest", "shard_of"]
+
 # The summed windows of one shard, in one call: KEYS are, per window, the count hashes of
 # the shard's segments then of its teams, then the advocate sets of its teams (once);
 # ARGV is (segments, teams, then per window its first bucket and its start in ms).

@@ -44,6 +44,7 @@ from stream.labels import Client, LabelCap
 from stream.shards import HEAD, SUM_WINDOWS, Shard, add, lowest, shard_of
 
 T = TypeVar("T")
+TurnedAway = Callable[[list[Event]], Awaitable[None]]  # events the per-customer cap turned away
 DEFAULT_SHARDS = 8
 
 # One shard's part of a batch. KEYS: 1 meta, 2 pos, 3 active, 4 segments, 5 teams, 6 newest, then
@@ -60,6 +61,7 @@ for i, h in ipairs(heads) do
   if (string.match(cur, '^([^|]*)|') or '') ~= h[2] then conflicts[#conflicts + 1] = i end
 end
 if #conflicts > 0 then return {conflicts, {}} end
+redis.call('HSET', KEYS[1], 'changed', ARGV[4])
 local blobs, pos, token = ARGV[2], 1, ARGV[4]
 for _, h in ipairs(heads) do
   local key = KEYS[h[1]]
@@ -124,6 +126,14 @@ for i, key in ipairs(KEYS) do
 end
 return removed
 """
+
+# The field of a shard's meta record that changes whenever its totals may have: every commit
+# that writes sets it to its token (the line after the conflict check in _COMMIT), start-up sets
+# it where missing, a prune that removed something sets it to a new token. Tokens never repeat,
+# so an unchanged mark means unchanged totals, even after a restore or a failover (the mark is
+# written by the same atomic call as the totals) or a restart empty (the mark is then missing).
+CHANGED = "changed"
+
 
 def partition_name(topic: str, partition: int) -> str:
     """How the state names a partition in its positions (Kafka topic names have no colon)."""
@@ -266,6 +276,9 @@ class Store:
                     f"Redis state of app {self.ns!r} was built with {stored!r}, not "
                     f"{fingerprint!r}: use another ADVOCACY_APP_ID or replay into empty state"
                     " (ADVOCACY_STATE_SHARDS is part of the state's layout)")
+        # state written before the mark (by a version without it): marked now, so that a mark
+        # that goes missing later says the state was lost (``changes``)
+        await self._each(lambda shard: self.client.hsetnx(shard.meta, CHANGED, self.tokens.next()))
 
     @property
     def legacy_meta(self) -> str:
@@ -283,7 +296,7 @@ class Store:
         return outcomes
 
     async def commit(self, events: Sequence[Event], now_ms: int, topic: str = "",
-                     progress: Sequence[tuple[str, int, int]] = (), rejected: list[Event] | None = None,
+                     progress: Sequence[tuple[str, int, int]] = (), turned_away: TurnedAway | None = None,
                      ) -> tuple[dict[str, int], dict[str, int | None]]:
         """Apply valid events and move partition positions: one atomic call per shard, all shards at once.
 
@@ -296,8 +309,12 @@ class Store:
         (the shard lost writes) or missing, the lowest such position (None where missing).
         A shard that fails raises once every other shard is done; the batch is then retried
         whole, which is harmless: the shards that committed find its events and positions.
-        Events the per-customer cap turned away (``Tally.rejected``) replace the content of
-        ``rejected`` once every shard has committed.
+        Events the per-customer cap turns away (``Tally.rejected``) are passed to ``turned_away``,
+        and awaited, *before* the write that leaves them out: a crash between the two then
+        re-reads the batch and turns them away again (a dead letter sent twice), never loses
+        one. An event turned away stays out whatever comes later (the record's events that
+        expire later than it cannot leave before it expires), so an attempt retried after a
+        conflict never counts an event already passed on.
         """
         by_customer, newest, names = _group(events)
         await self._resolve_labels([], names)
@@ -306,9 +323,8 @@ class Store:
             parts.setdefault(self.shard_of(customer_id), {})[customer_id] = group
         called = range(len(self.shards)) if progress else sorted(parts)
         progress_arg = orjson.dumps(progress)
-        turned: dict[int, list[Event]] = {k: [] for k in called}  # per shard: what its cap turned away
         results = await asyncio.gather(
-            *(self._commit_shard(self.shards[k], parts.get(k, {}), now_ms, topic, newest, progress_arg, turned[k])
+            *(self._commit_shard(self.shards[k], parts.get(k, {}), now_ms, topic, newest, progress_arg, turned_away)
               for k in called), return_exceptions=True)
         outcomes = {"applied": 0, "duplicate": 0, "ignored": 0, "conflicts": 0}
         behinds = []
@@ -320,12 +336,10 @@ class Store:
                 outcomes[name] = max(outcomes.get(name, 0), n) if name == "largest" else outcomes.get(name, 0) + n
             behinds.append(behind)
         outcomes["folded"] = self._folded(events)
-        if rejected is not None:
-            rejected[:] = [event for k in called for event in turned[k]]
         return outcomes, lowest(behinds)
 
     async def _commit_shard(self, shard: Shard, by_customer: dict[str, list[Event]], now_ms: int, topic: str,
-                            newest: int, progress: bytes, rejected: list[Event] | None = None,
+                            newest: int, progress: bytes, turned_away: TurnedAway | None = None,
                             ) -> tuple[dict[str, int], dict[str, int | None]]:
         olds = self._cached(by_customer)
         stale = [c for c in by_customer if c not in olds]
@@ -337,8 +351,8 @@ class Store:
                 await self._resolve_labels(list(read.values()), {"segment": set(), "team": set()})
             tally, writes = self._step(by_customer, olds, now_ms)
             outcomes = {**tally.outcomes, "conflicts": conflicts, "largest": tally.largest}
-            if rejected is not None:
-                rejected[:] = tally.rejected  # the attempt that returns is the one that counts
+            if turned_away is not None and tally.rejected:
+                await turned_away(tally.rejected)  # before the write: see ``commit``
             if not writes and progress == b"[]":
                 self._remember(olds)
                 return outcomes, {}
@@ -483,6 +497,12 @@ class Store:
             args = [x for p, offset in offsets.items() for x in (p, offset)]
             await self._each(lambda shard: self._floor(keys=[shard.pos], args=args))
 
+    async def changes(self) -> tuple[bytes | str | None, ...]:
+        """Each shard's mark (``CHANGED``), one command a shard: while it is the same, so are the shard's
+        totals as read at any time whose windows start in the same buckets. Read it before the totals:
+        a batch stored between the two is then read again next time, never missed."""
+        return tuple(await self._each(lambda shard: self.client.hget(shard.meta, CHANGED)))
+
     async def totals(self, now_ms: int) -> Totals:
         """The totals for every window, summed over the shards: two Lua calls per shard, all shards at once."""
         return add(await self._each(lambda shard: self._shard_totals(shard, now_ms), wrap=False))
@@ -533,6 +553,8 @@ class Store:
         for team in teams:
             removed += int(await self._call(
                 self.client.zremrangebyscore(shard.advocates(team.decode()), "-inf", oldest)))
+        if removed:  # only what no window sums any more was removed; marked all the same (``changes``)
+            await self._call(self.client.hset(shard.meta, CHANGED, self.tokens.next()))
         return removed
 
     async def _each(self, call: Callable[[Shard], Awaitable[T]], wrap: bool = True) -> list[T]:

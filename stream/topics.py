@@ -18,8 +18,9 @@ from stream.config import Settings
 from stream.errors import BrokerUnavailable
 from stream.health import KAFKA_UNREACHABLE, Problem
 from stream.kafka import AccessDenied, client_options, describe, login_problem
+from stream.kafka_access import check_access
 from stream.retention import creation_configs
-from stream.retry import Backoff
+from stream.retry import StartupWait
 
 __all__ = ["KafkaProbe", "ensure_topics", "partitions", "topic_configs"]
 
@@ -32,17 +33,21 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
 
 
 async def ensure_topics(settings: Settings, attempts: int = 60,
-                        report: Callable[[str], None] | None = None) -> None:
+                        report: Callable[[str], None] | None = None, access: bool = False) -> None:
     """Create missing topics; waits for the broker, logging each failed attempt.
+
+    ``access`` (the worker): also check that its principal may Describe its group, Read its source
+    topics and Write the dead-letter topic (``stream.kafka_access``).
 
     A refused login, an untrusted certificate or a missing ACL is logged once (again only when
     the reason changes) and passed to ``report`` (the interim /health); it is retried for as long
     as it lasts, without giving up (an operator can fix an ACL or a credential at the broker).
-    Only an unreachable broker counts towards ``attempts``.
+    Only an unreachable broker counts towards ``attempts`` (``stream.retry.StartupWait``).
     """
-    backoff, failures, last = Backoff(0.5, 5.0), 0, ""
+    wait = StartupWait(log, attempts, report)
     while True:
-        admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=10_000)
+        options = client_options(settings)
+        admin = AIOKafkaAdminClient(**options, request_timeout_ms=10_000)
         try:
             await admin.start()
             existing = set(await admin.list_topics())
@@ -55,26 +60,21 @@ async def ensure_topics(settings: Settings, attempts: int = 60,
                 log.info("created topics %s with %d partitions", ", ".join(missing),
                          settings.topic_partitions)
             await admin.find_coordinator(settings.app_id)  # needs Describe on the group
-            if last:
+            if access and (lacking := await check_access(settings, options)):
+                raise AccessDenied(f"it lacks {'; '.join(lacking)}; grant it on the broker "
+                                   "(deploy/kafka/init.sh lists the worker's ACLs)")
+            if wait.waited:
                 log.info("kafka at %s accepts this worker now", settings.kafka_bootstrap_servers)
             return
         except (KafkaError, OSError, AccessDenied) as exc:
             problem = describe(settings, exc)
             if problem.reason == KAFKA_UNREACHABLE:
                 problem = await login_problem(settings) or problem
-            denied = problem.reason != KAFKA_UNREACHABLE
-            if not denied:
-                failures += 1
-                log.warning("kafka at %s not reachable (attempt %d/%d): %s",
-                            settings.kafka_bootstrap_servers, failures, attempts, type(exc).__name__)
-                if failures >= attempts:
-                    break
-            elif problem.reason != last:
-                log.error("%s", problem.logged("not ready until it is fixed"))
-            last = problem.reason
-            if report is not None:
-                report(problem.reason if denied else "waiting for kafka")  # no address on /health: the log has it
-            await backoff.wait()
+            if problem.reason != KAFKA_UNREACHABLE:
+                await wait.denied(problem)
+            elif not await wait.unreachable(f"kafka at {settings.kafka_bootstrap_servers} not reachable: "
+                                            f"{type(exc).__name__}", "waiting for kafka"):
+                break  # no address on /health ("waiting for kafka"): the log line has it
         finally:
             await admin.close()
     raise BrokerUnavailable(f"kafka at {settings.kafka_bootstrap_servers} did not answer; check "

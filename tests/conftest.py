@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from stream.config import TOPICS
-from stream.embedded import RedisClusterServers, free_port, start_broker, start_redis, stop, tansu_path
+from stream.embedded import free_port, start_broker, start_redis, stop, tansu_path
 from stream.errors import AdvocacyError
-from stream.kafka_server import KafkaCluster, check_installed
+from stream.kafka_node import check_installed
+from stream.kafka_server import KafkaCluster
+from stream.redis_cluster import RedisClusterServers
 
 from .support import IN_CI, Worker, require_binary
 

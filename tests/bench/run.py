@@ -31,8 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stream.embedded import RedisClusterServers, embedded, free_port, start_broker, start_redis, stop
-from stream.kafka_server import KafkaCluster, kafka_version
+from stream.embedded import embedded, free_port, start_broker, start_redis, stop
+from stream.kafka_node import kafka_version
+from stream.kafka_server import KafkaCluster
+from stream.redis_cluster import RedisClusterServers
 from tests.bench import skewed
 from tests.bench.events import generate, wire
 from tests.reliability.fast_oracle import expected as expected_kpis

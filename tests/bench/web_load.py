@@ -43,8 +43,8 @@ import redis
 
 from stream.config import Settings
 from stream.embedded import free_port
+from stream.refresh import KEEP_WARM_SECONDS
 from stream.shards import Shard
-from stream.web import KEEP_WARM_SECONDS
 from tests.bench.events import generate, wire
 from tests.bench.run import ENDPOINTS, ROOT, TOPICS, create_topics, end_offsets, stack, wait_drained, worker_env
 from tests.reliability.fast_oracle import expected as expected_kpis

@@ -285,8 +285,8 @@ def test_containers_are_hardened() -> None:
 
 
 def test_workers_get_longer_to_stop_than_their_final_batch() -> None:
-    """stop_grace_period exceeds the worker's final-batch grace (stream.app._finish) with room to commit."""
-    from stream.app import _finish
+    """stop_grace_period exceeds the worker's final-batch grace (stream.agents._finish) with room to commit."""
+    from stream.agents import _finish
 
     grace = inspect.signature(_finish).parameters["grace"].default
     for name in WORKERS:

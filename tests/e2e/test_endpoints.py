@@ -60,12 +60,12 @@ async def _hammer(url: str, clients: int, seconds: float) -> Counter[str]:
 
 def test_many_concurrent_clients_share_reads_bounded_by_the_refresh_spacing(
         namespace: Namespace, tmp_path: Path) -> None:
-    """50 clients polling /kpis and /metrics back to back: every answer 200, and the state is read (counted by
-    Redis itself: a read of the totals issues windows x teams ZCOUNT) at most once a second while nothing
-    changes, at most once per ADVOCACY_WEB_REFRESH_SECONDS (0.1 s) while the worker stores batches,
-    whatever the number of requests; the numbers end exact. Reads are counted by Redis itself: a read of the
-    totals asks each shard for its segments and teams (two SMEMBERS a shard, which only the janitor's prune
-    also issues: it is held off here)."""
+    """50 clients polling /kpis and /metrics back to back: every answer 200, and the totals are not read
+    again while nothing changes (a bucket boundary, every 150 s, may fall within the seconds measured, and
+    the last batch of the first half may land), at most once per ADVOCACY_WEB_REFRESH_SECONDS (0.1 s) while
+    the worker stores batches, whatever the number of requests; the numbers end exact. Reads are counted by
+    Redis itself: a read of the totals asks each shard for its segments and teams (two SMEMBERS a shard,
+    which only the janitor's prune also issues: it is held off here)."""
     server, _, url = _own_redis(tmp_path)
     scenario = build(time.time(), namespace.topics, seed=61, customers=30)
     messages = scenario.messages()
@@ -96,16 +96,17 @@ def test_many_concurrent_clients_share_reads_bounded_by_the_refresh_spacing(
             thread.join()
             took = time.monotonic() - started
             smembers = int(state.info("commandstats").get("cmdstat_smembers", {}).get("calls", 0))
+            commands = int(state.info("stats")["total_commands_processed"])
             requests = sum(outcomes.values())
             print(f"{requests} requests in {took:.1f} s ({dict(outcomes)}); {smembers / per_read:g} "
-                  f"state reads; {len(publish)} messages published meanwhile")
+                  f"state reads; {commands / took:.0f} Redis commands/s; {len(publish)} messages published meanwhile")
             assert set(outcomes) == {"/kpis 200", "/metrics 200"}, outcomes
             return smembers / per_read, requests, took
 
-        reads, requests, seconds = hammer(3.0, [])  # nothing changes: a read a second
+        reads, requests, seconds = hammer(3.0, [])  # nothing changes: the marks only, ten times a second
         assert reads == int(reads), "a read of the totals is two SMEMBERS a shard"
-        assert 1 <= reads <= math.ceil(seconds) + 1
-        assert requests >= 20 * reads  # the reads were shared, not skipped for want of requests
+        assert reads <= 2
+        assert requests >= 100  # every client was answered, and again
         reads, requests, seconds = hammer(3.0, rest)  # batches stored all along: a read per 0.1 s at most
         assert reads == int(reads)
         assert 2 <= reads <= math.ceil(seconds / 0.1) + 2

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from stream.embedded import free_port, stop, wait_port
-from stream.kafka_server import KafkaCluster, SaslSsl
+from stream.kafka_node import SaslSsl
+from stream.kafka_server import KafkaCluster
 from tests.conftest import require_kafka
 from tests.oracle import expected_kpis
 from tests.scenario import ATTRIBUTION, WINDOWS, build
@@ -30,6 +31,7 @@ WORKER_PASSWORD = "worker-pw-5f2c9a"
 STRANGER_PASSWORD = "stranger-pw-81d0e4"
 REDIS_PASSWORD = "redis-pw-3b7e11"
 SECRETS = (WORKER_PASSWORD, STRANGER_PASSWORD, REDIS_PASSWORD, "wrong-pw-0000")
+NO_WRITE_APP = "secnw"  # its group is within the worker's group prefix "sec"
 
 
 def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
@@ -117,6 +119,12 @@ class Secure:
     redis_port: int
     app_id: str
     topics: dict[str, str]
+    unwritable: dict[str, str]  # topics of app NO_WRITE_APP: the worker may read them, not write the dead letters
+
+    def topic_env(self, topics: dict[str, str]) -> dict[str, str]:
+        return {"ADVOCACY_REVIEWS_TOPIC": topics["review"], "ADVOCACY_REFERRALS_TOPIC": topics["referral"],
+                "ADVOCACY_TICKETS_TOPIC": topics["ticket"], "ADVOCACY_CUSTOMERS_TOPIC": topics["customer"],
+                "ADVOCACY_DLQ_TOPIC": topics["dlq"]}
 
     def env(self, **changes: str) -> dict[str, str]:
         env = dict(os.environ)
@@ -130,11 +138,7 @@ class Secure:
             "ADVOCACY_REDIS_URL": f"rediss://worker:{REDIS_PASSWORD}@localhost:{self.redis_port}/0",
             "ADVOCACY_REDIS_SSL_CA_FILE": str(self.ca),
             "ADVOCACY_APP_ID": self.app_id,
-            "ADVOCACY_REVIEWS_TOPIC": self.topics["review"],
-            "ADVOCACY_REFERRALS_TOPIC": self.topics["referral"],
-            "ADVOCACY_TICKETS_TOPIC": self.topics["ticket"],
-            "ADVOCACY_CUSTOMERS_TOPIC": self.topics["customer"],
-            "ADVOCACY_DLQ_TOPIC": self.topics["dlq"],
+            **self.topic_env(self.topics),
             "ADVOCACY_SESSION_TIMEOUT_SECONDS": "6",
             "ADVOCACY_TOPIC_PARTITIONS": "4",
         })
@@ -158,6 +162,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
     app_id = "sec"
     topics = {"review": "sec-reviews", "referral": "sec-referrals", "ticket": "sec-tickets-closed",
               "customer": "sec-customers", "dlq": "sec-advocacy-dlq"}
+    unwritable = {kind: name.replace("sec-", f"{NO_WRITE_APP}-") for kind, name in topics.items()}
     redis_port = free_port()
     redis_conf = folder / "redis.conf"
     redis_conf.write_text(
@@ -165,7 +170,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
         f"tls-key-file {redis_key}\ntls-ca-cert-file {ca[0]}\ntls-auth-clients no\n"
         f"dir {folder}\nsave \"\"\nappendonly no\n"
         "user default off\n"
-        f"user worker on >{REDIS_PASSWORD} ~{app_id}:* resetchannels +@all -@admin -@dangerous\n")
+        f"user worker on >{REDIS_PASSWORD} ~{app_id}:* ~{NO_WRITE_APP}:* resetchannels +@all -@admin -@dangerous\n")
     redis = subprocess.Popen([redis_server, str(redis_conf)], stdout=open(folder / "redis.log", "wb"),  # noqa: SIM115
                              stderr=subprocess.STDOUT)
     cluster = KafkaCluster(folder / "kafka", secure=SaslSsl(keystore, {"worker": WORKER_PASSWORD,
@@ -173,10 +178,13 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
     try:
         cluster.start()
         wait_port(redis_port, 20, proc=redis)
-        create_topics(cluster.bootstrap, list(topics.values()))
+        create_topics(cluster.bootstrap, [*topics.values(), *unwritable.values()])
+        no_write = (TOPIC, unwritable["dlq"], LITERAL, "User:worker", WRITE)
         add_acls(cluster.bootstrap, worker_acls("worker", app_id, topics)
-                 + worker_acls("stranger", app_id, topics, group=False))
-        yield Secure(cluster.bootstrap, cluster.secure_bootstrap, ca[0], other_ca, redis_port, app_id, topics)
+                 + worker_acls("stranger", app_id, topics, group=False)
+                 + [acl for acl in worker_acls("worker", NO_WRITE_APP, unwritable) if acl != no_write])
+        yield Secure(cluster.bootstrap, cluster.secure_bootstrap, ca[0], other_ca, redis_port, app_id, topics,
+                     unwritable)
     finally:
         cluster.stop()
         stop(redis)
@@ -238,6 +246,30 @@ FAILURES = {
 }
 
 
+def _refused(worker: Worker, reason: str, secure: Secure, settle: float) -> tuple[str, str]:
+    """Waits for /health's 503 with ``reason``; ``settle`` seconds later the worker still runs, still says
+    it, and has logged it once. The reason says what is wrong without where: no host, no port, no
+    exception's text (those are in the log line). Returns /health's body and the log."""
+    started = time.monotonic()
+
+    def reported() -> bool:
+        status, body = health(worker)
+        return status == 503 and reason in " ".join(json.loads(body)["reasons"])
+
+    wait_for(reported, 60, interval=0.1, what=f"/health to say {reason!r}")
+    print(f"/health 503 with {reason!r} after {time.monotonic() - started:.1f} s")
+    time.sleep(settle)
+    assert worker.proc is not None and worker.proc.poll() is None, "the worker exited"
+    status, body = health(worker)
+    assert status == 503 and reason in body
+    reasons = " ".join(json.loads(body)["reasons"])
+    for where in ("127.0.0.1", "localhost", str(secure.redis_port), secure.bootstrap.split(":")[-1], "Error"):
+        assert where not in reasons, (where, reasons)
+    log = worker.log.read_text(errors="replace")
+    assert sum(reason in line for line in log.splitlines()) == 1, log[-3000:]
+    return body, log
+
+
 @pytest.mark.parametrize("case", list(FAILURES))
 def test_a_security_failure_gives_one_clear_line_and_a_503_and_no_exit(secure: Secure, tmp_path: Path,
                                                                         case: str) -> None:
@@ -248,29 +280,47 @@ def test_a_security_failure_gives_one_clear_line_and_a_503_and_no_exit(secure: S
                for k, v in changes.items()}
     worker = Worker(env=secure.env(**changes), log=tmp_path / "worker.log").start()
     try:
-        started = time.monotonic()
-
-        def reported() -> bool:
-            status, body = health(worker)
-            return status == 503 and reason in " ".join(json.loads(body)["reasons"])
-
-        wait_for(reported, 60, interval=0.1, what=f"/health to say {reason!r}")
+        body, log = _refused(worker, reason, secure, settle=6)  # several retries later
         if "certificate" in case or "hostname" in case:
-            assert "TLS certificate not trusted" in health(worker)[1]
-        # what is wrong, without where: no host, no port, no exception's text (those are in the log line)
-        reasons = " ".join(json.loads(health(worker)[1])["reasons"])
-        for where in ("127.0.0.1", "localhost", str(secure.redis_port), *secure.bootstrap.split(":")[-1:], "Error"):
-            assert where not in reasons, (where, reasons)
-        print(f"{case}: /health 503 with the reason after {time.monotonic() - started:.1f} s")
-        time.sleep(6)  # several retries later: still running, still one line, still the reason
-        assert worker.proc is not None and worker.proc.poll() is None, "the worker exited"
-        status, body = health(worker)
-        assert status == 503 and reason in body
-        log = worker.log.read_text(errors="replace")
-        assert sum(reason in line for line in log.splitlines()) == 1, log[-3000:]
+            assert "TLS certificate not trusted" in body
         errors = [line for line in log.splitlines() if '"level": "error"' in line]
         assert len(errors) <= 2, errors  # ours, and at most one of aiokafka's (its repeats are dropped)
         assert "Traceback" not in log, log[-3000:]
         no_secret(body + log)
+    finally:
+        worker.stop()
+
+
+def test_without_write_on_the_dead_letter_topic_it_says_so_at_start_and_counts_once_granted(
+        secure: Secure, tmp_path: Path) -> None:
+    """The worker may read its topics but not write its dead-letter topic: found at start-up (not at the first
+    malformed event, which would be retried for ever): one log line and /health 503 naming the topic, the
+    operation and the setting, no secret, no exit. Once an operator grants Write, the worker goes on by itself:
+    ready, the dead letters written, /kpis equal to the oracle."""
+    topics = secure.unwritable
+    reason = f"kafka: user 'worker' is not authorized: it lacks Write on topic '{topics['dlq']}' (ADVOCACY_DLQ_TOPIC)"
+    env = secure.env(ADVOCACY_APP_ID=NO_WRITE_APP, **secure.topic_env(topics))
+    worker = Worker(env=env, log=tmp_path / "worker.log").start()
+    try:
+        started = time.monotonic()
+        body, log = _refused(worker, reason, secure, settle=2.5)  # retries after 0.5 and 1 s at least
+        assert "deploy/kafka/init.sh" in next(line for line in log.splitlines() if reason in line)
+        no_secret(body + log)
+
+        add_acls(secure.admin, [(TOPIC, topics["dlq"], LITERAL, "User:worker", WRITE)])
+        granted = time.monotonic()
+        worker.wait_ready(60)
+        print(f"ready {time.monotonic() - granted:.1f} s after Write was granted")
+        assert "accepts this worker now" in worker.log.read_text(errors="replace")
+        scenario = build(time.time(), topics, seed=67, customers=20)
+        produce(secure.admin, scenario.messages())
+        expected = expected_kpis(scenario.all_valid(), time.time(), WINDOWS, ATTRIBUTION)
+        wait_for(lambda: strip(worker.kpis()) == expected, 60, what="exact kpis once Write is granted")
+        _, metrics = http_get(worker.url + "/metrics")
+        dead = sum(float(line.split()[-1]) for line in metrics.decode().splitlines()
+                   if line.startswith("advocacy_dead_letters_total{"))
+        assert dead == len(scenario.bad) > 0
+        no_secret(health(worker)[1] + worker.log.read_text(errors="replace"))
+        print(f"case took {time.monotonic() - started:.1f} s")
     finally:
         worker.stop()

@@ -13,12 +13,12 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from stream.config import load_settings
-from stream.embedded import RedisClusterServers
 from stream.errors import StateError, StateUnavailable
 from stream.event import Event
 from stream.events import parse
 from stream.kpi.totals import report
 from stream.kpi.windows import Rules, Window
+from stream.redis_cluster import RedisClusterServers
 from stream.shards import shard_of
 from stream.state import Store, redis_client
 from tests.conftest import Stack

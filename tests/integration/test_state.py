@@ -417,3 +417,40 @@ async def test_events_a_rolled_back_state_lacks_count_again_once_the_cache_is_dr
     store.lost_writes()
     assert (await store.apply([Event("referral", "r1", "c1", at_us)], now_ms))["applied"] == 1
     assert (await store.totals(now_ms)).actions[("unknown", "1h")] == 1
+
+
+async def test_events_the_cap_turns_away_are_passed_on_before_the_write_that_leaves_them_out(
+        client: aioredis.Redis) -> None:
+    """Over ADVOCACY_MAX_EVENTS_PER_CUSTOMER the turned-away events reach the hook (the pipeline's dead
+    letters) before the shard's write: a crash in between leaves the batch unwritten, so it is read again
+    and turned away again (sent twice, never lost). The hook sees only what the cap turned away."""
+    import dataclasses
+
+    now_ms = int(time.time() * 1000)
+    store = Store(client, f"capped-{random.getrandbits(32)}", dataclasses.replace(RULES, max_events=2))
+    await store.check_rules()
+    await store.floor_positions({"referrals:0": 0})
+    held = [Event("referral", f"r{n}", "c1", (now_ms - n * 60_000) * 1000) for n in (1, 2)]
+    await store.commit(held, now_ms, "referrals", [("referrals:0", 0, 2)])
+    older = Event("referral", "r9", "c1", (now_ms - 9 * 60_000) * 1000)
+    other = Event("referral", "x1", "c2", (now_ms - 60_000) * 1000)
+    seen: list[list[str]] = []
+
+    async def crash(events: list[Event]) -> None:
+        seen.append([e.event_id for e in events])
+        assert await store.positions(["referrals:0"]) == {"referrals:0": 2}  # nothing of the batch written yet
+        raise ConnectionResetError("worker killed between the dead letters and the write")
+
+    with pytest.raises(ConnectionResetError):
+        await store.commit([older, other], now_ms, "referrals", [("referrals:0", 2, 4)], crash)
+    assert seen == [["r9"]]
+    assert await store.positions(["referrals:0"]) == {"referrals:0": 2}
+    store.lost_writes()  # a new worker: nothing cached
+
+    async def send(events: list[Event]) -> None:
+        seen.append([e.event_id for e in events])
+
+    outcomes, _ = await store.commit([older, other], now_ms, "referrals", [("referrals:0", 2, 4)], send)
+    assert seen == [["r9"], ["r9"]]
+    assert outcomes["applied"] + outcomes["duplicate"] == 1  # x1 (its shard may have committed before the crash)
+    assert await store.positions(["referrals:0"]) == {"referrals:0": 4}

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 PER_TOPIC = env_int("RELIABILITY_HOSTILE_PER_TOPIC", 2000)
 VALID_EVENTS = env_int("RELIABILITY_HOSTILE_VALID_EVENTS", 4000)
-MAX_BYTES = 81_920  # at least events.largest_valid_bytes(): the lowest ADVOCACY_MAX_MESSAGE_BYTES a worker accepts
+MAX_BYTES = 81_920  # at least contract.largest_valid_bytes(): the lowest ADVOCACY_MAX_MESSAGE_BYTES a worker accepts
 KINDS = ["review", "referral", "ticket", "customer"]
 
 

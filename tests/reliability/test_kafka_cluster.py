@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from stream.kafka_server import KafkaCluster, KafkaNode
+from stream.kafka_node import KafkaNode
+from stream.kafka_server import KafkaCluster
 from tests.conftest import Namespace, require_kafka
 from tests.reliability.bulk import ATTRIBUTION, WINDOWS, generate
 from tests.reliability.fast_oracle import expected

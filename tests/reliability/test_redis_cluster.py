@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from redis.cluster import RedisCluster
 
-from stream.embedded import RedisClusterServers
+from stream.redis_cluster import RedisClusterServers
 from stream.shards import Shard
 from tests.conftest import Namespace
 from tests.reliability.bulk import ATTRIBUTION, WINDOWS, generate

@@ -20,9 +20,9 @@ import pytest
 from stream.config import Settings, load_settings
 from stream.embedded import free_port
 from stream.errors import BrokerUnavailable, InvalidEvent
-from stream.events import parse_timestamp_us
 from stream.producer import Producer
 from stream.publish import LARGE_FILE_BYTES
+from stream.timestamps import parse_timestamp_us
 from tests.conftest import Namespace
 from tests.support import consume_all
 

@@ -188,7 +188,7 @@ def test_environment_is_read_at_load_time(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_kraft_cluster_ids_never_start_with_a_dash() -> None:
     """kafka-storage reads an id starting with '-' as an option (a 1-in-64 failure of the test broker)."""
-    from stream.kafka_server import new_cluster_id
+    from stream.kafka_node import new_cluster_id
 
     ids = [new_cluster_id() for _ in range(2000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
@@ -205,7 +205,7 @@ def test_redis_cluster_over_a_unix_socket_is_refused(monkeypatch: pytest.MonkeyP
 def test_the_topic_table_is_the_one_home_of_the_topics() -> None:
     """Every ``*_topic`` setting is a row of TOPICS with its default; the sources carry every event kind."""
     from stream.config import SOURCES, TOPICS, Settings
-    from stream.events import SPECS
+    from stream.contract import SPECS
 
     topic_fields = {name for name in Settings.model_fields if name.endswith("_topic")}
     assert topic_fields == {t.setting for t in TOPICS}

@@ -14,12 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream import events
+from stream import contract, timestamps
 from stream.config import load_settings
+from stream.contract import CONDITIONAL, REVIEW_KINDS, SPECS, STATUSES, Field
 from stream.errors import ConfigError, InvalidEvent
 from stream.event import Event
-from stream.events import CONDITIONAL, REVIEW_KINDS, SPECS, STATUSES, Field, parse, parse_timestamp_us
+from stream.events import parse
 from stream.producer import validate
+from stream.timestamps import parse_timestamp_us
 
 # 2026-11-23T14:03:00Z, computed by hand (date -u -d @1795442580).
 T_1403 = 1_795_442_580_000
@@ -631,20 +633,20 @@ def test_parse_of_an_unknown_kind_fails_as_before() -> None:
 
 def test_timestamp_caches_stay_bounded_and_hold_only_valid_parts() -> None:
     """The minute and tail tables are emptied at their limit and never learn an invalid part."""
-    events._MINUTES.clear()  # other tests (any order) have filled them already
-    events._TAILS.clear()
+    timestamps._MINUTES.clear()  # other tests (any order) have filled them already
+    timestamps._TAILS.clear()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(events, "_CACHE_LIMIT", 50)
+        patch.setattr(timestamps, "_CACHE_LIMIT", 50)
         for minute in range(200):
             text = f"2026-11-23T{minute // 60:02d}:{minute % 60:02d}:00.{minute:03d}Z"
             assert parse_timestamp_us(text) == _ref_timestamp_us(text)
-            assert len(events._MINUTES) <= 50 and len(events._TAILS) <= 50
+            assert len(timestamps._MINUTES) <= 50 and len(timestamps._TAILS) <= 50
     for text in TRICKY_STAMPS:
         with contextlib.suppress(InvalidEvent):
             parse_timestamp_us(text)
-    for head, seconds in events._MINUTES.items():
+    for head, seconds in timestamps._MINUTES.items():
         assert _ref_timestamp_us(f"{head}:00Z") == seconds * 1_000_000, head
-    for tail, micros in events._TAILS.items():
+    for tail, micros in timestamps._TAILS.items():
         assert _ref_timestamp_us(f"1970-01-02T00:00:00{tail}") == 86_400_000_000 + micros, tail
 
 
@@ -877,7 +879,7 @@ def _time(event: Event) -> int:
 def test_the_largest_valid_event_fits_the_smallest_message_limit() -> None:
     """Every string at its longest, every character escaped as a surrogate pair, the longest timestamp: on
     every topic the value is valid and within largest_valid_bytes(), the floor of ADVOCACY_MAX_MESSAGE_BYTES."""
-    limit = events.largest_valid_bytes()
+    limit = contract.largest_valid_bytes()
     sizes = []
     for kind in BASE:
         data: dict[str, Any] = {}

@@ -60,8 +60,8 @@ def test_health_reports_a_rebuild_as_degraded_with_the_share_done_until_it_ends(
     'degraded' with the share re-read; the warning goes once the state holds what was there."""
     from faust.types import TP
 
-    from stream.app import _report_rebuild
     from stream.health import Health
+    from stream.timers import report_rebuild
 
     class Consumer:
         def __init__(self) -> None:
@@ -73,9 +73,9 @@ def test_health_reports_a_rebuild_as_degraded_with_the_share_done_until_it_ends(
             return BatchConsumer.rebuilt(self, stored)  # type: ignore[arg-type]
 
     consumer, health = Consumer(), Health()
-    _report_rebuild(consumer, {TP("reviews", 0): Reading(100, 150, False), TP("reviews", 1): Reading(100, 150, False)},
+    report_rebuild(consumer, {TP("reviews", 0): Reading(100, 150, False), TP("reviews", 1): Reading(100, 150, False)},
                     health)
     assert health.degraded() == ["rebuilding the state from the topics: 20% re-read (100 of 500 messages)"]
-    _report_rebuild(consumer, {TP("reviews", 0): Reading(400, 400, False), TP("reviews", 1): Reading(200, 200, False)},
+    report_rebuild(consumer, {TP("reviews", 0): Reading(400, 400, False), TP("reviews", 1): Reading(200, 200, False)},
                     health)
     assert health.degraded() == [] and consumer.rebuilding == {}

@@ -17,7 +17,9 @@ from stream.health import Health
 from stream.kpi.totals import Totals
 from stream.kpi.windows import Window
 from stream.metrics import Metrics
-from stream.web import Exposition, Refreshed, Snapshot, Timed, accepts_gzip, middlewares
+from stream.refresh import Refreshed, Timed
+from stream.snapshot import Exposition, Snapshot
+from stream.web import accepts_gzip, middlewares
 
 
 class Reads:
@@ -248,7 +250,7 @@ async def test_every_response_carries_nosniff_errors_included() -> None:
 
 def test_health_reasons_name_no_address_and_no_exception_text() -> None:
     """Kafka and Redis failures keep their details for the log; /health says what is wrong in fixed words."""
-    health = Health(started=True, rebalancing=False)
+    health = Health(started=True, joined=True)
     health.kafka_error = "kafka unreachable"  # a Problem's reason; its detail went to the log
     health.redis(False, "redis unavailable: ConnectionError (Error 111 connecting to redis.internal:6379)")
     health.crashed = ["review-agent"]
