@@ -50,7 +50,7 @@ class Customer:
     """
 
     __slots__ = ("_actions", "_tickets", "added", "advocates", "ceiling", "floor", "index", "legacy", "registration",
-                 "times", "version")
+                 "shared", "times", "version")
 
     def __init__(self, version: str = "", registration: Registration | None = None,
                  actions: dict[str, Action] | None = None, tickets: dict[str, Ticket] | None = None,
@@ -70,6 +70,7 @@ class Customer:
         # store may write just that); None when the registration changed or events were pruned
         self.added = added
         self.legacy = legacy  # read from a record in milliseconds: write it whole
+        self.shared = False  # a dict of this record may be another record's too: copied, never handed over
 
     @property
     def actions(self) -> dict[str, Action]:
@@ -303,7 +304,8 @@ def step(old: Customer, events: Sequence[Event], now_ms: int, rules: Rules, outc
     appended to ``rejected`` and counted ``capped`` instead of ``applied``; held ones it pushes
     out are counted ``evicted``.
     """
-    change = Change(old, old, old.registration, old.actions, old.tickets)
+    held_tickets = old.tickets
+    change = Change(old, old, old.registration, old.actions, held_tickets)
     _add_events(change, events, outcomes)
     floor = _prune(old, change, now_ms, rules)
     if rules.max_events and _over(change, rules.max_events):
@@ -314,7 +316,7 @@ def step(old: Customer, events: Sequence[Event], now_ms: int, rules: Rules, outc
             and change.registration == old.registration:
         return None
     # before ``old`` hands its dicts over: its credits, and whether they all stand
-    before = advocates_of(old, rules) if (old.tickets or old.advocates) else {}
+    before = advocates_of(old, rules) if (held_tickets or old.advocates) else {}
     stand = _credits_stand(change)
     change.new = _new_record(change, floor)
     _credits(change, rules, before, stand)
@@ -338,7 +340,7 @@ def _new_record(change: Change, floor: tuple[int, int]) -> Customer:
     over too (the added ones inserted) when no ticket left."""
     old = change.old
     new = Customer(old.version, change.registration, floor=floor)
-    if not change.private and change.registration == old.registration \
+    if not change.private and change.registration == old.registration and not old.shared \
             and len(change.actions) + len(change.tickets) >= HAND_OVER:
         actions, undo_actions = _hand_over(old, "_actions", change.added_actions)
         tickets, undo_tickets = _hand_over(old, "_tickets", change.added_tickets)
@@ -347,10 +349,14 @@ def _new_record(change: Change, floor: tuple[int, int]) -> Customer:
             newest_action, newest_ticket = old.ceiling
             new.ceiling = (max([newest_action, *(at for at, _ in change.added_actions.values())]),
                            max([newest_ticket, *(at for at, _ in change.added_tickets.values())]))
-    else:
-        private_copies(change)
+    elif change.private:
         actions, tickets = change.actions, change.tickets
-    new.actions, new.tickets = change.actions, change.tickets = actions, tickets
+    else:  # a small record, or a changed registration: a copy of the dict that changed, the other shared
+        actions = {**change.actions, **change.added_actions} if change.added_actions else change.actions
+        tickets = {**change.tickets, **change.added_tickets} if change.added_tickets else change.tickets
+        if actions is change.actions or tickets is change.tickets:
+            old.shared = new.shared = True
+    new._actions, new._tickets = change.actions, change.tickets = actions, tickets
     if old.index is not None and not change.pruned_tickets:  # new.tickets: old's and the added ones
         index, old.index = old.index, None
         for key, (at_us, team) in change.added_tickets.items():
@@ -445,6 +451,8 @@ def _credits_stand(change: Change) -> bool:
         return False
     if not change.added_tickets or not change.actions:
         return True
+    if len(change.actions) + len(change.tickets) < HAND_OVER:  # credited again in no time
+        return False
     return change.old.newest()[0] < _first(change.added_tickets)
 
 
@@ -459,7 +467,7 @@ def _credits(change: Change, rules: Rules, before: dict[str, int], stand: bool) 
     from the earliest added ticket on (``_credit_from``); otherwise every action is credited again."""
     new = change.new
     after: dict[str, int] | None
-    if not new.tickets:
+    if not change.tickets:  # new's
         after = {}
     elif stand:
         after = before
