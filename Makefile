@@ -90,8 +90,8 @@ compat-latest:
 	python3 -m venv .venv-latest
 	.venv-latest/bin/pip install -q --upgrade pip
 	.venv-latest/bin/pip install -q -e '.[dev]'
-	.venv-latest/bin/pip install -q --upgrade faust-streaming aiokafka
-	.venv-latest/bin/pip list 2>/dev/null | grep -iE '^(faust-streaming|aiokafka) '
+	.venv-latest/bin/pip install -q --upgrade faust-streaming aiokafka mode-streaming
+	.venv-latest/bin/pip list 2>/dev/null | grep -iE '^(faust-streaming|aiokafka|mode-streaming) '
 	.venv-latest/bin/python -m pytest -q -p no:cacheprovider tests/unit/test_compat.py tests/unit/test_batching.py
 
 lint: deps

@@ -18,7 +18,8 @@ import faust
 from stream.config import Settings
 from stream.pipeline import Pipeline, where
 from stream.retry import Backoff
-from stream.state import Store, partition_name
+from stream.shards import partition_name
+from stream.state import Store
 
 __all__ = ["StatePositions", "add_agent"]
 

@@ -21,10 +21,11 @@ from stream.kafka import faust_credentials
 from stream.kpi.windows import Rules
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline
+from stream.redis_client import redis_client
 from stream.retention import install as install_retention_check
 from stream.routes import add_routes
 from stream.services import Services
-from stream.state import Store, redis_client
+from stream.state import Store
 from stream.timers import install as install_timers
 from stream.web import Api, middlewares
 

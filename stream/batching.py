@@ -67,8 +67,9 @@ Deliver = Callable[[str, Batch], Awaitable[None]]
 
 
 class FetchTunedThread(AIOKafkaConsumerThread):  # type: ignore[misc]
-    """Faust's consumer thread with our fetch wait (``ADVOCACY_FETCH_MAX_WAIT_MS``, 100 ms)
-    instead of its hard-coded 1500 ms. Measured 2026-11-29 (2 shared cores), for two reasons:
+    """Faust's consumer thread with our fetch wait instead of its hard-coded 1500 ms.
+
+    Ours is ``ADVOCACY_FETCH_MAX_WAIT_MS``, 100 ms. Measured 2026-11-29 (2 shared cores), for two reasons:
 
     - tansu answers a fetch that found no data on its own schedule, not when data arrives:
       a record produced to an idle partition reached a waiting consumer after 297 ms (p50,
@@ -87,7 +88,7 @@ class FetchTunedThread(AIOKafkaConsumerThread):  # type: ignore[misc]
         # aiokafka keeps the argument here and hands it to its fetcher in start()
         if not hasattr(consumer, "_fetch_max_wait_ms"):  # pragma: no cover - an aiokafka rename
             raise RuntimeError("aiokafka no longer has AIOKafkaConsumer._fetch_max_wait_ms")
-        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # noqa: SLF001 - checked in compat.members()
         return consumer
 
 
@@ -121,10 +122,9 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
     async def _drain_messages(self, fetcher: Any) -> None:
         deliver = self.deliver
         assert deliver is not None, "BatchConsumer.deliver must be set before the worker starts"
-        app = self.app
         consumer_should_stop = self._stopped.is_set
-        fetcher_should_stop = fetcher._stopped.is_set
-        acquire_flow = app.flow_control.acquire
+        # mode's Service._stopped (the fetcher is Faust's fetcher service)
+        fetcher_should_stop = fetcher._stopped.is_set  # noqa: SLF001 - in compat.members()
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 if self._rewind_pending and self.flow_active:
@@ -143,26 +143,31 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
                         self._rewind_pending = True
                     continue
                 for topic, batch in self._batches(records, epoch).items():
-                    await acquire_flow()
-                    self._deliveries += 1
-                    try:
-                        await deliver(topic, batch)
-                    except asyncio.CancelledError:
-                        if _being_cancelled():
-                            raise
-                        # Faust's revocation clears the agents' queues (flow_control.clear()),
-                        # which cancels a hand-over waiting for room in one. Re-raised, that
-                        # crashed Faust's fetcher, which has no supervisor, and with it the app
-                        # (seen on Apache Kafka, tests/integration/test_kafka_overrides.py).
-                        # The rest of this fetch is dropped and every partition rewound.
-                        self._rewind_pending = True
-                        break
-                    finally:
-                        self._deliveries -= 1
+                    if not await self._hand_over(deliver, topic, batch):
+                        break  # the rest of this fetch is dropped and every partition rewound
         except (*self.consumer_stopped_errors, asyncio.CancelledError):
             if self.transport.app.should_stop:
                 return
             raise
+
+    async def _hand_over(self, deliver: Deliver, topic: str, batch: Batch) -> bool:
+        """Whether one batch reached the agents (False: a revocation cancelled the hand-over)."""
+        await self.app.flow_control.acquire()
+        self._deliveries += 1
+        try:
+            await deliver(topic, batch)
+        except asyncio.CancelledError:
+            if _being_cancelled():
+                raise
+            # Faust's revocation clears the agents' queues (flow_control.clear()),
+            # which cancels a hand-over waiting for room in one. Re-raised, that
+            # crashed Faust's fetcher, which has no supervisor, and with it the app
+            # (seen on Apache Kafka, tests/integration/test_kafka_overrides.py).
+            self._rewind_pending = True
+            return False
+        finally:
+            self._deliveries -= 1
+        return True
 
     def _must_drop(self, records: Mapping[Any, list[Any]], active: set[Any] | None, epoch: int) -> bool:
         """True when a fetch may not be delivered: see ``_drain_messages``."""
@@ -212,7 +217,7 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
                 for tp, offset in targets.items():
                     if offset > self._durable.get(tp, -1):
                         self._durable[tp] = offset
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - Redis, broker or rebalance: retried before any fetch
             log.warning("could not seek to the state's positions (%r); retrying before fetching", exc)
             self._rewind_pending = True
 
@@ -228,7 +233,7 @@ class BatchConsumer(AIOKafkaConsumer):  # type: ignore[misc]
             if epoch != self.epoch:
                 return  # assigned again meanwhile: start over with the new assignment
             await self._seek_to(targets)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - Redis, broker or rebalance: retried before any fetch
             log.warning("rewind after a dropped fetch failed (%r); retrying before fetching again", exc)
             await asyncio.sleep(0.5)
             return

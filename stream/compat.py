@@ -77,6 +77,7 @@ def members() -> list[Member]:
     from faust.tables import TableManager
     from faust.transport.consumer import Consumer, ThreadDelegateConsumer
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+    from mode import Service
     from prometheus_client import Histogram
 
     return [
@@ -105,6 +106,9 @@ def members() -> list[Member]:
         Member(TableManager, "_update_channels", ("self",), "called by our table-manager start"),
         Member(TableManager, "recovery", None, "started by our table-manager start"),
         Member(App, "_new_consumer", ("self",), "replaced: builds the batch consumer"),
+        Member(App, "_on_partitions_revoked", ("self", "revoked"), "passed to the batch consumer, as Faust does"),
+        Member(App, "_on_partitions_assigned", ("self", "assigned"), "passed to the batch consumer, as Faust does"),
+        Member(Service, "_stopped", None, "read: whether the consumer and the fetcher are stopping"),
         Member(aiokafka.AIOKafkaConsumer, "_fetch_max_wait_ms", None, "written: the fetch wait"),
         # stream.rejoin: a commit refused for a stale generation keeps the member id
         Member(GroupCoordinator, "_send_req", ("self", "request"), "wrapped: keeps the coordinator's last answer"),

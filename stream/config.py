@@ -182,7 +182,7 @@ class Settings(BaseSettings):
 
 def _parse_windows(value: object) -> tuple[Window, ...]:
     if not isinstance(value, str):
-        raise ValueError("expected a comma-separated list such as 1h,1d,7d")
+        raise ValueError("expected a comma-separated list such as 1h,1d,7d")  # noqa: TRY004 - pydantic reports a ValueError
     names = [part.strip() for part in value.split(",") if part.strip()]
     if not names:
         raise ValueError("at least one window is required")

@@ -80,7 +80,7 @@ class KafkaDeadLetters:
             try:
                 queued.append((letter, await producer.send(self.topic, letter.message.key, value, None, None,
                                                            headers)))
-            except Exception as exc:  # refused before it was queued (too large, producer stopped)
+            except Exception as exc:  # noqa: BLE001 - refused before it was queued (too large, producer stopped)
                 refused.append((letter, exc))
         outcomes = await asyncio.gather(*(delivery for _, delivery in queued), return_exceptions=True)
         for (letter, _), outcome in zip(queued, outcomes, strict=True):

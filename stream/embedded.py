@@ -77,7 +77,7 @@ def own_group() -> None:
 
 def start_broker(port: int, log: Path | None = None, *, detached: bool = False) -> subprocess.Popen[bytes]:
     url = f"tcp://127.0.0.1:{port}"
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - owned by the process
+    out = log.open("ab") if log else subprocess.DEVNULL  # owned by the process
     proc = subprocess.Popen([str(tansu_path()), "broker", "--listener-url", url,
                              "--advertised-listener-url", url], stdout=out, stderr=out,
                             preexec_fn=own_group if detached else None)  # noqa: PLW1509 - no threads yet

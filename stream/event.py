@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 __all__ = ["Event", "is_advocacy"]
 
+ADVOCATE_RATING = 4  # a review rated this or higher is an advocacy action (contract section 2)
+PROMOTER_NPS = 9  # a survey answer scored this or higher is one (a promoter)
+
 
 @dataclass(slots=True, unsafe_hash=True)
 class Event:
@@ -36,7 +39,7 @@ def is_advocacy(event: Event) -> bool:
     if event.kind != "review":
         return False
     if event.review_kind == "review":
-        return (event.rating or 0) >= 4
+        return (event.rating or 0) >= ADVOCATE_RATING
     if event.review_kind == "survey":
-        return (event.nps or 0) >= 9
+        return (event.nps or 0) >= PROMOTER_NPS
     return event.review_kind in ("testimonial", "case_study", "social")

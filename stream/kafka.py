@@ -72,7 +72,7 @@ async def login_problem(settings: Settings) -> Problem | None:
     try:
         async with asyncio.timeout(10):
             conn = await create_conn(host, int(port), request_timeout_ms=5000, **options)
-    except Exception as exc:  # every failure is a reason to report, none a reason to crash
+    except Exception as exc:  # noqa: BLE001 - every failure is a reason to report, none a reason to crash
         return describe(settings, exc)
     conn.close()
     return None

@@ -165,7 +165,7 @@ class KafkaNode:
 
     def format(self, cluster_id: str, *extra: str) -> subprocess.Popen[bytes]:
         """kafka-storage format, which lays out the data folder of a new cluster; wait with ``formatted``."""
-        out = open(self.workdir / "format.log", "wb")  # noqa: SIM115 - owned by the process
+        out = (self.workdir / "format.log").open("wb")  # owned by the process
         proc = subprocess.Popen(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id,
                                            "-c", str(self.workdir / "server.properties"), *extra),
                                 stdout=out, stderr=subprocess.STDOUT)
@@ -181,7 +181,7 @@ class KafkaNode:
         """Start the process (again, after a stop or a kill: the data folder is kept)."""
         if self.running:
             raise AdvocacyError(f"kafka node {self.node_id} is already running")
-        out = open(self.log, "ab")  # noqa: SIM115 - owned by the process
+        out = self.log.open("ab")  # owned by the process
         self.proc = subprocess.Popen(self._java("kafka.Kafka", str(self.workdir / "server.properties")),
                                      stdout=out, stderr=subprocess.STDOUT)
         out.close()

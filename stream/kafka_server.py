@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from stream.errors import AdvocacyError
 from stream.kafka_node import KafkaNode, SaslSsl, check_installed, kafka_version, new_cluster_id
@@ -68,7 +69,7 @@ class KafkaCluster:
         # ports are chosen now: a client may be pointed at the cluster before it starts
         self.nodes = [KafkaNode(i, self.workdir / f"node-{i}", self.heap_mb) for i in range(1, self.size + 1)]
 
-    def start(self, timeout: float = 90.0) -> KafkaCluster:
+    def start(self, timeout: float = 90.0) -> Self:
         """Format and start every node; return once each broker is in the cluster's metadata."""
         check_installed()
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
@@ -102,7 +103,7 @@ class KafkaCluster:
                                         f"log {node.log}")
             try:
                 brokers = asyncio.run(_brokers(self.bootstrap_of_running()))
-            except Exception as exc:  # kept for the time-out message
+            except Exception as exc:  # noqa: BLE001 - not up yet, whatever the error: kept for the time-out message
                 last = exc
             else:
                 last = brokers
@@ -129,7 +130,7 @@ class KafkaCluster:
             except subprocess.TimeoutExpired:
                 node.kill()
 
-    def __enter__(self) -> KafkaCluster:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

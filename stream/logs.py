@@ -33,6 +33,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+REMEMBERED_LINES = 1000  # LibraryRepeats forgets every line past this many (memory stays bounded)
+
+
 class LibraryRepeats(logging.Filter):
     """Drops a library's (aiokafka's) line when the same text was let through less than
     ``seconds`` ago: a broker refusing a login is otherwise logged at every retry."""
@@ -48,7 +51,7 @@ class LibraryRepeats(logging.Filter):
         key = (record.name, record.getMessage())
         if record.created - self.last.get(key, float("-inf")) < self.seconds:
             return False
-        if len(self.last) > 1000:
+        if len(self.last) > REMEMBERED_LINES:
             self.last.clear()
         self.last[key] = record.created
         return True

@@ -27,6 +27,7 @@ from stream.state import Store
 __all__ = ["DeadLetter", "DeadLetterSink", "Pipeline", "Record", "where"]
 
 log = logging.getLogger("stream.pipeline")
+FOLDED_LOG_SECONDS = 60  # at most one "over the cap" warning a minute
 
 
 class Record(Protocol):
@@ -106,7 +107,7 @@ class Pipeline:
                               future_tolerance_ms=tolerance, max_bytes=max_bytes)
             except InvalidEvent as exc:
                 bad.append(DeadLetter(message, exc.reason, exc.detail))
-            except Exception as exc:  # a validation bug must not stop the partition
+            except Exception as exc:  # noqa: BLE001 - a validation bug must not stop the partition
                 self.dead_letter_log.log(f"{message.topic} unprocessable", logging.ERROR, "could not validate %s",
                                          where(message), exc_info=True)
                 bad.append(DeadLetter(message, "unprocessable", type(exc).__name__))
@@ -169,7 +170,7 @@ class Pipeline:
             except StateUnavailable as exc:
                 self._redis_down(str(exc))
             except StateError as exc:
-                log.error("could not read Redis's time, retrying: %s", exc)
+                log.error("could not read Redis's time, retrying: %s", exc)  # noqa: TRY400 - expected: no traceback
             await backoff.wait()
 
     async def _store(self, events: list[Event], topic: str, progress: Sequence[tuple[str, int, int]],
@@ -181,7 +182,7 @@ class Pipeline:
             except StateUnavailable as exc:
                 self._redis_down(str(exc))
             except StateError as exc:
-                log.error("state update failed, retrying: %s", exc)
+                log.error("state update failed, retrying: %s", exc)  # noqa: TRY400 - expected: no traceback
                 self.health.redis(ok=False, error=str(exc), unavailable=False)
             except Exception as exc:  # a bug: keep the batch unacked, retry, and let /health say so
                 log.exception("state update of %s events failed, retrying", len(events))
@@ -211,7 +212,7 @@ class Pipeline:
         if outcomes["folded"]:
             self.metrics.folded.labels(topic).inc(outcomes["folded"])
             now = time.monotonic()
-            if now - self._folded_logged > 60:
+            if now - self._folded_logged > FOLDED_LOG_SECONDS:
                 self._folded_logged = now
                 log.warning("%d events of %s had a segment or team over the cap (ADVOCACY_MAX_SEGMENTS/"
                             "ADVOCACY_MAX_TEAMS) and count under '_other'", outcomes["folded"], where(messages[0]))

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -96,7 +96,7 @@ class Producer:
             raise RuntimeError("use the Producer as `async with Producer(...) as producer:`")
         return self._producer
 
-    async def __aenter__(self) -> Producer:
+    async def __aenter__(self) -> Self:
         options = dict(client_options(self.settings), bootstrap_servers=self.bootstrap_servers)  # TLS, SASL
         self._producer = AIOKafkaProducer(**options, acks="all", linger_ms=self.linger_ms,
                                           request_timeout_ms=15_000)

@@ -15,7 +15,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import IO, Any
+from pathlib import Path
+from typing import IO, Any, Self
 
 from stream.config import Settings
 from stream.errors import AdvocacyError, InvalidEvent
@@ -56,10 +57,10 @@ class Reporter:
             self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
                                      TextColumn("{task.fields[lines]} lines"), TimeRemainingColumn(),
                                      console=Console(file=stderr))
-            self.task = self.progress.add_task(f"publishing {os.path.basename(source)}", total=total_bytes,
+            self.task = self.progress.add_task(f"publishing {Path(source).name}", total=total_bytes,
                                               lines=0)
 
-    def __enter__(self) -> Reporter:
+    def __enter__(self) -> Self:
         if self.progress is not None:
             self.progress.start()
         return self
@@ -88,18 +89,23 @@ def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes, int]]:
             yield number, value, len(line)
 
 
+def _validate(settings: Settings, topic: str, stream: IO[bytes], reporter: Reporter, tally: Tally) -> None:
+    """A dry run: each line validated, nothing sent."""
+    for number, value, size in _lines(stream):
+        try:
+            validate(settings, topic, value)
+        except InvalidEvent as exc:
+            reporter.line(number, f"{exc.reason}: {exc.detail}")
+            tally.rejected += 1
+        else:
+            tally.sent += 1
+        reporter.advance(size, number)
+
+
 async def _publish(settings: Settings, topic: str, stream: IO[bytes], reporter: Reporter,
                    tally: Tally, dry_run: bool) -> None:
     if dry_run:
-        for number, value, size in _lines(stream):
-            try:
-                validate(settings, topic, value)
-            except InvalidEvent as exc:
-                reporter.line(number, f"{exc.reason}: {exc.detail}")
-                tally.rejected += 1
-            else:
-                tally.sent += 1
-            reporter.advance(size, number)
+        _validate(settings, topic, stream, reporter, tally)
         return
     async with Producer(settings=settings) as producer:
         pending: list[tuple[int, asyncio.Future[Any]]] = []
@@ -140,7 +146,7 @@ def run_publish(settings: Settings, topic: str, file: str | None, *, dry_run: bo
             source, stream, total = "<stdin>", stdin or sys.stdin.buffer, None
         else:
             try:
-                stream = stack.enter_context(open(file, "rb"))
+                stream = stack.enter_context(Path(file).open("rb"))
             except OSError as exc:
                 raise AdvocacyError(f"cannot read {file}: {exc.strerror}") from None
             info = os.fstat(stream.fileno())

@@ -178,6 +178,6 @@ class Timed(Generic[T]):
             self.busy += time.perf_counter() - started
             try:
                 send, error = (yield suspended), None
-            except BaseException as exc:  # thrown in by the task (a cancellation): into the coroutine
+            except BaseException as exc:  # noqa: BLE001 - thrown in by the task (a cancellation): into the coroutine
                 send, error = None, exc
 

@@ -55,7 +55,7 @@ def install() -> None:
 
     if installed():
         return
-    send, reset = GroupCoordinator._send_req, GroupCoordinator.reset_generation
+    send, reset = GroupCoordinator._send_req, GroupCoordinator.reset_generation  # noqa: SLF001 - in compat.members()
 
     @functools.wraps(send)
     async def _send_req(self: Any, request: Any) -> Any:
@@ -72,5 +72,5 @@ def install() -> None:
             self.member_id = member_id
 
     setattr(reset_generation, _MARK, True)
-    GroupCoordinator._send_req = _send_req
+    GroupCoordinator._send_req = _send_req  # noqa: SLF001 - in compat.members()
     GroupCoordinator.reset_generation = reset_generation

@@ -29,7 +29,9 @@ from stream.kafka import client_options
 from stream.kpi.windows import Rules
 from stream.metrics import Metrics
 from stream.pipeline import DeadLetter, Pipeline
-from stream.state import Store, partition_name, redis_client
+from stream.redis_client import redis_client
+from stream.shards import partition_name
+from stream.state import Store
 from stream.topics import partitions as topic_partitions
 
 __all__ = ["CountingSink", "Summary", "replay"]

@@ -35,18 +35,18 @@ def add_routes(app: faust.App, api: Api) -> None:
         body = await api.metrics_text(gzipped)
         return web.Response(body=body, headers={**headers, **GZIPPED} if gzipped else headers)
 
-    router = cast(Any, app.web).web_app.router
+    router = cast("Any", app.web).web_app.router
     router.add_get("/kpis", kpis)
     router.add_get("/metrics", metrics)
 
     class HealthView(View):
-        async def get(self, request: Request) -> Response:
+        async def get(self, request: Request) -> Response:  # noqa: ARG002 - the signature Faust calls
             status, body = await api.health_report()
             return self.bytes(body, status=status, headers={"Content-Type": JSON_CONTENT_TYPE,
                                                             "Cache-Control": "no-store"})
 
     class Page(View):
-        async def get(self, request: Request, name: str = "index.html") -> Response:
+        async def get(self, request: Request, name: str = "index.html") -> Response:  # noqa: ARG002 - Faust's signature
             found = static_file(name)
             if found is None:
                 return self.text("not found", status=404)

@@ -135,7 +135,7 @@ def run(out: Path, *, check: bool) -> int:
 
 
 def _ends(pattern: str) -> str:
-    """``pattern`` ending at the end of the text in every dialect: "$" alone also matches before a
+    r"""``pattern`` ending at the end of the text in every dialect: "$" alone also matches before a
     final newline in Python's ``re`` (which Python's JSON Schema validators use), not in ECMA-262
-    (JSON Schema's own dialect), so a label "\\n" passed one and not the other."""
+    (JSON Schema's own dialect), so a label "\n" passed one and not the other."""
     return pattern[:-1] + "$(?!\\n)" if pattern.endswith("$") else pattern

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from stream.kpi.totals import Totals
 
-__all__ = ["HEAD", "SUM_WINDOWS", "Shard", "add", "lowest", "shard_of"]
+__all__ = ["HEAD", "SUM_WINDOWS", "Shard", "add", "lowest", "partition_name", "shard_of"]
 
 # The summed windows of one shard, in one call: KEYS are, per window, the count hashes of
 # the shard's segments then of its teams, then the advocate sets of its teams (once);
@@ -110,3 +110,8 @@ def add(parts: Iterable[Totals]) -> Totals:
         for topic, at in part.newest.items():
             newest[topic] = max(newest.get(topic, at), at)
     return Totals(actions, active, interactions, advocates, newest)
+
+
+def partition_name(topic: str, partition: int) -> str:
+    """How the state names a partition in its positions (Kafka topic names have no colon)."""
+    return f"{topic}:{partition}"

@@ -14,6 +14,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from http import HTTPStatus
 from pathlib import Path
 
 from stream.config import Settings
@@ -47,7 +48,7 @@ def demo_rules(directory: Path, for_: str = DEMO_FOR) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     out = []
     for path in sorted((DEPLOY / "prometheus" / "rules").glob("*.yml")):
-        text = re.sub(r"^(\s+for:\s*)\S+", rf"\g<1>{for_}", path.read_text(), flags=re.M)
+        text = re.sub(r"^(\s+for:\s*)\S+", rf"\g<1>{for_}", path.read_text(), flags=re.MULTILINE)
         (directory / path.name).write_text(text)
         out.append(directory / path.name)
     return out
@@ -68,7 +69,7 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = N
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             return False
-        if http_status(url) == 200:
+        if http_status(url) == HTTPStatus.OK:
             return True
         time.sleep(0.2)
     return False
@@ -89,7 +90,7 @@ class Stack:
     def spawn(self, tier: str, args: list[str], log: str | None = None,
               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start a child in its own process group; its output goes to ``log`` (else the terminal)."""
-        out = open(self.workdir / log, "ab") if log else None  # noqa: SIM115 - owned by the process
+        out = (self.workdir / log).open("ab") if log else None  # owned by the process
         proc = subprocess.Popen(args, env=env, cwd=self.workdir, stdout=out, stderr=out,
                                 preexec_fn=own_group)  # noqa: PLW1509 - the stack starts no threads
         self.tiers[tier].append(proc)
@@ -155,8 +156,8 @@ def start_observability(stack: Stack, worker_port: int) -> list[str]:
     base = f"http://127.0.0.1:{prom_port}"
     wait_http(f"{base}/-/ready", 30, prom)
     # upstream Prometheus serves its alerts page at /alerts; Debian's build only the classic UI
-    page = next((f"{base}{path}" for path in ("/alerts", "/classic/alerts") if http_status(f"{base}{path}") == 200),
-                f"{base}/api/v1/rules")
+    page = next((f"{base}{path}" for path in ("/alerts", "/classic/alerts")
+                 if http_status(f"{base}{path}") == HTTPStatus.OK), f"{base}/api/v1/rules")
     lines.append(f"  rules:   {page}  (Prometheus: the alert rules, inactive / pending / firing; `for:` {DEMO_FOR})")
     if am_url:
         lines.append(f"  alerts:  {am_url}/api/v2/alerts  (Alertmanager: the alerts it received, JSON)")
@@ -167,12 +168,12 @@ def start_observability(stack: Stack, worker_port: int) -> list[str]:
 
 def run_stack(settings: Settings, collapse: str | None = None, *, customers: int = 2000,
               history_days: float = 14.0) -> int:
-    """make run: broker, Redis, a worker, the demo producer, Prometheus and Alertmanager until Ctrl-C."""
+    """Make run: broker, Redis, a worker, the demo producer, Prometheus and Alertmanager until Ctrl-C."""
     workdir = Path(tempfile.mkdtemp(prefix="advocacy-"))
     stack = Stack(workdir)
     print(f"starting the embedded stack (logs in {workdir}) ...", flush=True)
 
-    def interrupt(signum: int, frame: object) -> None:
+    def interrupt(signum: int, frame: object) -> None:  # noqa: ARG001 - a signal handler's signature
         raise KeyboardInterrupt
 
     # explicit: a shell may have started the stack with SIGINT ignored (a background job)
@@ -205,7 +206,7 @@ def run_stack(settings: Settings, collapse: str | None = None, *, customers: int
                 break
             time.sleep(0.5)
         else:
-            raise _Stopped
+            raise _Stopped  # noqa: TRY301 - the same orderly stop as a Ctrl-C
         lines = start_observability(stack, web_port)
         print("demo: history backfilled; now live: every window has its own numbers\n\n" + "\n".join(lines),
               flush=True)

@@ -32,7 +32,7 @@ class Waiting:
 async def interim_health(bind: str, port: int, waiting: Waiting) -> AsyncIterator[None]:
     """Serve ``GET /health`` (503, the reason) on the web port until the block ends."""
 
-    async def health(request: web.Request) -> web.Response:
+    async def health(request: web.Request) -> web.Response:  # noqa: ARG001 - aiohttp's handler signature
         return web.json_response({"status": "not ready", "reasons": [waiting.reason]}, status=503,
                                  headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
 

@@ -14,207 +14,34 @@ at-least-once delivery gives exactly-once counts.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import orjson
-import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import (
-    ClusterDownError,
-    MovedError,
-    RedisClusterException,
-    RedisError,
-    SlotNotCoveredError,
-    TryAgainError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from stream.config import Settings
-from stream.errors import StateError, StateUnavailable
+from stream.codec import APPEND, DELETE, SET, Tokens, decode, encode, encode_added
+from stream.errors import StateError
 from stream.event import Event
 from stream.kpi.record import Customer, expires_at_ms
-from stream.kpi.totals import Tally, Totals
+from stream.kpi.totals import Tally
 from stream.kpi.windows import Rules
 from stream.labels import Client, LabelCap
-from stream.shards import HEAD, SUM_WINDOWS, Shard, add, lowest, shard_of
+from stream.redis_client import call
+from stream.scripts import CHANGED, COMMIT, FLOOR, PRUNE_HASH
+from stream.shards import HEAD, SUM_WINDOWS, Shard, lowest, shard_of
+from stream.state_reads import Reads
+
+__all__ = ["DEFAULT_SHARDS", "MAX_ATTEMPTS", "Store", "TurnedAway"]
 
 T = TypeVar("T")
 TurnedAway = Callable[[list[Event]], Awaitable[None]]  # events the per-customer cap turned away
 DEFAULT_SHARDS = 8
 
-# One shard's part of a batch. KEYS: 1 meta, 2 pos, 3 active, 4 segments, 5 teams, 6 newest, then
-# the records, count hashes and advocate sets that ARGV names by their index in KEYS. ARGV: 1 heads
-# [[record key index, version, expires, mode]], 2 blobs, 3 totals, 4 token, 5 progress, 6 fingerprint.
-_COMMIT = """
--- an empty shard (Redis restarted empty, a replica promoted empty) starts again: positions
--- are missing, so every partition is read again from its earliest offset
-redis.call('HSETNX', KEYS[1], 'rules', ARGV[6])
-local heads = cjson.decode(ARGV[1])
-local conflicts = {}
-for i, h in ipairs(heads) do
-  local cur = redis.call('GETRANGE', KEYS[h[1]], 0, 63)
-  if (string.match(cur, '^([^|]*)|') or '') ~= h[2] then conflicts[#conflicts + 1] = i end
-end
-if #conflicts > 0 then return {conflicts, {}} end
-redis.call('HSET', KEYS[1], 'changed', ARGV[4])
-local blobs, pos, token = ARGV[2], 1, ARGV[4]
-for _, h in ipairs(heads) do
-  local key = KEYS[h[1]]
-  local stop = string.find(blobs, '\\0', pos, true)
-  local blob = string.sub(blobs, pos, stop - 1)
-  pos = stop + 1
-  if h[4] == 2 then
-    redis.call('DEL', key)
-  elseif h[4] == 1 then
-    redis.call('SETRANGE', key, 0, token)
-    redis.call('APPEND', key, blob)
-    if h[3] > 0 then redis.call('PEXPIREAT', key, h[3]) end
-  elseif h[3] > 0 then
-    redis.call('SET', key, blob, 'PXAT', h[3])
-  else
-    redis.call('SET', key, blob)
-  end
-end
-local t = cjson.decode(ARGV[3])
-for _, c in ipairs(t[1]) do redis.call('HINCRBY', KEYS[c[1]], c[2], c[3]) end
-for _, a in ipairs(t[2]) do redis.call('HINCRBY', KEYS[3], a[1], a[2]) end
-for _, s in ipairs(t[3]) do redis.call('ZADD', KEYS[s[1]], s[2], s[3]) end
-for _, r in ipairs(t[4]) do redis.call('ZREM', KEYS[r[1]], r[2]) end
-for _, g in ipairs(t[5]) do redis.call('SADD', KEYS[4], g) end
-for _, m in ipairs(t[6]) do redis.call('SADD', KEYS[5], m) end
-if t[7] ~= '' then
-  local cur = redis.call('HGET', KEYS[6], t[7])
-  if not cur or tonumber(cur) < t[8] then redis.call('HSET', KEYS[6], t[7], t[8]) end
-end
--- positions: each partition's first unstored offset moves over a batch only if the batch
--- starts at or before it; otherwise the shard lost writes and says from where to re-read
-local behind = {}
-for _, p in ipairs(cjson.decode(ARGV[5])) do
-  local cur = redis.call('HGET', KEYS[2], p[1])
-  if not cur then
-    behind[#behind + 1] = {p[1], -1}
-  elseif p[2] <= tonumber(cur) then
-    if p[3] > tonumber(cur) then redis.call('HSET', KEYS[2], p[1], p[3]) end
-  else
-    behind[#behind + 1] = {p[1], tonumber(cur)}
-  end
-end
-return {conflicts, behind}
-"""
-
-_FLOOR = """
-for i = 1, #ARGV, 2 do
-  local cur = redis.call('HGET', KEYS[1], ARGV[i])
-  if not cur or tonumber(cur) < tonumber(ARGV[i + 1]) then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-end
-return 0
-"""
-
-_PRUNE_HASH = """
-local first = tonumber(ARGV[1])
-local removed = 0
-for i, key in ipairs(KEYS) do
-  local fields = redis.call('HKEYS', key)
-  for _, f in ipairs(fields) do
-    if tonumber(f) < first then redis.call('HDEL', key, f); removed = removed + 1 end
-  end
-end
-return removed
-"""
-
-# The field of a shard's meta record that changes whenever its totals may have: every commit
-# that writes sets it to its token (the line after the conflict check in _COMMIT), start-up sets
-# it where missing, a prune that removed something sets it to a new token. Tokens never repeat,
-# so an unchanged mark means unchanged totals, even after a restore or a failover (the mark is
-# written by the same atomic call as the totals) or a restart empty (the mark is then missing).
-CHANGED = "changed"
-
-
-def partition_name(topic: str, partition: int) -> str:
-    """How the state names a partition in its positions (Kafka topic names have no colon)."""
-    return f"{topic}:{partition}"
-
-
 MAX_ATTEMPTS = 50
-_SET, _APPEND, _DELETE = 0, 1, 2  # how the commit writes a record
 
 
-# Event times in a record are microseconds, marked by a fourth element of the head; a head of three
-# elements is a record written before microseconds (times in milliseconds): it is read as the same
-# times x 1000, and rewritten whole (never appended to) the first time it changes.
-MICROS = "us"
-
-
-def encode(customer: Customer) -> bytes:
-    """The whole record: ``version|[registration, actions, tickets, "us"]``."""
-    body = orjson.dumps([customer.registration, customer.actions, customer.tickets, MICROS])
-    return customer.version.encode() + b"|" + body
-
-
-def encode_added(added: tuple[dict[str, Any], dict[str, Any]]) -> bytes:
-    """Events appended to a stored record: a newline, then ``[actions, tickets]`` (JSON has none)."""
-    return b"\n" + orjson.dumps(added)
-
-
-def decode(blob: bytes | None) -> Customer:
-    """A record as written by ``encode``, with any appended events merged in."""
-    if blob is None:
-        return Customer()
-    head, _, body = blob.partition(b"|")
-    parts = orjson.loads(b"[" + body.replace(b"\n", b",") + b"]")
-    registration, actions, tickets, *unit = parts[0]
-    for added_actions, added_tickets in parts[1:]:
-        actions.update(added_actions)
-        tickets.update(added_tickets)
-    if unit != [MICROS]:
-        return _from_milliseconds(head.decode(), registration, actions, tickets)
-    return Customer(
-        version=head.decode(),
-        registration=(registration[0], registration[1], registration[2], registration[3]) if registration else None,
-        # JSON arrays unpack like the (time, name) tuples they were: no per-event copy
-        actions=actions,
-        tickets=tickets,
-    )
-
-
-def _from_milliseconds(version: str, registration: list[Any] | None, actions: dict[str, list[Any]],
-                       tickets: dict[str, list[Any]]) -> Customer:
-    """A record written before microseconds, its times x 1000; marked to be rewritten whole."""
-    return Customer(
-        version=version,
-        registration=(registration[0] * 1000, registration[1], registration[2], registration[3])
-        if registration else None,
-        actions={k: (at * 1000, seg) for k, (at, seg) in actions.items()},
-        tickets={k: (at * 1000, team) for k, (at, team) in tickets.items()},
-        legacy=True,
-    )
-
-
-class Tokens:
-    """Record versions that never repeat: a random prefix per process and a counter, one
-    per commit (every record a commit writes gets the commit's token). Fixed width, so an
-    appending commit overwrites the version in place.
-
-    A version is compared for equality only, so a record deleted (expired) and written
-    again by another worker can never be mistaken for the one a cache holds.
-    """
-
-    WIDTH = 24
-
-    def __init__(self) -> None:
-        self.prefix = os.urandom(6).hex()
-        self.counter = itertools.count(1)
-
-    def next(self) -> str:
-        return f"{self.prefix}.{next(self.counter):011x}"
-
-
-class Store:
+class Store(Reads):
     """KPI state shared by every worker; ``namespace`` is the app id, split into ``shards``.
 
     ``cache_size`` customers' records are kept in memory (least recently used out): a
@@ -229,9 +56,9 @@ class Store:
         self.rules = rules
         self.shards = [Shard(namespace, k) for k in range(shards)]
         self.labels = LabelCap(client, namespace, {"segment": max_segments, "team": max_teams})
-        self._commit = client.register_script(_COMMIT)
-        self._floor = client.register_script(_FLOOR)
-        self._prune_hash = client.register_script(_PRUNE_HASH)
+        self._commit = client.register_script(COMMIT)
+        self._floor = client.register_script(FLOOR)
+        self._prune_hash = client.register_script(PRUNE_HASH)
         self._head = client.register_script(HEAD)
         self._sum_windows = client.register_script(SUM_WINDOWS)
         self.cache: OrderedDict[str, Customer] = OrderedDict()
@@ -428,12 +255,12 @@ class Store:
         for customer_id, old, new in writes:
             expires = expires_at_ms(new, self.rules)
             if new.is_empty() or (expires is not None and expires <= now_ms):
-                new.version, mode, chunk = "", _DELETE, b""
+                new.version, mode, chunk = "", DELETE, b""
             elif new.added is not None and len(old.version) == Tokens.WIDTH and not old.legacy:
-                new.version, mode, chunk = token, _APPEND, encode_added(new.added)
+                new.version, mode, chunk = token, APPEND, encode_added(new.added)
             else:
                 new.version = token
-                mode, chunk = _SET, encode(new)
+                mode, chunk = SET, encode(new)
             new.added = None  # written: the cached record is the stored one
             heads.append((at(shard.customer(customer_id)), old.version, expires or 0, mode))
             chunks.append(chunk)
@@ -481,82 +308,6 @@ class Store:
         """
         self.cache.clear()
 
-    async def positions(self, partitions: Sequence[str]) -> dict[str, int | None]:
-        """Each partition's position (its first unstored offset): the lowest over the shards, None
-        where a shard has none."""
-        if not partitions:
-            return {}
-        names = list(partitions)
-        per_shard = await self._each(lambda shard: self.client.hmget(shard.pos, names))
-        return lowest({p: int(v) if v is not None else None for p, v in zip(names, values, strict=True)}
-                      for values in per_shard)
-
-    async def floor_positions(self, offsets: dict[str, int]) -> None:
-        """Raise positions that are missing or lower than ``offsets`` in every shard (nothing is readable below)."""
-        if offsets:
-            args = [x for p, offset in offsets.items() for x in (p, offset)]
-            await self._each(lambda shard: self._floor(keys=[shard.pos], args=args))
-
-    async def changes(self) -> tuple[bytes | str | None, ...]:
-        """Each shard's mark (``CHANGED``), one command a shard: while it is the same, so are the shard's
-        totals as read at any time whose windows start in the same buckets. Read it before the totals:
-        a batch stored between the two is then read again next time, never missed."""
-        return tuple(await self._each(lambda shard: self.client.hget(shard.meta, CHANGED)))
-
-    async def totals(self, now_ms: int) -> Totals:
-        """The totals for every window, summed over the shards: two Lua calls per shard, all shards at once."""
-        return add(await self._each(lambda shard: self._shard_totals(shard, now_ms), wrap=False))
-
-    async def _shard_totals(self, shard: Shard, now_ms: int) -> Totals:
-        segments_raw, teams_raw, active_raw, newest_raw = await self._call(
-            self._head(keys=[shard.segments, shard.teams, shard.active, shard.newest]))
-        segments = sorted(s.decode() for s in segments_raw)
-        teams = sorted(t.decode() for t in teams_raw)
-        active = {k.decode(): int(v) for k, v in zip(active_raw[::2], active_raw[1::2], strict=True)}
-        newest = {k.decode(): int(v) for k, v in zip(newest_raw[::2], newest_raw[1::2], strict=True)}
-        actions: dict[tuple[str, str], int] = {}
-        interactions: dict[tuple[str, str], int] = {}
-        advocates: dict[tuple[str, str], int] = {}
-        windows = self.rules.windows
-        if segments or teams:
-            keys = [shard.count(kind, name, w.name) for w in windows
-                    for kind, names in (("a", segments), ("t", teams)) for name in names]
-            keys += [shard.advocates(team) for team in teams]
-            args = [len(segments), len(teams)]
-            for w in windows:
-                args += [w.first_bucket(now_ms), w.start_ms(now_ms)]
-            replies = iter(await self._call(self._sum_windows(keys=keys, args=args)))
-            for w in windows:
-                for segment in segments:
-                    actions[(segment, w.name)] = int(next(replies))
-                for team in teams:
-                    interactions[(team, w.name)] = int(next(replies))
-                for team in teams:
-                    advocates[(team, w.name)] = int(next(replies))
-        return Totals(actions, active, interactions, advocates, newest)
-
-    async def prune(self, now_ms: int) -> int:
-        """Drop buckets and advocates older than every window; safe on any worker."""
-        return sum(await self._each(lambda shard: self._prune_shard(shard, now_ms), wrap=False))
-
-    async def _prune_shard(self, shard: Shard, now_ms: int) -> int:
-        segments = await self._call(self.client.smembers(shard.segments))
-        teams = await self._call(self.client.smembers(shard.teams))
-        removed = 0
-        for window in self.rules.windows:
-            keys = [shard.count("a", s.decode(), window.name) for s in segments]
-            keys += [shard.count("t", t.decode(), window.name) for t in teams]
-            if keys:
-                removed += int(await self._call(
-                    self._prune_hash(keys=keys, args=[window.first_bucket(now_ms) - 2])))
-        oldest = now_ms - self.rules.action_retention_ms
-        for team in teams:
-            removed += int(await self._call(
-                self.client.zremrangebyscore(shard.advocates(team.decode()), "-inf", oldest)))
-        if removed:  # only what no window sums any more was removed; marked all the same (``changes``)
-            await self._call(self.client.hset(shard.meta, CHANGED, self.tokens.next()))
-        return removed
-
     async def _each(self, call: Callable[[Shard], Awaitable[T]], wrap: bool = True) -> list[T]:
         """``call`` on every shard at once; the first failure is raised once all are done."""
         results = await asyncio.gather(*((self._call(call(s)) if wrap else call(s)) for s in self.shards),
@@ -564,39 +315,11 @@ class Store:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        return cast(list[T], results)
+        return cast("list[T]", results)
 
     async def _call(self, awaitable: Any) -> Any:
-        try:
-            return await awaitable
-        except (RedisConnectionError, RedisTimeoutError, OSError, ClusterDownError, TryAgainError,
-                SlotNotCoveredError) as exc:
-            raise StateUnavailable(f"redis unavailable: {type(exc).__name__}") from None
-        except RedisClusterException as exc:
-            if "cannot be connected" in str(exc):  # no node of the cluster answers
-                raise StateUnavailable("redis unavailable: no node of the Redis Cluster answers") from None
-            raise StateError(f"redis error: {exc}") from None
-        except RedisError as exc:
-            if isinstance(exc, MovedError):
-                raise StateError("redis error: MOVED: ADVOCACY_REDIS_URL names a Redis Cluster node; "
-                                 "set ADVOCACY_REDIS_CLUSTER=true") from None
-            raise StateError(f"redis error: {exc}") from None
-        except (AttributeError, TypeError) as exc:
-            # redis-py 8.1 asyncio: a write on a connection the peer reset leaks the transport's
-            # AttributeError/TypeError instead of ConnectionError (redis/redis-py#4287); seen here
-            # when a cluster node dies
-            raise StateUnavailable(f"redis unavailable: connection lost ({type(exc).__name__})") from None
+        return await call(awaitable)
 
-
-def redis_client(settings: Settings) -> Client:
-    """The Redis client of the worker and of replay: Redis Cluster when ADVOCACY_REDIS_CLUSTER is set."""
-    url = settings.redis_url.get_secret_value()
-    options: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 5}
-    if settings.redis_ssl_ca_file:
-        options["ssl_ca_certs"] = settings.redis_ssl_ca_file
-    if settings.redis_cluster:
-        return RedisCluster.from_url(url, **options)
-    return aioredis.Redis.from_url(url, health_check_interval=10, **options)
 
 
 def _group(events: Sequence[Event]) -> tuple[dict[str, list[Event]], int, dict[str, set[str]]]:

@@ -66,7 +66,7 @@ def install(app: faust.App, services: Services) -> None:
     health.group_rebalancing = lambda: bool(app.rebalancing)  # Faust's: from revocation to "Worker ready"
 
     @app.on_rebalance_complete.connect  # type: ignore[untyped-decorator]
-    async def _joined(sender: Any, **kwargs: Any) -> None:
+    async def _joined(sender: Any, **kwargs: Any) -> None:  # noqa: ARG001 - mode's signal receiver signature
         health.joined = True
 
     @app.task  # type: ignore[untyped-decorator]
@@ -93,12 +93,12 @@ async def _lag(app: faust.App, sources: set[str], health: Health, metrics: Metri
     for tp in consumer.assignment():
         if tp.topic not in sources:  # Faust's own internal topics
             continue
-        read = consumer._read_offset.get(tp)
-        committed = consumer._committed_offset.get(tp)
+        read = consumer._read_offset.get(tp)  # noqa: SLF001 - in compat.members()
+        committed = consumer._committed_offset.get(tp)  # noqa: SLF001 - in compat.members()
         position = read if read is not None else (committed - 1 if committed else -1)
         try:
             high = consumer.highwater(tp)
-        except Exception:  # highwater is unknown before the first fetch
+        except Exception:  # noqa: BLE001 - highwater is unknown before the first fetch (its error type varies)
             log.debug("no highwater yet for %s", tp)
             continue
         lag = max(0, (high or 0) - position - 1)
@@ -141,7 +141,7 @@ async def _gaps(app: faust.App, sources: set[str], watch: GapWatch[Any], service
     consumer, metrics, health = app.consumer, services.metrics, services.health
     try:
         readings = await consumer.readings(sources)
-    except Exception as exc:  # the broker away, a rebalance: the next check tries again
+    except Exception as exc:  # noqa: BLE001 - the broker away, a rebalance: the next check tries again
         log.debug("gap check skipped: %r", exc)
         return
     found = watch.update(readings) if readings else {}

@@ -61,11 +61,8 @@ async def ensure_topics(settings: Settings, attempts: int = 60,
                          settings.topic_partitions)
             await admin.find_coordinator(settings.app_id)  # needs Describe on the group
             if access and (lacking := await check_access(settings, options)):
-                raise AccessDenied(f"it lacks {'; '.join(lacking)}; grant it on the broker "
+                raise AccessDenied(f"it lacks {'; '.join(lacking)}; grant it on the broker "  # noqa: TRY301 - handled below like a refused login
                                    "(deploy/kafka/init.sh lists the worker's ACLs)")
-            if wait.waited:
-                log.info("kafka at %s accepts this worker now", settings.kafka_bootstrap_servers)
-            return
         except (KafkaError, OSError, AccessDenied) as exc:
             problem = describe(settings, exc)
             if problem.reason == KAFKA_UNREACHABLE:
@@ -75,6 +72,10 @@ async def ensure_topics(settings: Settings, attempts: int = 60,
             elif not await wait.unreachable(f"kafka at {settings.kafka_bootstrap_servers} not reachable: "
                                             f"{type(exc).__name__}", "waiting for kafka"):
                 break  # no address on /health ("waiting for kafka"): the log line has it
+        else:
+            if wait.waited:
+                log.info("kafka at %s accepts this worker now", settings.kafka_bootstrap_servers)
+            return
         finally:
             await admin.close()
     raise BrokerUnavailable(f"kafka at {settings.kafka_bootstrap_servers} did not answer; check "

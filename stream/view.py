@@ -59,7 +59,7 @@ def _band(band: str | None) -> Text:
 
 
 def _percent(numerator: object, denominator: object) -> str:
-    """numerator / denominator x 100, rounded down to two decimals, in integers (no float rounding)."""
+    """Numerator / denominator x 100, rounded down to two decimals, in integers (no float rounding)."""
     if not isinstance(numerator, int) or not isinstance(denominator, int) or denominator <= 0:
         return "-"
     hundredths = numerator * 10_000 // denominator

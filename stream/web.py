@@ -148,7 +148,7 @@ class Api:
 
 
 def middlewares(metrics: Metrics, max_requests: int) -> list[Any]:
-    """aiohttp middlewares: ``nosniff`` on every response (errors too), and at most
+    """Aiohttp middlewares: ``nosniff`` on every response (errors too), and at most
     ``max_requests`` requests in progress (``/health`` apart); over that, 503 at once."""
     in_progress = 0
 

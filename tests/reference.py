@@ -63,7 +63,8 @@ def apply(customer: Customer, events: Iterable[Event], now_ms: int,
 
 def _apply_one(customer: Customer, event: Event) -> str:
     if event.kind == "customer":
-        assert event.segment is not None and event.status is not None
+        assert event.segment is not None
+        assert event.status is not None
         record = (event.at_us, event.event_id, event.segment, event.status)
         current = customer.registration
         if current is not None and record <= current:  # the whole record decides between differing copies

@@ -86,7 +86,7 @@ class Worker:
 
     def start(self) -> Worker:
         env = dict(self.env, ADVOCACY_WEB_PORT=str(self.port))
-        out = open(self.log, "ab")  # noqa: SIM115 - closed with the process
+        out = self.log.open("ab")  # closed with the process
         self.proc = subprocess.Popen([sys.executable, "-m", "stream", "worker"], env=env,
                                      stdout=out, stderr=subprocess.STDOUT)
         return self

@@ -125,7 +125,7 @@ class Prometheus:
 
     def start(self) -> Prometheus:
         binary = require_binary("prometheus")
-        log = open(self.workdir / "prometheus.log", "ab")  # noqa: SIM115 - closed with the process
+        log = (self.workdir / "prometheus.log").open("ab")  # closed with the process
         self.started_at = time.time()
         self.proc = subprocess.Popen(
             [binary, f"--config.file={self.config}", f"--storage.tsdb.path={self.workdir / 'tsdb'}",
@@ -176,7 +176,7 @@ class Alertmanager:
 
     def start(self) -> Alertmanager:
         binary = require_binary("prometheus-alertmanager")
-        log = open(self.workdir / "alertmanager.log", "ab")  # noqa: SIM115 - closed with the process
+        log = (self.workdir / "alertmanager.log").open("ab")  # closed with the process
         self.proc = subprocess.Popen(
             [binary, f"--config.file={self.config}", f"--storage.path={self.workdir / 'am-data'}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
@@ -232,7 +232,7 @@ class Webhook:
                 self.send_response(200)
                 self.end_headers()
 
-            def log_message(self, format: str, *args: Any) -> None:
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's signature
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -93,7 +93,7 @@ def test_docker_compose_config_validates_the_stack() -> None:
 def test_compose_refuses_to_start_without_what_env_example_lists() -> None:
     """Each variable .env.example lists is required: without it, compose stops and names it."""
     example = (ROOT / ".env.example").read_text()
-    listed = set(re.findall(r"^([A-Z_]+)=", example, re.M))
+    listed = set(re.findall(r"^([A-Z_]+)=", example, re.MULTILINE))
     required = set(re.findall(r"\$\{([A-Z_]+):\?", (ROOT / "docker-compose.yml").read_text()))
     assert listed == required == set(USER_ENV)
     for name in sorted(required):
@@ -102,9 +102,10 @@ def test_compose_refuses_to_start_without_what_env_example_lists() -> None:
         assert name in result.stderr
         empty = _compose({**USER_ENV, name: ""})
         assert empty.returncode != 0, f"compose started with an empty {name}"
-    assert not re.search(r"^GRAFANA_ADMIN_PASSWORD=\S", example, re.M), ".env.example must not carry a password"
+    assert not re.search(r"^GRAFANA_ADMIN_PASSWORD=\S", example, re.MULTILINE), ".env.example must not carry a password"
     ignored = (ROOT / ".gitignore").read_text().split()
-    assert ".env" in ignored and "deploy/secrets/" in ignored
+    assert ".env" in ignored
+    assert "deploy/secrets/" in ignored
 
 
 def test_every_image_is_pinned_by_tag_and_digest_at_a_supported_release() -> None:
@@ -173,7 +174,8 @@ def test_no_default_passwords_and_no_anonymous_grafana() -> None:
             if name == "grafana" and key == "GF_SECURITY_ADMIN_PASSWORD":
                 continue
             if "PASSWORD" in key:
-                assert key.endswith("_FILE") and value in _secret_paths(name), f"{name}: {key}={value}"
+                assert key.endswith("_FILE"), f"{name}: {key}={value}"
+                assert value in _secret_paths(name), f"{name}: {key}={value}"
             assert not re.search(r"://[^/@\s]*:[^/@\s]+@", value), f"{name}: credentials in {key}"
 
 
@@ -211,7 +213,8 @@ def test_kafka_is_sasl_ssl_with_acls_for_the_workers_principal() -> None:
     for name, address in listeners.items():
         if name == config["controller.listener.names"]:
             # the broker's own requests to its controller: container loopback only
-            assert address.startswith("localhost:") and protocols[name] == "PLAINTEXT"
+            assert address.startswith("localhost:")
+            assert protocols[name] == "PLAINTEXT"
         else:
             assert protocols[name] == "SASL_SSL", f"listener {name} is {protocols[name]}"
     advertised = dict(item.split("://") for item in config["advertised.listeners"].split(","))
@@ -278,10 +281,12 @@ def test_containers_are_hardened() -> None:
     for name, service in _services().items():
         assert "no-new-privileges:true" in service.get("security_opt", []), name
         assert service.get("cap_drop") == ["ALL"], name
-        assert service.get("mem_limit") and float(service.get("cpus", 0)) > 0, f"{name}: no limits"
+        assert service.get("mem_limit"), f"{name}: no limits"
+        assert float(service.get("cpus", 0)) > 0, f"{name}: no limits"
         logging = service.get("logging", {})
         assert logging.get("driver") == "json-file", name
-        assert logging["options"]["max-size"] and int(logging["options"]["max-file"]) >= 1, name
+        assert logging["options"]["max-size"], name
+        assert int(logging["options"]["max-file"]) >= 1, name
 
 
 def test_workers_get_longer_to_stop_than_their_final_batch() -> None:
@@ -322,7 +327,7 @@ def test_the_demo_producer_is_opt_in_and_only_a_producer() -> None:
 
 
 def _mounts(name: str) -> dict[str, str]:
-    """container path -> host path of a service's bind mounts."""
+    """Container path -> host path of a service's bind mounts."""
     out = {}
     for volume in _services()[name].get("volumes", []):
         source, target = str(volume).split(":")[:2]
@@ -382,23 +387,26 @@ def test_prometheus_scrapes_every_worker_and_alerts_the_compose_alertmanager() -
 def test_the_dockerfile_installs_locked_dependencies_and_runs_a_worker() -> None:
     """Base pinned by digest, dependencies from requirements.lock with hashes, non-root, CMD python -m stream worker."""
     text = (ROOT / "Dockerfile").read_text()
-    base = re.search(r"^FROM (\S+)\s*$", text, re.M)
-    assert base and DIGEST.match(base[1]) and base[1].startswith("python:3.11"), "base image not pinned by digest"
-    assert re.search(r"^RUN pip install --require-hashes --no-deps -r requirements\.lock\s*$", text, re.M)
-    assert re.search(r"^RUN pip install --no-deps --no-build-isolation --no-index \.", text, re.M)
+    base = re.search(r"^FROM (\S+)\s*$", text, re.MULTILINE)
+    assert base, "base image not pinned by digest"
+    assert DIGEST.match(base[1]), "base image not pinned by digest"
+    assert base[1].startswith("python:3.11"), "base image not pinned by digest"
+    assert re.search(r"^RUN pip install --require-hashes --no-deps -r requirements\.lock\s*$", text, re.MULTILINE)
+    assert re.search(r"^RUN pip install --no-deps --no-build-isolation --no-index \.", text, re.MULTILINE)
     assert text.index("requirements.lock") < text.index("COPY stream"), "dependencies before the code (layer cache)"
-    assert re.search(r"^USER (?!root)\w+", text, re.M)
-    assert re.search(r"^EXPOSE 6066$", text, re.M)
-    assert "ADVOCACY_WEB_PORT=6066" in text and "ADVOCACY_WEB_BIND=0.0.0.0" in text
+    assert re.search(r"^USER (?!root)\w+", text, re.MULTILINE)
+    assert re.search(r"^EXPOSE 6066$", text, re.MULTILINE)
+    assert "ADVOCACY_WEB_PORT=6066" in text
+    assert "ADVOCACY_WEB_BIND=0.0.0.0" in text
     assert "ADVOCACY_REDIS_URL=" not in text, "the Redis URL (a secret) is never baked into the image"
     assert text.rstrip().endswith('CMD ["python", "-m", "stream", "worker"]')
-    for source in re.findall(r"^COPY (.+) \S+$", text, re.M):
+    for source in re.findall(r"^COPY (.+) \S+$", text, re.MULTILINE):
         for path in source.split():
             assert (ROOT / path).exists(), f"COPY {path}: missing"
 
 
 def _lock() -> dict[str, tuple[str, list[str]]]:
-    """name -> (version, hashes) of requirements.lock."""
+    """Name -> (version, hashes) of requirements.lock."""
     text = (ROOT / "requirements.lock").read_text().replace("\\\n", " ")
     out = {}
     for raw in text.splitlines():

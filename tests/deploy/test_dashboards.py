@@ -71,7 +71,8 @@ def _datasource_uid() -> str:
 def test_the_dashboard_json_is_what_the_generator_writes() -> None:
     """deploy/grafana/dashboards/*.json equal build_dashboards.py's output: code and JSON never drift."""
     spec = importlib.util.spec_from_file_location("build_dashboards", GRAFANA / "build_dashboards.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert set(module.DASHBOARDS) == {p.name for p in DASHBOARD_FILES}
@@ -96,7 +97,8 @@ def test_dashboards_have_fixed_uids_and_use_the_provisioned_datasource() -> None
             refs = [t["refId"] for t in panel["targets"]]
             assert len(refs) == len(set(refs))
             assert all(t["datasource"]["uid"] == uid for t in panel["targets"])
-            assert panel["gridPos"]["x"] >= 0 and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+            assert panel["gridPos"]["x"] >= 0
+            assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
         for variable in dashboard["templating"]["list"]:
             assert variable["datasource"]["uid"] == uid
     assert uids == EXPECTED_UIDS

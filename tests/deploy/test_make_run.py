@@ -49,7 +49,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     tansu_path()
     output = tmp_path_factory.mktemp("make-run") / "terminal.txt"
     env = dict(os.environ, ADVOCACY_WEB_PORT=str(free_port()))
-    with open(output, "wb") as out:
+    with output.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "stream", "stack", "--collapse", "smb", "--customers", "400",
                                  "--history-days", "2"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # its own group, as a terminal's foreground job
@@ -58,7 +58,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         wait_for(lambda: "Ctrl-C stops everything." in result.text() or proc.poll() is not None, 120,
                  what="make run's URL block")
         assert proc.poll() is None, result.text()
-        for name, url in re.findall(r"^  (\w+): +(http://\S+)", result.text(), re.M):
+        for name, url in re.findall(r"^  (\w+): +(http://\S+)", result.text(), re.MULTILINE):
             result.urls[name] = url
         amtool = re.search(r"or: (amtool \S+ alert query)", result.text())
         result.amtool = amtool[1] if amtool else ""
@@ -106,7 +106,7 @@ def test_the_collapsed_segments_alert_reaches_alertmanager_within_two_minutes(ru
 
 
 def _children(pid: int) -> dict[str, int]:
-    """role -> pid of the stack's child processes."""
+    """Role -> pid of the stack's child processes."""
     roles = {"tansu": "broker", "redis-server": "redis", "stream worker": "worker", "stream demo": "demo",
              "alertmanager": "alertmanager", "prometheus": "prometheus"}
     out = {}
@@ -149,7 +149,7 @@ def test_ctrl_c_stops_demo_worker_observability_then_state_quickly_and_quietly(r
     assert took < 20, f"Ctrl-C took {took:.1f} s"
     assert run.proc.returncode == 0
     after = run.text()[before:]
-    assert not re.search(r"error|traceback|unable connect", after, re.I), after
+    assert not re.search(r"error|traceback|unable connect", after, re.IGNORECASE), after
     log = Path(re.search(r"logs:\s+(\S+)", run.text())[1]) / "worker.log"  # type: ignore[index]
     stopping = log.read_text(errors="replace").splitlines()
     assert not [line for line in stopping if '"level": "error"' in line or "Unable connect" in line]

@@ -90,7 +90,8 @@ def test_every_alert_has_severity_summary_description_and_a_runbook_section() ->
         assert rule["labels"]["category"] in ("kpi", "pipeline"), name
         assert rule.get("for"), f"{name} has no for:"
         annotations = rule["annotations"]
-        assert annotations["summary"] and annotations["description"], name
+        assert annotations["summary"], name
+        assert annotations["description"], name
         url = annotations["runbook_url"]
         assert url == f"docs/runbook.md#{name.lower()}", name
         assert url.split("#")[1] in anchors, f"docs/runbook.md has no section for {name}"
@@ -118,14 +119,14 @@ MUTATIONS = {
                                   "sum without (instance, pod, job) (advocacy_"),
     "overall rate as a mean of segment rates": (
         "advocacy-recording.yml",
-        "window:advocacy_actions:sum\n            / ignoring (window) group_left ()\n"
-        "          (overall:advocacy_customers_active:sum > 0)",
+        ("window:advocacy_actions:sum\n            / ignoring (window) group_left ()\n"
+        "          (overall:advocacy_customers_active:sum > 0)"),
         "avg without (segment) (segment_window:advocacy_actions_rate:ratio)"),
     "alert on every window, not just 1h": ("advocacy-kpi-alerts.yml", '{window="1h"}', ""),
     "no for: duration": ("advocacy-kpi-alerts.yml", "for: 15m", "for: 0m"),
     "trend against the current hour": ("advocacy-kpi-alerts.yml", "[6h] offset 1h", "[6h]"),
-    "Redis alert on an idle worker": ("advocacy-pipeline-alerts.yml", "and on (instance, job)\n"
-                                      "          advocacy_worker_ready == 0", ""),
+    "Redis alert on an idle worker": ("advocacy-pipeline-alerts.yml", ("and on (instance, job)\n"
+                                      "          advocacy_worker_ready == 0"), ""),
     "customers topic counted as stale": ("advocacy-pipeline-alerts.yml", '{topic!~".*customers"}', ""),
     "lag counted twice during a rebalance": ("advocacy-recording.yml",
                                              "max without (instance, pod, job) (advocacy_consumer_lag_messages)",

@@ -134,7 +134,8 @@ def test_a_worker_counts_through_the_restricted_redis_user_with_its_url_from_a_f
 
         wait_for(counted, 30, what="the action counted through the ACL user")
         log = (tmp_path / "worker.log").read_text()
-        assert "NOPERM" not in log and "NoPermission" not in log
+        assert "NOPERM" not in log
+        assert "NoPermission" not in log
         assert url.split("@")[0].split(":")[-1] not in log, "the Redis password must never be logged"
     finally:
         worker.stop()
@@ -176,7 +177,8 @@ def test_the_broker_entry_point_writes_its_config_from_the_environment_and_the_s
     assert f"SCRAM-SHA-512=[name=admin,password={admin}]" in calls[0]
     assert calls[1] == f"kafka-server-start.sh {home}/config/advocacy/server.properties"
     client = (home / "config" / "admin-client.properties").read_text()
-    assert "security.protocol=SASL_SSL" in client and f"ssl.truststore.location={secrets}/kafka-ca.pem" in client
+    assert "security.protocol=SASL_SSL" in client
+    assert f"ssl.truststore.location={secrets}/kafka-ca.pem" in client
 
 
 def test_the_init_job_creates_users_topics_with_retention_and_least_privilege_acls(
@@ -210,11 +212,11 @@ def test_the_init_job_creates_users_topics_with_retention_and_least_privilege_ac
          f"--topic {t}" for t in ("reviews", "referrals", "tickets-closed", "customers")]
         + [f"--allow-principal User:producer --operation Write --operation Describe --topic {t}"
            for t in ("reviews", "referrals", "tickets-closed", "customers")]
-        + ["--allow-principal User:advocacy --operation Write --operation Describe --operation DescribeConfigs "
-           "--topic advocacy-dlq",
+        + [("--allow-principal User:advocacy --operation Write --operation Describe --operation DescribeConfigs "
+           "--topic advocacy-dlq"),
            "--allow-principal User:producer --operation Describe --topic advocacy-dlq",
            "--allow-principal User:advocacy --operation All --resource-pattern-type prefixed --topic advocacy-__",
-           "--allow-principal User:advocacy --operation Read --operation Describe --resource-pattern-type prefixed "
-           "--group advocacy"])
+           ("--allow-principal User:advocacy --operation Read --operation Describe --resource-pattern-type prefixed "
+           "--group advocacy")])
     assert acls == expected
     assert worker not in result.stdout + result.stderr

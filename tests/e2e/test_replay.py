@@ -47,6 +47,7 @@ def test_replay_beside_a_live_worker_equals_a_fresh_run_and_workers_continue_fro
             rebuilt.stop()
         again = subprocess.run([sys.executable, "-m", "stream", "replay", "--into", into],
                                env=namespace.env, capture_output=True, timeout=60, check=False)
-        assert again.returncode == 2 and b"already has state" in again.stderr
+        assert again.returncode == 2
+        assert b"already has state" in again.stderr
     finally:
         live.stop()

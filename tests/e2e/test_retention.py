@@ -44,7 +44,8 @@ def test_topics_the_worker_creates_keep_events_for_the_windows_and_customers_is_
         got = configs[namespace.topics[kind]]
         assert (got["retention.ms"], got["cleanup.policy"]) == (str(98 * DAY_MS), "delete"), (kind, got)
     assert configs[namespace.topics["customer"]]["cleanup.policy"] == "compact"
-    assert health["status"] == "ready" and "warnings" not in health, health
+    assert health["status"] == "ready", health
+    assert "warnings" not in health, health
     assert flags == dict.fromkeys(namespace.topics.values(), 0), flags
     assert "retention too short" not in log_text(worker)
 

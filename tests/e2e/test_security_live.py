@@ -168,10 +168,10 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
     redis_conf.write_text(
         f"port 0\ntls-port {redis_port}\nbind 127.0.0.1\ntls-cert-file {redis_cert}\n"
         f"tls-key-file {redis_key}\ntls-ca-cert-file {ca[0]}\ntls-auth-clients no\n"
-        f"dir {folder}\nsave \"\"\nappendonly no\n"
+        f'dir {folder}\nsave ""\nappendonly no\n'
         "user default off\n"
         f"user worker on >{REDIS_PASSWORD} ~{app_id}:* ~{NO_WRITE_APP}:* resetchannels +@all -@admin -@dangerous\n")
-    redis = subprocess.Popen([redis_server, str(redis_conf)], stdout=open(folder / "redis.log", "wb"),  # noqa: SIM115
+    redis = subprocess.Popen([redis_server, str(redis_conf)], stdout=(folder / "redis.log").open("wb"),
                              stderr=subprocess.STDOUT)
     cluster = KafkaCluster(folder / "kafka", secure=SaslSsl(keystore, {"worker": WORKER_PASSWORD,
                                                                        "stranger": STRANGER_PASSWORD}))
@@ -225,8 +225,8 @@ FAILURES = {
     "wrong password": ({"ADVOCACY_KAFKA_SASL_PASSWORD": "wrong-pw-0000"},
                        "kafka: authentication failed: SASL SCRAM-SHA-512 login of user 'worker' rejected"),
     "untrusted certificate": ({"ADVOCACY_KAFKA_SSL_CAFILE": "OTHER_CA"},
-                              "kafka: TLS certificate not trusted (issued by an unknown authority); "
-                              "check ADVOCACY_KAFKA_SSL_CAFILE"),
+                              ("kafka: TLS certificate not trusted (issued by an unknown authority); "
+                              "check ADVOCACY_KAFKA_SSL_CAFILE")),
     "no group ACL": ({"ADVOCACY_KAFKA_SASL_USERNAME": "stranger", "ADVOCACY_KAFKA_SASL_PASSWORD": STRANGER_PASSWORD},
                      "kafka: user 'stranger' is not authorized for consumer group 'sec'"),
     # a topic that does not exist: the worker may not create it (no Create ACL), and says so
@@ -235,11 +235,11 @@ FAILURES = {
     "redis wrong password": ({"ADVOCACY_REDIS_URL": "rediss://worker:wrong-pw-0000@localhost:REDIS_PORT/0"},
                              "redis: authentication failed; check the user and password in ADVOCACY_REDIS_URL"),
     "redis untrusted certificate": ({"ADVOCACY_REDIS_SSL_CA_FILE": "OTHER_CA"},
-                                    "redis: TLS certificate not trusted (issued by an unknown authority); "
-                                    "check ADVOCACY_REDIS_SSL_CA_FILE"),
+                                    ("redis: TLS certificate not trusted (issued by an unknown authority); "
+                                    "check ADVOCACY_REDIS_SSL_CA_FILE")),
     "redis hostname mismatch": ({"ADVOCACY_REDIS_URL": f"rediss://worker:{REDIS_PASSWORD}@127.0.0.1:REDIS_PORT/0"},
-                                "redis: TLS certificate not trusted (issued for another IP address); "
-                                "check the host in ADVOCACY_REDIS_URL"),
+                                ("redis: TLS certificate not trusted (issued for another IP address); "
+                                "check the host in ADVOCACY_REDIS_URL")),
     # its keys (sec2:*) are outside the Redis user's ~sec:* (its Kafka group sec2 is within the prefix sec)
     "redis keys outside the ACL": ({"ADVOCACY_APP_ID": "sec2"},
                                    "redis: permission denied; the Redis user needs access to the keys sec2:*"),
@@ -259,9 +259,11 @@ def _refused(worker: Worker, reason: str, secure: Secure, settle: float) -> tupl
     wait_for(reported, 60, interval=0.1, what=f"/health to say {reason!r}")
     print(f"/health 503 with {reason!r} after {time.monotonic() - started:.1f} s")
     time.sleep(settle)
-    assert worker.proc is not None and worker.proc.poll() is None, "the worker exited"
+    assert worker.proc is not None, "the worker exited"
+    assert worker.proc.poll() is None, "the worker exited"
     status, body = health(worker)
-    assert status == 503 and reason in body
+    assert status == 503
+    assert reason in body
     reasons = " ".join(json.loads(body)["reasons"])
     for where in ("127.0.0.1", "localhost", str(secure.redis_port), secure.bootstrap.split(":")[-1], "Error"):
         assert where not in reasons, (where, reasons)

@@ -61,7 +61,8 @@ def test_metrics_expose_the_kpis_with_numerators_denominators_and_worker_health(
         assert any(name == "advocacy_last_event_timestamp_seconds" and v > time.time() - 3600
                    for (name, _), v in m.items())
         body = get_json(worker.url + "/health")
-        assert body["status"] == "ready" and body["reasons"] == []
+        assert body["status"] == "ready"
+        assert body["reasons"] == []
         status, _ = http_get(worker.url + "/kpis?window=2y")
         assert status == 400
     finally:
@@ -102,7 +103,7 @@ def test_redis_outage_makes_the_worker_not_ready_and_loses_nothing(
         stop(redis)
 
 
-def test_a_bad_setting_stops_start_up_with_one_line_naming_the_variable(tmp_path: Path) -> None:
+def test_a_bad_setting_stops_start_up_with_one_line_naming_the_variable() -> None:
     """ADVOCACY_WINDOWS=soon: exit code 2 and a single stderr line that names the variable."""
     env = {"PATH": "/usr/bin:/bin", "ADVOCACY_WINDOWS": "1h,soon"}
     result = subprocess.run([sys.executable, "-m", "stream", "worker"], env=env, capture_output=True,
@@ -167,7 +168,8 @@ def test_a_flood_of_distinct_segment_names_stays_bounded_in_metrics_and_memory(
 
         wait_for(overall, 180, interval=1.0, what="all actions counted")
         segments = {r["segment"] for r in worker.kpis("1h")["advocacy_actions"]}
-        assert len(segments) == 51 and "_other" in segments  # 50 admitted + the fold
+        assert len(segments) == 51
+        assert "_other" in segments
         assert sum(r["actions"] for r in worker.kpis("1h")["advocacy_actions"]) == names
         m = _samples(worker.url)
         assert sum(v for (name, _), v in m.items() if name == "advocacy_labels_folded_total") == names - 50

@@ -41,7 +41,7 @@ from stream.app import create_app
 from stream.batching import BatchConsumer
 from stream.config import TOPICS, load_settings
 from stream.embedded import free_port
-from stream.state import partition_name
+from stream.shards import partition_name
 from stream.topics import ensure_topics, partitions
 from stream.web import Api
 from tests.conftest import Namespace
@@ -139,7 +139,8 @@ async def _exact(run: Running, timeout: float = 90.0) -> None:  # noqa: ASYNC109
     status, raw, _ = await api.kpis(None)
     body = json.loads(raw)
     want = expected(run.bulk.valid(), time.time(), WINDOWS, ATTRIBUTION)
-    assert status == 200 and strip(body) == want, f"dropped fetches {run.dropped}:\n{diff(strip(body), want)}"
+    assert status == 200, f"dropped fetches {run.dropped}:\n{diff(strip(body), want)}"
+    assert strip(body) == want, f"dropped fetches {run.dropped}:\n{diff(strip(body), want)}"
     assert run.gaps() == 0, "the gap check had to re-read a range: the override itself lost records"
 
 
@@ -281,7 +282,8 @@ async def test_a_commit_from_a_stale_generation_is_rejected_and_the_worker_recov
         await _until(lambda: bool(outcome), 30, "a commit from the stale generation")
         assert isinstance(outcome[0], CommitFailedError), f"the broker accepted a stale commit: {outcome[0]!r}"
         assert isinstance(outcome[0].__cause__, IllegalGenerationError), repr(outcome[0].__cause__)
-        assert not run.consumer.should_stop and not run.app.should_stop, "the stale commit crashed the consumer"
+        assert not run.consumer.should_stop, "the stale commit crashed the consumer"
+        assert not run.app.should_stop, "the stale commit crashed the consumer"
         await _exact(run)
         group, ends = run.app.conf.id, await run.consumer.highwaters(*run.consumer.assignment())
 

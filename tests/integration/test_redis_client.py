@@ -10,8 +10,8 @@ import pytest
 
 from stream.config import Settings, load_settings
 from stream.embedded import free_port, redis_path, stop, wait_port
+from stream.redis_client import redis_client
 from stream.replay import replay
-from stream.state import redis_client
 from stream.topics import ensure_topics
 from tests.conftest import Stack
 from tests.support import require_binary

@@ -20,8 +20,9 @@ from stream.health import Health
 from stream.kpi.totals import report
 from stream.kpi.windows import Rules, Window
 from stream.metrics import Metrics
+from stream.scripts import CHANGED
 from stream.snapshot import rfc3339
-from stream.state import CHANGED, Store
+from stream.state import Store
 from stream.web import Api
 from tests.scenario import ATTRIBUTION, WINDOWS
 from tests.support import require_binary
@@ -30,7 +31,8 @@ pytestmark = pytest.mark.integration
 
 RULES = Rules(tuple(Window(n, s) for n, s in WINDOWS.items()), ATTRIBUTION * 1000)
 HOUR = RULES.windows[0]
-assert HOUR.name == "1h" and HOUR.bucket_ms == 150_000
+assert HOUR.name == "1h"
+assert HOUR.bucket_ms == 150_000
 # just before a boundary of the 1 h window's buckets (every window's boundaries fall on these)
 BOUNDARY_MS = 1_795_000_050_000 // HOUR.bucket_ms * HOUR.bucket_ms
 
@@ -224,6 +226,6 @@ async def test_a_state_lost_or_restored_empty_is_served_at_once(workers: Workers
 
 def test_the_commit_script_marks_the_field_the_reads_compare() -> None:
     """The commit's Lua names the mark by its value, not through CHANGED."""
-    import stream.state
+    from stream.scripts import COMMIT
 
-    assert f"redis.call('HSET', KEYS[1], '{CHANGED}', ARGV[4])" in stream.state._COMMIT
+    assert f"redis.call('HSET', KEYS[1], '{CHANGED}', ARGV[4])" in COMMIT

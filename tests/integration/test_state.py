@@ -185,7 +185,8 @@ async def test_positions_move_only_over_batches_that_start_at_or_before_them(cli
     assert behind == {}
     assert await store.positions(["referrals:0", "referrals:1"]) == {"referrals:0": 9, "referrals:1": 50}
     _, behind = await store.commit([], now_ms, "referrals", [("referrals:0", 2, 6)])  # a stale worker's batch
-    assert behind == {} and await store.positions(["referrals:0"]) == {"referrals:0": 9}
+    assert behind == {}
+    assert await store.positions(["referrals:0"]) == {"referrals:0": 9}
     await store.floor_positions({"referrals:0": 4, "referrals:1": 70})  # only ever raised
     assert await store.positions(["referrals:0", "referrals:1"]) == {"referrals:0": 9, "referrals:1": 70}
 
@@ -207,7 +208,8 @@ async def test_state_that_vanished_starts_again_and_asks_for_every_partition_fro
     at_us = (now_ms - 60_000) * 1000
     outcomes, behind = await store.commit([Event("referral", "r2", "c1", at_us)], now_ms, "referrals",
                                           [("referrals:0", 1, 2)])
-    assert outcomes["applied"] == 1 and behind == {"referrals:0": None}
+    assert outcomes["applied"] == 1
+    assert behind == {"referrals:0": None}
     assert await store.has_state()
     await store.check_rules()  # the recreated record carries the same rules
     await store.floor_positions({"referrals:0": 0})
@@ -258,7 +260,10 @@ async def test_a_record_deleted_and_written_again_is_not_mistaken_for_the_cached
         assert out["conflicts"] == 1
         assert out["applied"] == 2  # f1's record was gone: it is counted again, as Redis says
         stored = await clients[0].get(a.customer_key("c1"))
-        assert stored is not None and b'"f:f2"' in stored and b'"f:f3"' in stored and b'"f:f1"' in stored
+        assert stored is not None
+        assert b'"f:f2"' in stored
+        assert b'"f:f3"' in stored
+        assert b'"f:f1"' in stored
     finally:
         for c in clients:
             await c.aclose()
@@ -271,7 +276,8 @@ async def test_the_cache_is_bounded(client: aioredis.Redis) -> None:
     await store.check_rules()
     for i in range(30):
         await store.apply([Event("referral", f"f{i}", f"c{i}", (now_ms - 60_000) * 1000)], now_ms)
-    assert len(store.cache) == 10 and set(store.cache) == {f"c{i}" for i in range(20, 30)}
+    assert len(store.cache) == 10
+    assert set(store.cache) == {f"c{i}" for i in range(20, 30)}
     assert (await store.totals(now_ms)).actions[("unknown", "1h")] == 30
 
 
@@ -281,7 +287,7 @@ async def test_records_grow_by_appending_and_read_back_whole(client: aioredis.Re
     registration rewrites the record whole; so does a record in an older format."""
     import orjson
 
-    from stream.state import decode
+    from stream.codec import decode
 
     def same(blob: bytes | None, customer: Customer) -> bool:  # JSON turns tuples into lists
         record = decode(blob)
@@ -297,7 +303,8 @@ async def test_records_grow_by_appending_and_read_back_whole(client: aioredis.Re
         await writer.apply([Event("referral", f"f{i}", "c1", (now_ms - 60_000) * 1000),
                             Event("ticket", f"t{i}", "c1", (now_ms - 120_000) * 1000, team="billing")], now_ms)
     stored = await client.get(key)
-    assert stored is not None and stored.count(b"\n") == 3  # one snapshot, three appended batches
+    assert stored is not None
+    assert stored.count(b"\n") == 3
     assert same(stored, writer.cache["c1"])
     reader = Store(client, writer.ns, RULES, cache_size=0)
     again = await reader.apply([Event("referral", "f1", "c1", (now_ms - 60_000) * 1000),
@@ -306,7 +313,9 @@ async def test_records_grow_by_appending_and_read_back_whole(client: aioredis.Re
     await writer.apply([Event("customer", "g2", "c1", (now_ms - 3_600_000) * 1000, segment="ent",
                               status="active")], now_ms)
     stored = await client.get(key)
-    assert stored is not None and b"\n" not in stored and same(stored, writer.cache["c1"])
+    assert stored is not None
+    assert b"\n" not in stored
+    assert same(stored, writer.cache["c1"])
     totals = await writer.totals(now_ms)
     assert (totals.actions[("ent", "1h")], totals.actions[("smb", "1h")]) == (3, 0)
     assert {s: n for s, n in totals.active.items() if n} == {"ent": 1}
@@ -316,7 +325,9 @@ async def test_records_grow_by_appending_and_read_back_whole(client: aioredis.Re
                               Event("referral", "f10", "c2", (now_ms - 60_000) * 1000)], now_ms)
     assert (out["applied"], out["duplicate"]) == (1, 1)
     stored = await client.get(writer.customer_key("c2"))
-    assert stored is not None and b"\n" not in stored and not stored.startswith(b"7|")
+    assert stored is not None
+    assert b"\n" not in stored
+    assert not stored.startswith(b"7|")
     assert set(decode(stored).actions) == {"f:f9", "f:f10"}
 
 
@@ -364,7 +375,7 @@ async def test_a_record_written_in_milliseconds_is_read_and_rewritten_in_microse
     with its times x 1000, recognises its events' copies, and is rewritten whole when it changes."""
     import orjson
 
-    from stream.state import Tokens
+    from stream.codec import Tokens
 
     now_ms = int(time.time() * 1000)
     store = await _store(client, "legacy")
@@ -380,7 +391,9 @@ async def test_a_record_written_in_milliseconds_is_read_and_rewritten_in_microse
                              Event("referral", "f2", "c1", (now_ms - 10_000) * 1000)], now_ms)
     assert (out["applied"], out["duplicate"]) == (1, 2)
     stored = await client.get(key)
-    assert stored is not None and b"\n" not in stored and stored.endswith(b',"us"]')  # written whole, in us
+    assert stored is not None
+    assert b"\n" not in stored
+    assert stored.endswith(b',"us"]')
     record = store.cache["c1"]
     assert record.registration == ((now_ms - DAY_MS) * 1000, "g1", "smb", "active")
     assert dict(record.actions) == {"f:f1": ((now_ms - 60_000) * 1000, None), "r:r1": ((now_ms - 30_000) * 1000, "vip"),

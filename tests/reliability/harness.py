@@ -75,7 +75,7 @@ class PacedStream:
                 publish(self.bootstrap, chunk, acks=self.acks)
                 self.sent += len(chunk)
                 self._release.wait(self.interval)
-        except BaseException as exc:  # surfaced by join()
+        except BaseException as exc:  # noqa: BLE001 - whatever stops the thread is surfaced by join()
             self.error = exc
 
     @property

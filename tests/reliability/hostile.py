@@ -18,9 +18,9 @@ from tests.reliability.contract import VALID, judge
 LONGEST_MS = 90 * DAY * 1000
 ATTRIBUTION_MS = 7 * DAY * 1000
 TOLERANCE_MS = 300_000
-ODD_SEGMENTS = ["Ünïcödé", "seg:colon", "seg|pipe", "seg with spaces", "🙂 emoji", "s" * 128, "quote\"seg"]
+ODD_SEGMENTS = ["Ünïcödé", "seg:colon", "seg|pipe", "seg with spaces", "🙂 emoji", "s" * 128, 'quote"seg']
 ODD_TEAMS = ["team:ü", "🛠 support", "back\\slash", "t" * 128]
-ODD_CUSTOMERS = ["ü-客户-1", "c\u0000nul", "emoji-🙂", "x" * 125, "sp ace", "colon:id", "pipe|id", "quote\"id",
+ODD_CUSTOMERS = ["ü-客户-1", "c\u0000nul", "emoji-🙂", "x" * 125, "sp ace", "colon:id", "pipe|id", 'quote"id',
                  "עברית", "new\nline", "'; DROP TABLE customers; --", "{app}:c:nested"]
 
 

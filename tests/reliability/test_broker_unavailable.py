@@ -35,7 +35,8 @@ def test_worker_started_without_a_broker_logs_why_waits_and_then_counts_exactly(
         assert len(lines) >= 2, lines
         assert bootstrap in lines[-1], f"the log line does not name the bootstrap servers: {lines[-1]}"
         status, body = http_get(worker.url + "/health", timeout=2)
-        assert status == 503 and b"waiting for kafka" in body, (status, body)  # probes learn why
+        assert status == 503, (status, body)
+        assert b"waiting for kafka" in body, (status, body)  # probes learn why
         assert bootstrap.encode() not in body, body  # but not where it runs: the log says that
         health = f"{status} {body.decode()}"
         print(f"first 'not reachable' line after {first_line:.1f} s; {len(lines)} lines in "

@@ -60,7 +60,8 @@ def faketime_env(spec: str, monotonic: bool = True) -> dict[str, str]:
     require_binary("faketime")
     out = subprocess.run(["faketime", "-m", "-f", spec, "env"], capture_output=True, text=True, check=True).stdout
     env = dict(line.split("=", 1) for line in out.splitlines() if line.startswith(("FAKETIME=", "LD_PRELOAD=")))
-    assert env.get("FAKETIME") == spec and "faketime" in env.get("LD_PRELOAD", ""), out
+    assert env.get("FAKETIME") == spec, out
+    assert "faketime" in env.get("LD_PRELOAD", ""), out
     if not monotonic:
         env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
     return env

@@ -97,7 +97,8 @@ def test_bulk_stream_resends_identical_events_much_later_and_keeps_ages_safe(by_
             age = now - datetime_seconds(event["occurred_at"])
             assert any(low - 1 <= age <= high + 1 for low, high in SAFE_AGES), (kind, age)
     keys = Counter("none" if k is None else "other" if k.startswith(b"other-") else "customer" for _, k, _ in wire)
-    assert keys["none"] > len(wire) * 0.15 and keys["other"] > len(wire) * 0.10
+    assert keys["none"] > len(wire) * 0.15
+    assert keys["other"] > len(wire) * 0.10
     if by_topic:  # the events delivered once come topic after topic
         times = Counter(value for _, _, value in wire)
         once = [topic for topic, _, value in wire if times[value] == 1]
@@ -108,4 +109,4 @@ def test_bulk_stream_resends_identical_events_much_later_and_keeps_ages_safe(by_
 def datetime_seconds(text: str) -> float:
     from datetime import datetime
 
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(text).timestamp()

@@ -84,7 +84,8 @@ def test_three_broker_cluster_survives_a_killed_leader_and_a_controlled_shutdown
     steps: list[tuple[str, int, float]] = []
 
     def step(what: str) -> None:
-        assert stream is not None and stream.flowing, f"{what} came after the stream ended"
+        assert stream is not None, f"{what} came after the stream ended"
+        assert stream.flowing, f"{what} came after the stream ended"
         steps.append((what, stream.sent, round(time.monotonic() - started, 1)))
 
     try:
@@ -114,7 +115,8 @@ def test_three_broker_cluster_survives_a_killed_leader_and_a_controlled_shutdown
         step(f"SIGTERM node {other.node_id} (leads {led[other.node_id]} partitions)")
         shutdown = time.monotonic()
         other.stop()
-        assert other.proc is not None and other.proc.returncode in (0, 143), other.proc.returncode
+        assert other.proc is not None
+        assert other.proc.returncode in (0, 143), other.proc.returncode
         step(f"node {other.node_id} stopped in {time.monotonic() - shutdown:.1f} s (exit {other.proc.returncode})")
         assert other.node_id not in leaders(cluster), "a stopped broker still leads partitions"
         handled_before = [metric_sum(w, "advocacy_events_processed_total") for w in workers]

@@ -109,7 +109,8 @@ def valid_value(name: str) -> st.SearchStrategy[Any]:
     if choices is not None:
         return st.one_of(st.sampled_from(choices), st.sampled_from(choices), st.text(max_size=12))
     if kind is int:
-        assert low is not None and high is not None
+        assert low is not None
+        assert high is not None
         return st.integers(low - 2, high + 2)
     assert high is not None
     edge = st.builds(lambda n, c: c * n, st.sampled_from([max(0, (low or 0) - 1), low or 0, 1, high, high + 1]),
@@ -123,7 +124,8 @@ def clean_value(name: str) -> st.SearchStrategy[Any]:
         return instants(st.one_of(FAIR_DELTA, FAIR_DELTA, st.sampled_from(_EDGES)))
     if choices is not None:
         return st.sampled_from(choices)
-    assert low is not None and high is not None
+    assert low is not None
+    assert high is not None
     if kind is int:
         return st.integers(low, high)
     exact = st.builds(lambda n, c: c * n, st.sampled_from([low, high]), st.sampled_from(["a", "é", "\U0001f600"]))
@@ -284,22 +286,22 @@ def test_reference_timestamps_match_hand_computed_values(text: str, expected: in
 @pytest.mark.parametrize(("topic", "raw", "allowed"), [
     ("review", b'{"event_id":"a","customer_id":"c","occurred_at":"2026-11-23T14:03:00Z","kind":"review"}',
      {"missing_field"}),
-    ("review", b'{"event_id":"a","customer_id":"c","occurred_at":"2026-11-23T14:03:00Z","kind":"review",'
-               b'"rating":4.0}', {"wrong_type"}),
-    ("ticket", b'{"event_id":"a","customer_id":"c","occurred_at":"2026-11-23T14:03:00Z","team":"b",'
-               b'"ticket_id":"T","agent_id":null}', {VALID}),
+    ("review", (b'{"event_id":"a","customer_id":"c","occurred_at":"2026-11-23T14:03:00Z","kind":"review",'
+               b'"rating":4.0}'), {"wrong_type"}),
+    ("ticket", (b'{"event_id":"a","customer_id":"c","occurred_at":"2026-11-23T14:03:00Z","team":"b",'
+               b'"ticket_id":"T","agent_id":null}'), {VALID}),
     ("referral", b'{"event_id":"a","customer_id":"c","occurred_at":"2026-11-23T14:20:00Z"}', {"future_timestamp"}),
     ("referral", b'{"event_id":"a","customer_id":"c","occurred_at":"2026-01-23T14:20:00Z"}', {"too_old"}),
-    ("ticket", b'{"event_id":"a","customer_id":"c","occurred_at":"2026-08-21T14:03:00Z","team":"b",'
-               b'"ticket_id":""}', {VALID}),  # 94 days old: within 90 d + 7 d
-    ("ticket", b'{"event_id":"a","customer_id":"c","occurred_at":"2026-08-17T14:03:00Z","team":"b",'
-               b'"ticket_id":"T"}', {"too_old"}),
+    ("ticket", (b'{"event_id":"a","customer_id":"c","occurred_at":"2026-08-21T14:03:00Z","team":"b",'
+               b'"ticket_id":""}'), {VALID}),  # 94 days old: within 90 d + 7 d
+    ("ticket", (b'{"event_id":"a","customer_id":"c","occurred_at":"2026-08-17T14:03:00Z","team":"b",'
+               b'"ticket_id":"T"}'), {"too_old"}),
     ("review", b'{"event_id":"a","customer_id":"c","occurred_at":"2026-11-23T14:03:00Z","kind":"social",'
                b'"source":"' + b"s" * 2048 + b'"}', {VALID}),
-    ("review", b'{"event_id":"a","customer_id":"c","occurred_at":"2026-11-23T14:03:00Z","kind":"social",'
-               b'"segment":"a\\u0085b"}', {"out_of_range"}),
-    ("customer", b'{"event_id":"a","customer_id":"c","occurred_at":"2006-01-23T14:20:00Z","segment":"s",'
-                 b'"status":"active"}', {VALID}),
+    ("review", (b'{"event_id":"a","customer_id":"c","occurred_at":"2026-11-23T14:03:00Z","kind":"social",'
+               b'"segment":"a\\u0085b"}'), {"out_of_range"}),
+    ("customer", (b'{"event_id":"a","customer_id":"c","occurred_at":"2006-01-23T14:20:00Z","segment":"s",'
+                 b'"status":"active"}'), {VALID}),
     ("customer", b'{"rating": NaN}', {"invalid_json"}),
     ("customer", b'["\\ud800"]', {"invalid_json"}),
     # a lone surrogate in a value a later duplicate key replaces: the decoder still reads it (found by the property)

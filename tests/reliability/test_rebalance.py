@@ -44,7 +44,8 @@ def test_kill_add_and_restart_workers_mid_stream_every_live_worker_reports_exact
         steps = []
 
         def step(what: str) -> None:
-            assert stream is not None and stream.flowing, f"{what} came after the stream ended"
+            assert stream is not None, f"{what} came after the stream ended"
+            assert stream.flowing, f"{what} came after the stream ended"
             steps.append((what, stream.sent, round(time.monotonic() - started, 1)))
 
         time.sleep(rng.uniform(1.0, 3.0))
@@ -58,7 +59,8 @@ def test_kill_add_and_restart_workers_mid_stream_every_live_worker_reports_exact
         time.sleep(rng.uniform(0.5, 2.0))
         step("SIGTERM worker 2")
         second.stop()
-        assert second.proc is not None and second.proc.returncode == 0, f"SIGTERM exit {second.proc.returncode}"
+        assert second.proc is not None, f"SIGTERM exit {second.proc.returncode}"
+        assert second.proc.returncode == 0, f"SIGTERM exit {second.proc.returncode}"
         step("start worker 2 again")
         second_again = namespace.worker(tmp_path, **env).start()
         workers.append(second_again)

@@ -80,17 +80,25 @@ def test_helper_publishes_each_kind_keyed_by_customer_with_generated_ids_and_tim
                  "segment": "enterprise", "status": "active"})]
     reviews = {v["event_id"]: (k, v) for k, v in _read(settings, settings.reviews_topic, 2)}
     key, review = reviews[receipts[1].event_id]
-    assert key == "c-1" and review["kind"] == "review" and review["rating"] == 5 and review["source"] == "g2"
+    assert key == "c-1"
+    assert review["kind"] == "review"
+    assert review["rating"] == 5
+    assert review["source"] == "g2"
     assert uuid.UUID(review["event_id"]).version == 4
-    assert "nps" not in review and "segment" not in review  # absent stays absent, never null
+    assert "nps" not in review
+    assert "segment" not in review
     assert review["occurred_at"].endswith("Z")
     assert started - 1 <= parse_timestamp_us(review["occurred_at"]) / 1e6 <= time.time() + 1
     assert reviews["fixed-1"] == ("c-2", {"event_id": "fixed-1", "customer_id": "c-2", "occurred_at": _iso(at),
                                           "segment": "smb", "kind": "survey", "nps": 10})
     [(key, referral)] = _read(settings, settings.referrals_topic, 1)
-    assert key == "c-1" and referral["referee_id"] == "p-9" and referral["channel"] == "link"
+    assert key == "c-1"
+    assert referral["referee_id"] == "p-9"
+    assert referral["channel"] == "link"
     [(key, ticket)] = _read(settings, settings.tickets_topic, 1)
-    assert key == "c-3" and ticket["ticket_id"] == "T-1" and ticket["team"] == "billing"
+    assert key == "c-3"
+    assert ticket["ticket_id"] == "T-1"
+    assert ticket["team"] == "billing"
     assert ticket["agent_id"] == "a-1"
 
 
@@ -104,7 +112,7 @@ def test_helper_rejects_bad_events_before_sending_anything(settings: Settings) -
         ("out_of_range", {"kind": "blog"}),
         ("future_timestamp", {"kind": "social", "occurred_at": now + timedelta(hours=1)}),
         ("too_old", {"kind": "social", "occurred_at": now - timedelta(days=91)}),
-        ("invalid_timestamp", {"kind": "social", "occurred_at": datetime(2026, 1, 1)}),  # naive
+        ("invalid_timestamp", {"kind": "social", "occurred_at": datetime(2026, 1, 1)}),  # noqa: DTZ001 - naive on purpose
         ("invalid_timestamp", {"kind": "social", "occurred_at": "last tuesday"}),
         ("out_of_range", {"kind": "social", "segment": ""}),
     ]
@@ -231,4 +239,6 @@ def test_publish_shows_a_progress_bar_for_a_large_file_on_a_terminal(
     assert proc.returncode == 0, shown.decode(errors="replace")
     assert out.decode().strip() == f"reviews ({settings.reviews_topic}): sent {len(lines)}, rejected 0"
     screen = shown.decode(errors="replace")
-    assert "publishing" in screen and "━" in screen and f"{len(lines)} lines" in screen, screen[-2000:]
+    assert "publishing" in screen, screen[-2000:]
+    assert "━" in screen, screen[-2000:]
+    assert f"{len(lines)} lines" in screen, screen[-2000:]

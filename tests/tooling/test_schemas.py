@@ -192,8 +192,8 @@ def test_schemas_command_writes_the_committed_files_and_check_spots_drift(tmp_pa
 @pytest.mark.parametrize(("field", "value"), [("segment", "\n"), ("segment", "enterprise\n"),
                                               ("occurred_at", "2026-11-23T14:03:00Z\n")])
 def test_a_value_ending_in_a_newline_is_refused_by_the_schema_as_by_parse(field: str, value: str) -> None:
-    """Python's "$" also matches before a final newline (ECMA-262's does not): found by the property
-    below in ~1 draw of many; the schema's patterns end with "$(?!\\n)" for both dialects."""
+    r"""Python's "$" also matches before a final newline (ECMA-262's does not): found by the property
+    below in ~1 draw of many; the schema's patterns end with "$(?!\n)" for both dialects."""
     event = {"event_id": "c-1", "customer_id": "c1", "occurred_at": "2026-11-23T14:03:00Z",
              "segment": "enterprise", "status": "active", field: value}
     raw = json.dumps(event).encode()

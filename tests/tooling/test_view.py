@@ -50,7 +50,7 @@ def _line(output: str, label: str) -> str:
 
 
 async def _publish(settings: Settings) -> None:
-    """enterprise 4/5 (high), mid_market 3/5 (moderate), smb 1/5 (low); billing 1/1, onboarding 0/1."""
+    """Enterprise 4/5 (high), mid_market 3/5 (moderate), smb 1/5 (low); billing 1/1, onboarding 0/1."""
     now = time.time()
 
     def at(seconds_ago: float) -> datetime:
@@ -98,13 +98,16 @@ def test_kpis_view_shows_a_live_workers_segments_teams_and_bands(
         assert re.search(r"billing\s.*\b1\b.*\b1\b.*100\.00%.*high", _line(out, "billing"))
         assert re.search(r"\b0\.00%.*low", _line(out, "onboarding"))
         overall = [row for row in out.splitlines() if "(overall)" in row]
-        assert len(overall) == 2 and "53.33%" in overall[0] and "50.00%" in overall[1], out
+        assert len(overall) == 2, out
+        assert "53.33%" in overall[0], out
+        assert "50.00%" in overall[1], out
         assert "7d" not in out  # --window narrows every table
 
         coloured = _kpis("--window", "1h", "--url", worker.url,
                          env=_env(namespace, FORCE_COLOR="1", TERM="xterm-256color", COLUMNS="120"))
         assert coloured.returncode == 0, coloured
-        assert re.search(GREEN + "high", coloured.stdout) and re.search(YELLOW + "moderate", coloured.stdout)
+        assert re.search(GREEN + "high", coloured.stdout)
+        assert re.search(YELLOW + "moderate", coloured.stdout)
         assert re.search(RED + "low", coloured.stdout)
 
         every = _kpis("--url", worker.url, env=_env(namespace, COLUMNS="120"))
@@ -134,7 +137,8 @@ def test_kpis_view_explains_an_unknown_window_or_an_unreachable_worker(namespace
     """An unknown window shows the worker's own message; an unreachable worker one line; both exit 2."""
     down = _kpis("--url", f"http://127.0.0.1:{free_port()}", env=_env(namespace))
     assert down.returncode == 2, down
-    assert down.stderr.startswith("error: cannot reach http://127.0.0.1:") and down.stderr.count("\n") == 1
+    assert down.stderr.startswith("error: cannot reach http://127.0.0.1:")
+    assert down.stderr.count("\n") == 1
     worker = _isolated(namespace, tmp_path, monkeypatch)
     try:
         worker.wait_ready()
@@ -173,7 +177,8 @@ def test_render_shows_undefined_rates_as_a_dash_and_colours_each_band() -> None:
     assert re.search(r"unknown\s.*7d\s.*\b3\b.*\b0\b\s.*-\s.*-", _line(text, "unknown")), text
     assert "120.00%" in text  # overall can exceed 100%: more actions than customers
     styled = console.export_text(styles=True)
-    assert re.search(GREEN + "high", styled) and re.search(YELLOW + "moderate", styled)
+    assert re.search(GREEN + "high", styled)
+    assert re.search(YELLOW + "moderate", styled)
     assert re.search(RED + "low", styled)
 
 
@@ -193,7 +198,10 @@ def test_render_rounds_percents_down_so_none_crosses_a_band_line() -> None:
          "rate": 0.29, "percent": 29.0, "band": "low"}]
     console.print(render(body, "http://w:6066"))
     text = console.export_text(clear=False)
-    assert "79.99%" in _line(text, "mid") and "80" not in _line(text, "mid").split("100000")[-1]
-    assert "59.99%" in _line(text, "smb") and "66.66%" in _line(text, "ent")
-    assert "79.99%" in _line(text, "billing") and "29.00%" in _line(text, "tier-2")
+    assert "79.99%" in _line(text, "mid")
+    assert "80" not in _line(text, "mid").split("100000")[-1]
+    assert "59.99%" in _line(text, "smb")
+    assert "66.66%" in _line(text, "ent")
+    assert "79.99%" in _line(text, "billing")
+    assert "29.00%" in _line(text, "tier-2")
     assert "120.00%" in text  # the overall row (12 actions / 10 customers) is not capped at 100%

@@ -52,7 +52,8 @@ async def test_a_batch_fetched_before_a_rebalance_is_not_acked(monkeypatch: pyte
     assert not consumer.ack_batch(fetched)
     assert consumer._new_offset(REVIEWS0) is None
     current = Batch([], {REVIEWS0: 60}, consumer.epoch)
-    assert consumer.ack_batch(current) and consumer._new_offset(REVIEWS0) == 60
+    assert consumer.ack_batch(current)
+    assert consumer._new_offset(REVIEWS0) == 60
     await consumer.on_partitions_revoked({REVIEWS0})
     assert consumer._new_offset(REVIEWS0) is None  # the new owner commits it
     assert not consumer.ack_batch(current)
@@ -217,14 +218,16 @@ async def test_a_dropped_fetch_rewinds_to_what_the_state_stored_not_to_the_group
     tp = TP("reviews", 0)
     fetcher = Fetcher(consumer, ends={tp: 4}, committed={tp: 1}, earliest={tp: 0}, state=State({tp: 1}))
     first = await _drain(consumer, fetcher, until=lambda got: len(got) == 1)
-    assert _offsets(first, tp) == [1, 2, 3] and fetcher.state.stored[tp] == 4
+    assert _offsets(first, tp) == [1, 2, 3]
+    assert fetcher.state.stored[tp] == 4
     fetcher.ends[tp] = 9
     fetcher.during_fetch.append(lambda: consumer._rewind_pending or setattr(consumer, "flow_active", False))
     resume = asyncio.get_running_loop().call_later(0.05, lambda: setattr(consumer, "flow_active", True))
     second = await _drain(consumer, fetcher, until=lambda got: bool(_offsets(got, tp)))
     resume.cancel()
     assert _offsets(second, tp) == [4, 5, 6, 7, 8]
-    assert fetcher.position[tp] == 9 and consumer.rewinds == 1
+    assert fetcher.position[tp] == 9
+    assert consumer.rewinds == 1
 
 
 async def test_a_failed_rewind_is_retried_before_anything_is_fetched_again() -> None:
@@ -236,7 +239,8 @@ async def test_a_failed_rewind_is_retried_before_anything_is_fetched_again() -> 
     fetcher.state.fail.append(RuntimeError("redis away"))
     delivered = await _drain(consumer, fetcher, until=lambda got: bool(_offsets(got, tp)))
     assert _offsets(delivered, tp) == list(range(6))
-    assert not fetcher.state.fail and consumer.rewinds == 1
+    assert not fetcher.state.fail
+    assert consumer.rewinds == 1
 
 
 async def test_an_assignment_starts_each_partition_at_the_state_position_even_behind_the_group_commit() -> None:
@@ -251,7 +255,8 @@ async def test_an_assignment_starts_each_partition_at_the_state_position_even_be
     # the group may commit what the state holds at once (not only after the next record arrives)
     assert (consumer._new_offset(tp), consumer._new_offset(fresh)) == (3, 0)
     delivered = await _drain(consumer, fetcher, until=lambda got: bool(_offsets(got, tp)))
-    assert _offsets(delivered, tp) == [3, 4, 5, 6, 7, 8] and _offsets(delivered, fresh) == [0, 1]
+    assert _offsets(delivered, tp) == [3, 4, 5, 6, 7, 8]
+    assert _offsets(delivered, fresh) == [0, 1]
     assert fetcher.state.stored == {tp: 9, fresh: 2}
 
 
@@ -263,7 +268,8 @@ async def test_a_state_that_lost_writes_mid_stream_is_caught_by_the_next_commit_
     fetcher = Fetcher(consumer, ends={tp: 5}, committed={}, earliest={tp: 0}, state=State({tp: 0}))
     await consumer.perform_seek()
     first = await _drain(consumer, fetcher, until=lambda got: len(got) == 1)
-    assert _offsets(first, tp) == [0, 1, 2, 3, 4] and fetcher.state.stored[tp] == 5
+    assert _offsets(first, tp) == [0, 1, 2, 3, 4]
+    assert fetcher.state.stored[tp] == 5
     fetcher.state.stored[tp] = 2  # the writes of offsets 2-4 are lost
     fetcher.ends[tp] = 8
     again = await _drain(consumer, fetcher, until=lambda got: fetcher.state.stored[tp] == 8)
@@ -282,7 +288,8 @@ async def test_positions_missing_or_below_the_earliest_offset_start_at_the_earli
     assert fetcher.state.stored == {empty: 0, expired: 12}
     assert consumer.rebuilding == {empty: (0, 3)}  # /health reports how far the rebuild got
     assert consumer.rebuilt({empty: 1}) == (1, 3)
-    assert consumer.rebuilt({empty: 3}) == (0, 0) and consumer.rebuilding == {}
+    assert consumer.rebuilt({empty: 3}) == (0, 0)
+    assert consumer.rebuilding == {}
 
 
 async def test_a_hand_over_cancelled_by_a_revocation_drops_the_fetch_and_the_loop_goes_on() -> None:
@@ -293,5 +300,7 @@ async def test_a_hand_over_cancelled_by_a_revocation_drops_the_fetch_and_the_loo
     fetcher = Fetcher(consumer, ends={tp: 5, other: 3}, committed={}, earliest={tp: 0, other: 0})
     delivered = await _drain(consumer, fetcher, cancelled=1,
                              until=lambda got: bool(_offsets(got, tp)) and bool(_offsets(got, other)))
-    assert _offsets(delivered, tp) == list(range(5)) and _offsets(delivered, other) == [0, 1, 2]
-    assert consumer.rewinds == 1 and fetcher.state.stored == {tp: 5, other: 3}
+    assert _offsets(delivered, tp) == list(range(5))
+    assert _offsets(delivered, other) == [0, 1, 2]
+    assert consumer.rewinds == 1
+    assert fetcher.state.stored == {tp: 5, other: 3}

@@ -35,7 +35,8 @@ def test_attributes_set_in_init_and_methods_with_the_expected_parameters_pass() 
 
 def test_a_changed_signature_is_reported() -> None:
     problems = compat.check([Member(Library, "fetch", ("self", "timeout_ms"), "")])
-    assert len(problems) == 1 and "expected ('self', 'timeout_ms')" in problems[0]
+    assert len(problems) == 1
+    assert "expected ('self', 'timeout_ms')" in problems[0]
 
 
 def test_require_names_the_first_problem_on_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,7 +44,9 @@ def test_require_names_the_first_problem_on_one_line(monkeypatch: pytest.MonkeyP
     with pytest.raises(IncompatibleLibrary) as caught:
         compat.require()
     message = str(caught.value)
-    assert "\n" not in message and "Library._a is missing" in message and "(and 1 more)" in message
+    assert "\n" not in message
+    assert "Library._a is missing" in message
+    assert "(and 1 more)" in message
 
 
 def test_every_override_in_the_batch_consumer_is_listed() -> None:
@@ -54,7 +57,8 @@ def test_every_override_in_the_batch_consumer_is_listed() -> None:
     overridden = {name for cls in (batching.BatchConsumer, batching.FetchTunedThread, batching.NoTableManager,
                                    batching.BatchApp)
                   for name in vars(cls) if name.startswith("_") and not name.startswith("__")}
-    ours = {"_rewind", "_must_drop", "_batches", "_stored_positions", "_seek_to", "_abc_impl"}  # our own, or abc's
+    # our own, or abc's
+    ours = {"_rewind", "_must_drop", "_hand_over", "_batches", "_stored_positions", "_seek_to", "_abc_impl"}
     assert overridden - ours <= listed
 
 
@@ -65,4 +69,5 @@ def test_a_worker_on_a_library_without_a_member_refuses_to_start_with_one_line()
                             env={"PATH": "/usr/bin:/bin", "ADVOCACY_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Consumer._new_offset is missing" in lines[0], result.stderr
+    assert len(lines) == 1, result.stderr
+    assert "Consumer._new_offset is missing" in lines[0], result.stderr

@@ -212,10 +212,13 @@ def test_the_topic_table_is_the_one_home_of_the_topics() -> None:
     assert all(Settings.model_fields[t.setting].default == t.default for t in TOPICS)
     assert sorted(t.kind for t in SOURCES) == sorted(SPECS)
     s = load_settings(customers_topic="people", dlq_topic="dead")
-    assert s.topic_names()[-1] == "dead" and "people" in s.topic_names()
+    assert s.topic_names()[-1] == "dead"
+    assert "people" in s.topic_names()
     assert s.source_kinds() == {"reviews": "review", "referrals": "referral", "tickets-closed": "ticket",
                                 "people": "customer"}
-    assert s.compacted("people") and not s.compacted("customers") and not s.compacted("dead")
+    assert s.compacted("people")
+    assert not s.compacted("customers")
+    assert not s.compacted("dead")
 
 
 def test_gc_tuning_is_a_setting_and_zero_leaves_the_collector_alone() -> None:

@@ -51,7 +51,8 @@ def test_a_too_large_value_is_cut_with_its_original_size_in_a_header() -> None:
     value, headers = dead_letter(_letter(7, big, "too_large"))
     assert value == big[:CUT_BYTES]
     assert dict(headers)["original_size"] == b"1024000"
-    assert dict(headers)["reason"] == b"too_large" and dict(headers)["source_offset"] == b"7"
+    assert dict(headers)["reason"] == b"too_large"
+    assert dict(headers)["source_offset"] == b"7"
 
 
 class Producer:
@@ -88,7 +89,8 @@ async def test_a_batch_of_dead_letters_is_queued_at_once_then_awaited_together()
     sink = KafkaDeadLetters(lambda: producer, "dlq")
     sending = asyncio.ensure_future(sink.send([_letter(i) for i in range(500)]))
     await asyncio.sleep(0.01)
-    assert len(producer.queued) == 500 and not sending.done()  # all queued, none delivered yet
+    assert len(producer.queued) == 500
+    assert not sending.done()
     for i, delivery in enumerate(producer.deliveries):
         delivery.set_result(i)
     assert await sending == []
@@ -174,7 +176,7 @@ def test_the_throttle_logs_a_burst_then_counts_and_reports_what_it_held_back(
         throttle.flush()
         throttle.flush()  # once
         summary = [r.getMessage() for r in caplog.records][3:]
-        assert summary == ["17 more dead letters not logged in the last 10 s "
-                           "(reviews too_old 13, referrals invalid_json 4)"]
+        assert summary == [("17 more dead letters not logged in the last 10 s "
+                           "(reviews too_old 13, referrals invalid_json 4)")]
         throttle.log("k", logging.WARNING, "again")  # a new period: lines again
         assert caplog.records[-1].getMessage() == "again"

@@ -52,7 +52,8 @@ def test_a_range_that_a_re_read_shows_empty_is_not_reported_again() -> None:
 def test_a_partition_no_longer_assigned_is_forgotten() -> None:
     watch: GapWatch[str] = GapWatch(checks=1)
     watch.update({"t-0": Reading(0, 5, False)})
-    assert watch.update({}) == {} and watch.open == {}
+    assert watch.update({}) == {}
+    assert watch.open == {}
 
 
 def test_health_reports_a_rebuild_as_degraded_with_the_share_done_until_it_ends() -> None:
@@ -78,4 +79,5 @@ def test_health_reports_a_rebuild_as_degraded_with_the_share_done_until_it_ends(
     assert health.degraded() == ["rebuilding the state from the topics: 20% re-read (100 of 500 messages)"]
     report_rebuild(consumer, {TP("reviews", 0): Reading(400, 400, False), TP("reviews", 1): Reading(200, 200, False)},
                     health)
-    assert health.degraded() == [] and consumer.rebuilding == {}
+    assert health.degraded() == []
+    assert consumer.rebuilding == {}

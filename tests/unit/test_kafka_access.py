@@ -31,7 +31,8 @@ def text(value: str) -> bytes:
 
 def test_the_request_is_metadata_v8_asking_for_the_topics_operations_and_creating_nothing() -> None:
     request = TopicOperationsRequest(["a", "bb"]).prepare({3: (0, 12)})
-    assert isinstance(request, MetadataRequestV8) and (request.API_KEY, request.API_VERSION) == (3, 8)
+    assert isinstance(request, MetadataRequestV8)
+    assert (request.API_KEY, request.API_VERSION) == (3, 8)
     # topics, allow_auto_topic_creation=false, include_cluster_authorized_operations=false, include_topic...=true
     assert request.encode() == struct.pack(">i", 2) + text("a") + text("bb") + bytes([0, 0, 1])
     header = request.build_request_header(correlation_id=7, client_id="c")
@@ -75,21 +76,22 @@ def test_the_answer_is_read_by_its_v8_layout() -> None:
 
 
 def test_every_operation_allowed_lacks_nothing() -> None:
-    answered = {name: (0, ALL) for name in (*SOURCES, "dead")}
+    answered = dict.fromkeys((*SOURCES, "dead"), (0, ALL))
     assert missing_access(SETTINGS, answered) == ([], [])
 
 
 def test_write_missing_on_the_dead_letter_topic_names_topic_operation_and_setting() -> None:
-    answered = {name: (0, 1 << READ | 1 << DESCRIBE) for name in SOURCES} | {"dead": (0, 1 << DESCRIBE)}
+    answered = dict.fromkeys(SOURCES, (0, 1 << READ | 1 << DESCRIBE)) | {"dead": (0, 1 << DESCRIBE)}
     lacking, unknown = missing_access(SETTINGS, answered)
-    assert lacking == ["Write on topic 'dead' (ADVOCACY_DLQ_TOPIC)"] and unknown == []
+    assert lacking == ["Write on topic 'dead' (ADVOCACY_DLQ_TOPIC)"]
+    assert unknown == []
     problem = describe(SETTINGS, AccessDenied(f"it lacks {lacking[0]}"))
     assert problem.reason == ("kafka: user 'worker' is not authorized: "
                               "it lacks Write on topic 'dead' (ADVOCACY_DLQ_TOPIC)")
 
 
 def test_read_missing_and_a_topic_it_may_not_even_describe_are_both_named() -> None:
-    answered = {name: (0, ALL) for name in SOURCES} | {"dead": (0, ALL)}
+    answered = dict.fromkeys(SOURCES, (0, ALL)) | {"dead": (0, ALL)}
     answered["referrals"] = (0, 1 << WRITE | 1 << DESCRIBE)
     answered["customers"] = (29, NOT_COMPUTED)  # TOPIC_AUTHORIZATION_FAILED
     lacking, _ = missing_access(SETTINGS, answered)

@@ -30,8 +30,8 @@ def test_created_topics_keep_events_long_enough_and_customers_is_compacted() -> 
     ("reviews", {}, None),  # a broker that reports nothing keeps everything (tansu)
     ("tickets-closed", {"retention.ms": str(98 * DAY - 1)}, "topic tickets-closed keeps events"),
     ("reviews", {"retention.ms": str(7 * DAY), "cleanup.policy": "delete"},
-     "topic reviews keeps events 7d (retention.ms=604800000); the KPIs need 98d (longest window 90d + "
-     "attribution window 7d + 1d)"),
+     ("topic reviews keeps events 7d (retention.ms=604800000); the KPIs need 98d (longest window 90d + "
+     "attribution window 7d + 1d)")),
     ("referrals", {"retention.ms": "-1", "cleanup.policy": "compact"}, "topic referrals is compacted"),
     ("referrals", {"cleanup.policy": "compact,delete"}, "topic referrals is compacted"),
     ("customers", {"retention.ms": str(7 * DAY), "cleanup.policy": "compact"}, None),
@@ -39,8 +39,8 @@ def test_created_topics_keep_events_long_enough_and_customers_is_compacted() -> 
     ("customers", {"retention.ms": str(7 * DAY), "cleanup.policy": "compact,delete"},
      "topic customers deletes records after 7d (retention.ms=604800000, cleanup.policy=compact,delete)"),
     ("customers", {"retention.ms": str(7 * DAY), "cleanup.policy": "delete"},
-     "topic customers deletes records after 7d (retention.ms=604800000, cleanup.policy=delete); customers must "
-     "be compacted (cleanup.policy=compact)"),
+     ("topic customers deletes records after 7d (retention.ms=604800000, cleanup.policy=delete); customers must "
+     "be compacted (cleanup.policy=compact)")),
 ])
 def test_shortfall_names_the_topic_what_it_keeps_and_what_is_needed(
         name: str, configs: dict[str, str], problem: str | None) -> None:

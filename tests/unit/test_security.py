@@ -29,7 +29,8 @@ def test_sasl_scram_over_tls_maps_to_aiokafka_and_faust() -> None:
     assert options["sasl_plain_password"] == "pw-123"
     assert isinstance(options["ssl_context"], ssl.SSLContext)
     credentials = faust_credentials(settings)
-    assert credentials.username == "svc" and credentials.password == "pw-123"
+    assert credentials.username == "svc"
+    assert credentials.password == "pw-123"
     assert credentials.mechanism.value == "SCRAM-SHA-256"
 
 
@@ -54,7 +55,8 @@ def test_secrets_never_show_in_repr_or_errors(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("ADVOCACY_REDIS_URL", "redis://:hunter2@redis:6379/0")
     monkeypatch.setenv("ADVOCACY_KAFKA_SASL_PASSWORD", "sasl-hunter3")
     settings = load_settings()
-    assert "hunter2" not in repr(settings) and "sasl-hunter3" not in repr(settings)
+    assert "hunter2" not in repr(settings)
+    assert "sasl-hunter3" not in repr(settings)
     monkeypatch.setenv("ADVOCACY_WEB_PORT", "nope")
     with pytest.raises(ConfigError) as info:
         load_settings()
@@ -95,7 +97,8 @@ def test_security_failures_are_described_without_the_password_or_the_address() -
             assert leak not in text, (leak, text)
     logged = [p.logged("not ready until it is fixed") for p in problems]
     assert all(line.startswith(reason) for line, reason in zip(logged, reasons, strict=True))
-    assert "kafka at kafka-0.internal:9093" in logged[1] and "unable to get local issuer certificate" in logged[1]
+    assert "kafka at kafka-0.internal:9093" in logged[1]
+    assert "unable to get local issuer certificate" in logged[1]
     assert "ConnectionRefusedError" in logged[4]
     assert all("pw-secret-42" not in line for line in logged)
 

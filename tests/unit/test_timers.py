@@ -42,15 +42,19 @@ async def test_a_failing_timer_is_logged_counted_and_shown_until_it_runs_cleanly
     assert [r.getMessage() for r in caplog.records] == [
         "timer lag failed; it runs again in its next period", "timer lag failed; it runs again in its next period",
         "timer janitor failed; it runs again in its next period"]
-    assert caplog.records[0].exc_info is not None and caplog.records[0].exc_info[0] is KeyError
-    assert _failures(metrics, "lag") == 2 and _failures(metrics, "janitor") == 1
+    assert caplog.records[0].exc_info is not None
+    assert caplog.records[0].exc_info[0] is KeyError
+    assert _failures(metrics, "lag") == 2
+    assert _failures(metrics, "janitor") == 1
     status, body = health.report()
-    assert status == 503 and body["reasons"] == ["the lag check failed (details in the worker's log)"]
+    assert status == 503
+    assert body["reasons"] == ["the lag check failed (details in the worker's log)"]
     assert body["warnings"] == ["the janitor check failed (details in the worker's log)"]
     fail = False
     await lag()
     status, body = health.report()
-    assert status == 200 and body["status"] == "degraded"
+    assert status == 200
+    assert body["status"] == "degraded"
     await janitor()
     assert health.report() == (200, {"status": "ready", "reasons": [], "lag": 0})
     assert _failures(metrics, "lag") == 2  # counted, never reset
@@ -79,7 +83,9 @@ async def test_a_faust_timer_keeps_running_after_its_job_raises() -> None:
                 break
             await asyncio.sleep(0.01)
         assert not task.done(), task.exception() if task.done() else None
-        assert runs >= 4 and _failures(metrics, "boom") == 2 and health.failing == {}
+        assert runs >= 4
+        assert _failures(metrics, "boom") == 2
+        assert health.failing == {}
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

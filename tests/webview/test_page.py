@@ -116,7 +116,8 @@ def _chromium(binary: str, url: str, profile: Path, *extra: str) -> subprocess.C
 
 def _dom(binary: str, url: str, tmp_path: Path) -> Dom:
     done = _chromium(binary, url, tmp_path / "profile-dom", "--dump-dom")
-    assert done.returncode == 0 and "<html" in done.stdout, done.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "<html" in done.stdout, done.stderr[-2000:]
     return Dom(done.stdout)
 
 
@@ -143,8 +144,8 @@ def _publish(namespace: Namespace) -> None:
         for n, customer in enumerate(customers):
             messages.append((topics["ticket"], customer.encode(),
                              _event(customer, 900, ticket_id=f"{team}-{n}", team=team)))
-    for customer in sorted(acting):
-        messages.append((topics["review"], customer.encode(), _event(customer, 600, kind="testimonial")))
+    messages.extend((topics["review"], customer.encode(), _event(customer, 600, kind="testimonial"))
+                    for customer in sorted(acting))
     # a customer never registered: an action in segment "unknown", which has no active customers (no rate)
     messages.append((topics["review"], b"walk-in", _event("walk-in", 600, kind="social")))
     produce(namespace.stack.bootstrap, messages)
@@ -174,7 +175,8 @@ def test_page_shows_rates_bands_and_history_per_segment_and_team(
     try:
         worker.wait_ready()
         status, page = http_get(worker.url + "/")
-        assert status == 200 and b"static/app.js" in page
+        assert status == 200
+        assert b"static/app.js" in page
         for name in ("app.js", "style.css"):
             status, _ = http_get(f"{worker.url}/static/{name}")
             assert status == 200, name
@@ -186,15 +188,19 @@ def test_page_shows_rates_bands_and_history_per_segment_and_team(
                     "smb": ("3", "10", "30.00%", "low")}
         for segment, (actions, customers, rate, band) in expected.items():
             row = dom.row("data-segment", segment)
-            assert row["attrs"]["data-band"] == band and f"band-{band}" in row["attrs"]["class"].split()
+            assert row["attrs"]["data-band"] == band
+            assert f"band-{band}" in row["attrs"]["class"].split()
             assert [dom.cell(row, c)["text"] for c in ("numerator", "denominator", "rate", "band")] == \
                 [actions, customers, rate, band], row
             [bar] = dom.cell(row, "bar-cell")["children"][:1]
-            assert bar["role"] == "img" and f"{rate}, {band} band" in bar["aria-label"]
+            assert bar["role"] == "img"
+            assert f"{rate}, {band} band" in bar["aria-label"]
             [spark] = dom.cell(row, "spark-cell")["children"]
-            assert spark["role"] == "img" and "history, last " in spark["aria-label"], spark
+            assert spark["role"] == "img", spark
+            assert "history, last " in spark["aria-label"], spark
         row = dom.row("data-segment", "unknown")
-        assert row["attrs"]["data-band"] == "none" and "band-none" in row["attrs"]["class"].split()
+        assert row["attrs"]["data-band"] == "none"
+        assert "band-none" in row["attrs"]["class"].split()
         assert [dom.cell(row, c)["text"] for c in ("numerator", "denominator", "rate", "band")] == \
             ["1", "0", "no data", "no data"], row
         teams = {"billing": ("3", "4", "75.00%", "moderate"), "onboarding": ("1", "5", "20.00%", "low"),
@@ -213,14 +219,17 @@ def test_page_shows_rates_bands_and_history_per_segment_and_team(
         assert "last 1 refresh:" not in dom.cell(row, "spark-cell")["children"][0]["aria-label"]
 
         week = _dom(chromium, worker.url + "/?window=7d", tmp_path)
-        assert dom.windows[0] == week.windows[0] and week.windows[1] == "7d"
+        assert dom.windows[0] == week.windows[0]
+        assert week.windows[1] == "7d"
         shown = [dom.cell(week.row("data-segment", s), "rate")["text"] for s in expected]
         assert shown == ["90.00%", "70.00%", "30.00%"]
 
         shot = tmp_path / "kpis.png"
         done = _chromium(chromium, worker.url + "/", tmp_path / "profile-shot", f"--screenshot={shot}")
-        assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
-        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert shot.is_file(), done.stderr[-2000:]
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert shot.stat().st_size > 10_000
         SHOTS.mkdir(exist_ok=True)
         kept = SHOTS / "kpis.png"
         shutil.copyfile(shot, kept)
@@ -242,13 +251,15 @@ def test_page_shows_an_error_banner_when_kpis_fails(
         stop(redis)
         wait_for(lambda: http_get(worker.url + "/kpis")[0] == 503, 20, what="/kpis to fail")
         dom = _dom(chromium, worker.url + "/", tmp_path)
-        assert dom.error is not None and "The worker answered 503 to /kpis: redis unavailable" in dom.error, dom.error
+        assert dom.error is not None, dom.error
+        assert "The worker answered 503 to /kpis: redis unavailable" in dom.error, dom.error
         assert "Retrying every 5 s." in dom.error
         assert not [r for r in dom.rows if "data-segment" in r["attrs"]]
         assert "could not be read" in dom.status, dom.status
         shot = tmp_path / "kpis-error.png"
         done = _chromium(chromium, worker.url + "/", tmp_path / "profile-shot", f"--screenshot={shot}")
-        assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert shot.is_file(), done.stderr[-2000:]
         SHOTS.mkdir(exist_ok=True)
         shutil.copyfile(shot, SHOTS / "kpis-error.png")
         print(f"\nscreenshot of the error banner: {SHOTS / 'kpis-error.png'}")
@@ -267,8 +278,10 @@ def test_page_shows_an_error_banner_when_the_worker_cannot_be_reached(tmp_path: 
     for name in ("app.js", "style.css"):
         shutil.copyfile(static / name, site / "static" / name)
     dom = _dom(chromium, (site / "index.html").as_uri(), tmp_path)
-    assert dom.error is not None and dom.error.startswith("Cannot reach the worker at "), dom.error
-    assert "Retrying every 5 s." in dom.error and "could not be read" in dom.status
+    assert dom.error is not None, dom.error
+    assert dom.error.startswith("Cannot reach the worker at "), dom.error
+    assert "Retrying every 5 s." in dom.error
+    assert "could not be read" in dom.status
 
 
 def test_page_assets_load_nothing_from_outside_the_worker() -> None:
@@ -278,7 +291,8 @@ def test_page_assets_load_nothing_from_outside_the_worker() -> None:
     for path in static.iterdir():
         text = path.read_text().replace("http://www.w3.org/2000/svg", "")  # the SVG namespace, never fetched
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.IGNORECASE), path.name
-        assert "@import" not in text and "url(" not in text, path.name
+        assert "@import" not in text, path.name
+        assert "url(" not in text, path.name
 
 
 # --- percents never cross a band line (issue 11 case 4) ---------------------------------------------
@@ -350,4 +364,5 @@ def test_page_rounds_percents_down_so_none_crosses_a_band_line(tmp_path: Path) -
     [bar] = dom.cell(mid, "bar-cell")["children"][:1]
     assert "79.99%, moderate band" in bar["aria-label"]
     [spark] = dom.cell(mid, "spark-cell")["children"]
-    assert "to 79.99%" in spark["aria-label"] and "80" not in spark["aria-label"].split("history")[1], spark
+    assert "to 79.99%" in spark["aria-label"], spark
+    assert "80" not in spark["aria-label"].split("history")[1], spark
