@@ -10,7 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from stream.event import Event
-from stream.kpi import record
+from stream.kpi import attribution, record
 from stream.kpi.record import Customer
 from stream.kpi.totals import Tally, advocate_entry, advocate_score, same_label
 from stream.kpi.windows import Rules, Window
@@ -126,16 +126,16 @@ def test_tickets_behind_the_newest_actions_credit_those_again_exactly(batch: lis
     latest credit moves is found its latest earlier credit by walking the tickets back (a short
     walk that gives up credits every action again): the full recomputation's numbers either way."""
     current = _base()
-    action_times = record.action_times(current)  # cached, as after an earlier late ticket
+    action_times = attribution.action_times(current)  # cached, as after an earlier late ticket
     assert action_times == sorted(at for at, _ in current.actions.values())
     expected, outcomes = apply(current, batch, NOW, RULES)
     copy = Customer(current.version, current.registration, dict(current.actions), dict(current.tickets))
-    saved, record._WALK = record._WALK, walk
+    saved, attribution.WALK = attribution.WALK, walk
     try:
         tally = Tally()
         new = tally.step("c", current, batch, NOW, RULES)
     finally:
-        record._WALK = saved
+        attribution.WALK = saved
     _check(tally, copy, new, expected, NOW, outcomes)
     if new is not None and new.times is not None:
         assert new.times == sorted(at for at, _ in new.actions.values())
@@ -159,17 +159,17 @@ def test_late_tickets_move_credits_between_teams_exactly(teams: list[str], late:
                     for i, team in enumerate(teams)]
     current = Tally().step("c", Customer(), base_events, NOW, RULES)
     assert current is not None
-    record.action_times(current)
+    attribution.action_times(current)
     batch = [Event(kind, f"n{i}", "c", (NOW - 2 * DAY // 300 - ago) * 1000, team=team if kind == "ticket" else None)
              for i, (kind, ago, team) in enumerate(late)]
     expected, outcomes = apply(current, batch, NOW, RULES)
     copy = Customer(current.version, current.registration, dict(current.actions), dict(current.tickets))
-    saved, record._WALK = record._WALK, walk
+    saved, attribution.WALK = attribution.WALK, walk
     try:
         tally = Tally()
         new = tally.step("c", current, batch, NOW, RULES)
     finally:
-        record._WALK = saved
+        attribution.WALK = saved
     _check(tally, copy, new, expected, NOW, outcomes)
 
 
@@ -203,8 +203,8 @@ def test_crediting_again_from_the_earliest_added_ticket_equals_the_full_recomput
     gives up and credits every action again."""
     base_events = [Event("referral", f"f{i}", "c", at) for i, at in enumerate(actions)]
     base_events += [Event("ticket", f"t{i}", "c", at, team=team) for i, (at, team) in enumerate(held)]
-    saved = record.HAND_OVER, record._SHARE, record._WALK
-    record.HAND_OVER, record._SHARE, record._WALK = 0, 1, walk
+    saved = record.HAND_OVER, attribution.SHARE, attribution.WALK
+    record.HAND_OVER, attribution.SHARE, attribution.WALK = 0, 1, walk
     try:
         current = Tally().step("c", Customer(), base_events, NOW, SHORT)
         assert current is not None
@@ -215,7 +215,7 @@ def test_crediting_again_from_the_earliest_added_ticket_equals_the_full_recomput
         tally = Tally()
         new = tally.step("c", current, batch, NOW, SHORT)
     finally:
-        record.HAND_OVER, record._SHARE, record._WALK = saved
+        record.HAND_OVER, attribution.SHARE, attribution.WALK = saved
     _check(tally, copy, new, expected, NOW, outcomes, SHORT)
 
 
@@ -240,7 +240,8 @@ def test_a_huge_record_over_the_cap_steps_as_a_copied_one(batch: list[Event], ro
         assert (new.registration, new.actions, new.tickets) == (expected.registration, expected.actions,
                                                                 expected.tickets)
         assert new.advocates == expected.advocates
-    assert tally.outcomes == reference.outcomes and tally.rejected == reference.rejected
+    assert tally.outcomes == reference.outcomes
+    assert tally.rejected == reference.rejected
     assert tally.counts(RULES, NOW) == reference.counts(RULES, NOW)
     assert sorted(tally.advocates_set) == sorted(reference.advocates_set)
     assert sorted(tally.advocates_removed) == sorted(reference.advocates_removed)
@@ -266,10 +267,16 @@ def test_events_added_in_time_order_are_written_into_the_held_dicts() -> None:
     new = Tally().step("c", base, [Event("referral", "n1", "c", at), Event("ticket", "n2", "c", at + 1, team="ops"),
                                    Event("review", "n3", "c", at + 2, review_kind="review", rating=5)], NOW, RULES)
     assert new is not None
-    assert new.actions is actions and len(actions) == ACTIONS + 2
+    assert new.actions is actions
+    assert len(actions) == ACTIONS + 2
     assert new.added == ({"f:n1": (at, None), "r:n3": (at + 2, None)}, {"n2": (at + 1, "ops")})
-    assert new.advocates is not None and new.advocates["ops"] == at + 2
-    assert new.index is not None and new.index[-1] == (at + 1, "n2", "ops") and base.index is None
+    assert new.advocates is not None
+    assert new.advocates["ops"] == at + 2
+    assert new.index is not None
+    assert new.index[-1] == (at + 1, "n2", "ops")
+    assert base.index is None
     restored = base.actions
-    assert restored is not actions and len(restored) == ACTIONS and "f:n1" not in restored
+    assert restored is not actions
+    assert len(restored) == ACTIONS
+    assert "f:n1" not in restored
     assert base.actions is restored
