@@ -1,4 +1,4 @@
-"""The reference model of the KPI state: full recomputation, the oracle that ``kpi.record.step`` and
+"""The reference model of the KPI state: full recomputation, the oracle that ``kpi.step.step`` and
 ``kpi.totals.Tally`` are checked against (tests/unit/test_kpi_change.py).
 
 Where ``tests/oracle.py`` and ``tests/reliability/fast_oracle.py`` read the contract from the
@@ -52,7 +52,7 @@ class Delta:
 
 def apply(customer: Customer, events: Iterable[Event], now_ms: int,
           rules: Rules) -> tuple[Customer, dict[str, int]]:
-    """Add events to a copy of ``customer``; return it and outcome counts (as ``record.step`` counts them)."""
+    """Add events to a copy of ``customer``; return it and outcome counts (as ``step.step`` counts them)."""
     new = Customer(customer.version, customer.registration, dict(customer.actions), dict(customer.tickets))
     outcomes = {"applied": 0, "duplicate": 0, "ignored": 0}
     for event in events:

@@ -1,8 +1,9 @@
 """Pure KPI math, no I/O, one production path.
 
 * ``windows``: durations, rolling windows and their event-time buckets, the KPI rules;
-* ``record``: one customer's record within retention, and ``step``, which adds a batch's
-  events to it (duplicates, copies, pruning, attribution) and says what changed;
+* ``record``: one customer's record within retention (``Customer``) and what a step changed;
+* ``step``: a batch's events added to a record (duplicates, copies, pruning), saying what changed;
+* ``attribution``: which team each action is credited to;
 * ``cap``: over ``ADVOCACY_MAX_EVENTS_PER_CUSTOMER``, which events a record keeps (those that
   expire last), which of the batch's are turned away and which held ones are evicted;
 * ``totals``: what the changes of a batch add to the shared totals (``Tally``), the totals

@@ -1,6 +1,6 @@
 """The per-customer cap (``ADVOCACY_MAX_EVENTS_PER_CUSTOMER``, docs/contract.md "Bounded records"):
 which of a full record's actions and tickets stay, which of the batch's are turned away, which
-held ones are evicted. Called by ``record.step`` when a record would hold more than the cap."""
+held ones are evicted. Called by ``step.step`` when a record would hold more than the cap."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import heapq
 from collections.abc import Sequence
 
 from stream.event import Event
-from stream.kpi.record import _FAR, ACTION_KEY_PREFIX, Change
+from stream.kpi.record import ACTION_KEY_PREFIX, FAR, Change
 from stream.kpi.windows import Rules
 
 __all__ = ["cap"]
@@ -20,15 +20,12 @@ def cap(change: Change, events: Sequence[Event], rules: Rules, outcomes: dict[st
     retention; ties by kind and key): a function of the set of events, not of their order, so
     the totals stay independent of arrival order. Of the rest, those added by this batch are
     turned away (``rejected``: the pipeline dead-letters them) and those held before leave the
-    record and the totals like pruned ones (evicted). Returns the new floor."""
+    record and the totals like pruned ones (evicted). ``change`` holds private copies
+    (``record.private_copies``). Returns the new floor."""
     action_us, ticket_us = rules.action_retention_us, rules.ticket_retention_us
     ranked = [(at + action_us, "a", key) for key, (at, _) in change.actions.items()]
     ranked += [(at + ticket_us, "t", key) for key, (at, _) in change.tickets.items()]
     out = heapq.nsmallest(len(ranked) - rules.max_events, ranked)
-    if change.actions is change.old.actions:
-        change.actions = dict(change.actions)
-    if change.tickets is change.old.tickets:
-        change.tickets = dict(change.tickets)
     turned_away: dict[str, tuple[int, str | None]] = {}  # the batch's key -> the copy it held
     evicted = 0
     for _, kind, key in out:
@@ -54,8 +51,8 @@ def cap(change: Change, events: Sequence[Event], rules: Rules, outcomes: dict[st
     if evicted:
         outcomes["evicted"] = outcomes.get("evicted", 0) + evicted
         change.replaced = True
-    return (min((v[0] for v in change.actions.values()), default=_FAR),
-            min((v[0] for v in change.tickets.values()), default=_FAR))
+    return (min((v[0] for v in change.actions.values()), default=FAR),
+            min((v[0] for v in change.tickets.values()), default=FAR))
 
 
 def _events_of(turned_away: dict[str, tuple[int, str | None]], events: Sequence[Event]) -> list[Event]:

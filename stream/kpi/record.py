@@ -1,29 +1,27 @@
-"""One customer's record within retention, and ``step``: a batch of their events added to it.
+"""One customer's record within retention: the ``Customer`` value, and how a step's new record takes
+over the old one's dicts instead of copying them (``new_record``); ``Change``, what a step did.
 
-``step`` settles duplicates and differing copies (``copy_rank``), keeps the latest registration,
-forgets what can no longer count in any window, and attributes actions to teams (contract
-section 3). It returns a plain ``Change`` (events added and pruned, registrations, credits
-before and after) and knows nothing of the shared totals: ``totals.Tally`` consumes changes.
-tests/unit/test_kpi_change.py checks it against the full recomputation of tests/reference.py.
+``stream.kpi.step`` adds a batch's events to a record; ``stream.kpi.attribution`` credits actions
+to teams. tests/unit/test_kpi_change.py and test_kpi_huge.py check them against the full
+recomputation of tests/reference.py.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from bisect import insort
 from dataclasses import dataclass, field
+from typing import Any
 
-from stream.event import Event, is_advocacy
 from stream.kpi.windows import Rules
 
-__all__ = ["ACTION_KEY_PREFIX", "UNKNOWN_SEGMENT", "Change", "Customer", "Registration", "advocates",
-           "advocates_of", "copy_rank", "credited_team", "expires_at_ms", "registration_segment", "step",
-           "tickets_of"]
+__all__ = ["ACTION_KEY_PREFIX", "FAR", "HAND_OVER", "UNKNOWN_SEGMENT", "Action", "Change", "Customer", "Registration",
+           "Ticket", "Tickets", "copy_rank", "expires_at_ms", "new_record", "private_copies", "registration_segment"]
 
 UNKNOWN_SEGMENT = "unknown"
 ACTION_KEY_PREFIX = {"review": "r:", "referral": "f:"}
-_FAR = 1 << 62
-_MANY = 32  # tickets above which a record caches them sorted; actions above which ``_credit`` searches integers
+FAR = 1 << 62
+MANY = 32  # tickets above which a record caches them sorted; actions above which ``credit`` searches integers
+HAND_OVER = 128  # events from which a record's dicts are handed over rather than copied (``Customer``)
 
 Registration = tuple[int, str, str, str]  # at_us, event_id, segment, status
 Action = tuple[int, str | None]  # at_us, own segment
@@ -31,25 +29,75 @@ Ticket = tuple[int, str]  # at_us, team
 Tickets = list[tuple[int, str, str]]  # a customer's tickets sorted: (time, event id, team)
 
 
-@dataclass(slots=True)
 class Customer:
     """Everything the KPIs need of one customer, within retention.
 
     ``version`` is the store's token for the record it was read as ("" = none stored).
-    ``advocates`` caches the attribution of the current events (``advocates_of``).
+    ``advocates`` caches the attribution of the current events (``advocates_of``); ``floor``,
+    ``ceiling``, ``index`` and ``times`` cache ``oldest()``, ``newest()``, ``tickets_of`` and
+    ``action_times``.
+
+    A record is a value: ``step`` never changes the one it is given. It does not copy its
+    ``actions`` and ``tickets`` either (that would cost the whole record for each batch):
+    when it only adds events, it writes them into the old record's dicts and hands those
+    to the new record, and the old one keeps what undoes the writes (``_Handed``). The old
+    record, read again (a retried commit steps it again), restores its own dicts then,
+    once (a copy). Equality compares the version, registration, actions and tickets.
     """
 
-    version: str = ""
-    registration: Registration | None = None
-    actions: dict[str, Action] = field(default_factory=dict)  # key -> at_us, seg
-    tickets: dict[str, Ticket] = field(default_factory=dict)  # event_id -> at_us, team
-    advocates: dict[str, int] | None = field(default=None, compare=False)  # team -> at_us
-    floor: tuple[int, int] | None = field(default=None, compare=False)  # cached ``oldest()``
-    index: Tickets | None = field(default=None, compare=False)  # cached ``tickets_of``
-    # what ``step`` added to the record it was made from, when it only added events (a
-    # store may write just that); None when the registration changed or events were pruned
-    added: tuple[dict[str, Action], dict[str, Ticket]] | None = field(default=None, compare=False)
-    legacy: bool = field(default=False, compare=False)  # read from a record in milliseconds: write it whole
+    __slots__ = ("_actions", "_tickets", "added", "advocates", "ceiling", "floor", "index", "legacy", "registration",
+                 "shared", "times", "version")
+
+    def __init__(self, version: str = "", registration: Registration | None = None,
+                 actions: dict[str, Action] | None = None, tickets: dict[str, Ticket] | None = None,
+                 advocates: dict[str, int] | None = None, floor: tuple[int, int] | None = None,
+                 ceiling: tuple[int, int] | None = None, index: Tickets | None = None,
+                 added: tuple[dict[str, Action], dict[str, Ticket]] | None = None, legacy: bool = False) -> None:
+        self.version = version
+        self.registration = registration
+        self._actions: dict[str, Action] | _Handed = {} if actions is None else actions  # key -> at_us, seg
+        self._tickets: dict[str, Ticket] | _Handed = {} if tickets is None else tickets  # event_id -> at_us, team
+        self.advocates = advocates  # team -> at_us
+        self.floor = floor
+        self.ceiling = ceiling
+        self.index = index
+        self.times: list[int] | None = None  # cached ``action_times``
+        # what ``step`` added to the record it was made from, when it only added events (a
+        # store may write just that); None when the registration changed or events were pruned
+        self.added = added
+        self.legacy = legacy  # read from a record in milliseconds: write it whole
+        self.shared = False  # a dict of this record may be another record's too: copied, never handed over
+
+    @property
+    def actions(self) -> dict[str, Action]:
+        held = self._actions
+        return held if type(held) is dict else _restore(self, "_actions")
+
+    @actions.setter
+    def actions(self, value: dict[str, Action]) -> None:
+        self._actions = value
+
+    @property
+    def tickets(self) -> dict[str, Ticket]:
+        held = self._tickets
+        return held if type(held) is dict else _restore(self, "_tickets")
+
+    @tickets.setter
+    def tickets(self, value: dict[str, Ticket]) -> None:
+        self._tickets = value
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Customer:
+            return NotImplemented
+        assert isinstance(other, Customer)
+        return (self.version, self.registration, self.actions, self.tickets) == \
+            (other.version, other.registration, other.actions, other.tickets)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        return (f"Customer(version={self.version!r}, registration={self.registration!r}, "
+                f"actions={self.actions!r}, tickets={self.tickets!r})")
 
     def is_empty(self) -> bool:
         return self.registration is None and not self.actions and not self.tickets
@@ -57,9 +105,57 @@ class Customer:
     def oldest(self) -> tuple[int, int]:
         """Oldest action and ticket times (a far future when there are none), cached."""
         if self.floor is None:
-            self.floor = (min((v[0] for v in self.actions.values()), default=_FAR),
-                          min((v[0] for v in self.tickets.values()), default=_FAR))
+            self.floor = (min((v[0] for v in self.actions.values()), default=FAR),
+                          min((v[0] for v in self.tickets.values()), default=FAR))
         return self.floor
+
+    def newest(self) -> tuple[int, int]:
+        """Newest action and ticket times (-1 when there are none), cached."""
+        if self.ceiling is None:
+            self.ceiling = (max((v[0] for v in self.actions.values()), default=-1),
+                            max((v[0] for v in self.tickets.values()), default=-1))
+        return self.ceiling
+
+
+_GONE: Any = object()  # in an undo: the key was not there
+
+
+class _Handed:
+    """What a record holds in place of a dict it handed to the record ``step`` made of it: that
+    record, and what undoes the writes (key -> the value it had, or ``_GONE``)."""
+
+    __slots__ = ("heir", "undo")
+
+    def __init__(self, heir: Customer, undo: dict[str, Any]) -> None:
+        self.heir, self.undo = heir, undo
+
+
+def _restore(customer: Customer, slot: str) -> dict[str, Any]:
+    """``customer``'s own dict again: a copy of the dict's current holder (down the chain of
+    records made since), with the writes made since undone, newest first."""
+    undos = []
+    held = getattr(customer, slot)
+    while type(held) is _Handed:
+        undos.append(held.undo)
+        held = getattr(held.heir, slot)
+    restored = dict(held)
+    for undo in reversed(undos):
+        for key, value in undo.items():
+            if value is _GONE:
+                del restored[key]
+            else:
+                restored[key] = value
+    setattr(customer, slot, restored)
+    return restored
+
+
+def _hand_over(old: Customer, slot: str, added: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``old``'s dict with ``added`` written in (O(added)), and the undo ``old`` keeps."""
+    live = getattr(old, slot)
+    assert type(live) is dict
+    undo = {key: live.get(key, _GONE) for key in added}
+    live.update(added)
+    return live, undo
 
 
 def copy_rank(value: tuple[int, str | None]) -> tuple[int, str]:
@@ -79,83 +175,19 @@ def expires_at_ms(customer: Customer, rules: Rules) -> int | None:
     while it holds a registration."""
     if customer.registration is not None:
         return None
-    last_action = max((at for at, _ in customer.actions.values()), default=0)
-    last_ticket = max((at for at, _ in customer.tickets.values()), default=0)
-    return max(last_action + rules.action_retention_us, last_ticket + rules.ticket_retention_us) // 1000 + 1
+    last_action, last_ticket = customer.newest()
+    return max(max(last_action, 0) + rules.action_retention_us,
+               max(last_ticket, 0) + rules.ticket_retention_us) // 1000 + 1
 
-
-# --- attribution (contract section 3, Customer Advocacy Creation) ------------------------------
-
-
-def _ordered(tickets: Mapping[str, Ticket]) -> Tickets:
-    ordered = [(v[0], k, v[1]) for k, v in tickets.items()]  # a list, not a generator: most hold one or two
-    ordered.sort()
-    return ordered
-
-
-def tickets_of(customer: Customer) -> Tickets:
-    """The customer's tickets sorted for ``credited_team``; cached when there are many (tickets change
-    far less often than actions come: a customer with thousands is not sorted again for each action;
-    a few are sorted in no time, and not caching them keeps the records' objects few for the GC)."""
-    if customer.index is not None:
-        return customer.index
-    ordered = _ordered(customer.tickets)
-    if len(ordered) > _MANY:
-        customer.index = ordered
-    return ordered
-
-
-def credited_team(tickets: Tickets, at_us: int, attribution_us: int, times: list[int] | None = None) -> str | None:
-    """Team of the latest ticket with t0 <= t <= t0 + attribution (contract section 3).
-
-    ``tickets`` are sorted by (t0, event id) and the search compares times only, so the last
-    ticket at or before ``at_us`` is found (the greatest id among tickets at the same instant)
-    whatever characters the ids hold. ``times``, the same tickets' times, makes it a search of plain
-    integers (no key function): worth building when one customer's many actions are searched.
-    """
-    index = (bisect_right(times, at_us) if times is not None else bisect_right(tickets, at_us, key=_time)) - 1
-    if index < 0:
-        return None
-    t0, _, team = tickets[index]
-    return team if at_us <= t0 + attribution_us else None
-
-
-def _time(ticket: tuple[int, str, str]) -> int:
-    return ticket[0]
-
-
-def _credit(credits: dict[str, int], tickets: Tickets, actions: Collection[Action], attribution_us: int) -> None:
-    times = [t[0] for t in tickets] if len(actions) > _MANY else None
-    for at_us, _ in actions:
-        team = credited_team(tickets, at_us, attribution_us, times)
-        if team is not None and at_us > credits.get(team, -1):
-            credits[team] = at_us
-
-
-def advocates(customer: Customer, rules: Rules) -> dict[str, int]:
-    """Team (its own name) -> latest action time credited to it. Names are folded only where the
-    credit is stored (``totals.advocate_entry``)."""
-    credits: dict[str, int] = {}
-    if customer.tickets:
-        _credit(credits, tickets_of(customer), customer.actions.values(), rules.attribution_us)
-    return credits
-
-
-def advocates_of(customer: Customer, rules: Rules) -> dict[str, int]:
-    """``advocates``, cached on the customer."""
-    if customer.advocates is None:
-        customer.advocates = advocates(customer, rules) if customer.tickets else {}
-    return customer.advocates
-
-
-# --- the step -------------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
 class Change:
     """What ``step`` did to one customer's record: ``new`` is the record after it (``old`` while it
-    runs, when ``registration``, ``actions`` and ``tickets`` are the record being built, copied
-    from ``old`` on first write)."""
+    runs). While it runs, ``actions`` and ``tickets`` are ``old``'s dicts, the events added
+    being in ``added_actions`` and ``added_tickets``, until something must be taken out
+    (pruning, a copy replaced, the cap): then they are private copies holding both
+    (``private_copies``). At the end they are the new record's."""
 
     old: Customer
     new: Customer
@@ -167,124 +199,54 @@ class Change:
     pruned_actions: list[Action] = field(default_factory=list)
     pruned_tickets: list[Ticket] = field(default_factory=list)
     replaced: bool = False  # a held copy gave way to a greater one (``copy_rank``)
+    private: bool = False  # ``actions`` and ``tickets`` are copies, holding the events added
     # ``advocates`` of old and of new: set by ``step`` on every change it returns
     credits_before: dict[str, int] | None = None
     credits_after: dict[str, int] | None = None
 
 
-def step(old: Customer, events: Sequence[Event], now_ms: int, rules: Rules, outcomes: dict[str, int],
-         rejected: list[Event] | None = None) -> Change | None:
-    """Add ``events`` to a copy of ``old`` (``old`` is left as it was); ``None`` if nothing changes.
+def private_copies(change: Change) -> None:
+    """Make ``change.actions`` and ``change.tickets`` copies of the old record's holding the events
+    added (O(record)): what pruning, a replaced copy and the cap take events out of."""
+    if not change.private:
+        change.actions = {**change.actions, **change.added_actions}
+        change.tickets = {**change.tickets, **change.added_tickets}
+        change.private = True
 
-    ``outcomes`` counts each event: ``applied`` (new, or a differing copy that replaces the one
-    held: ``copy_rank``), ``duplicate`` (that copy, or a greater one, already held on that
-    topic), ``ignored`` (valid but not an advocacy action, or an older registration). The cost
-    is that of the events added or pruned, not of every event the customer holds.
 
-    Over the cap (``rules.max_events``), see ``cap.cap``: events of this batch it turns away are
-    appended to ``rejected`` and counted ``capped`` instead of ``applied``; held ones it pushes
-    out are counted ``evicted``.
-    """
-    change = Change(old, old, old.registration, old.actions, old.tickets)
-    _add_events(old, change, events, outcomes)
-    floor = _prune(old, change, now_ms, rules)
-    if rules.max_events and len(change.actions) + len(change.tickets) > rules.max_events:
-        from stream.kpi.cap import cap  # only over the cap; cap.py builds on this module
-        floor = cap(change, events, rules, outcomes, rejected)
-    if not (change.added_actions or change.added_tickets or change.pruned_actions or change.pruned_tickets) \
-            and change.registration == old.registration:
-        return None
-    new = Customer(old.version, change.registration, change.actions, change.tickets, floor=floor)
-    if change.tickets is old.tickets:
-        new.index = old.index
+def new_record(change: Change, floor: tuple[int, int]) -> Customer:
+    """The record after ``change``: ``old``'s dicts handed over with the events added written in
+    when it only added events (O(added)), else the private copies. The sorted tickets are handed
+    over too (the added ones inserted) when no ticket left."""
+    old = change.old
+    new = Customer(old.version, change.registration, floor=floor)
+    if not change.private and change.registration == old.registration and not old.shared \
+            and len(change.actions) + len(change.tickets) >= HAND_OVER:
+        actions, undo_actions = _hand_over(old, "_actions", change.added_actions)
+        tickets, undo_tickets = _hand_over(old, "_tickets", change.added_tickets)
+        old._actions, old._tickets = _Handed(new, undo_actions), _Handed(new, undo_tickets)  # noqa: SLF001 - this module's record
+        if old.ceiling is not None:
+            newest_action, newest_ticket = old.ceiling
+            new.ceiling = (max([newest_action, *(at for at, _ in change.added_actions.values())]),
+                           max([newest_ticket, *(at for at, _ in change.added_tickets.values())]))
+    elif change.private:
+        actions, tickets = change.actions, change.tickets
+    else:  # a small record, or a changed registration: a copy of the dict that changed, the other shared
+        actions = {**change.actions, **change.added_actions} if change.added_actions else change.actions
+        tickets = {**change.tickets, **change.added_tickets} if change.added_tickets else change.tickets
+        if actions is change.actions or tickets is change.tickets:
+            old.shared = new.shared = True
+    new.actions, new.tickets = change.actions, change.tickets = actions, tickets
+    if old.index is not None and not change.pruned_tickets:  # new.tickets: old's and the added ones
+        index, old.index = old.index, None
+        for key, (at_us, team) in change.added_tickets.items():
+            insort(index, (at_us, key, team))
+        new.index = index
+    if old.times is not None and not change.pruned_actions:  # likewise the sorted action times
+        times, old.times = old.times, None
+        for at_us, _ in change.added_actions.values():
+            insort(times, at_us)
+        new.times = times
     if change.registration == old.registration and not (change.pruned_actions or change.pruned_tickets):
         new.added = (change.added_actions, change.added_tickets)
-    change.new = new
-    _credits(change, rules)
-    return change
-
-
-def _add_events(old: Customer, change: Change, events: Iterable[Event], outcomes: dict[str, int]) -> None:
-    for event in events:
-        kind = event.kind
-        if kind == "customer":
-            record = (event.at_us, event.event_id, event.segment or UNKNOWN_SEGMENT, event.status or "")
-            current = change.registration
-            if current is not None and record <= current:  # the whole record decides between differing copies
-                outcomes["duplicate" if record[:2] == current[:2] else "ignored"] += 1
-                continue
-            change.registration = record
-        elif kind == "ticket":
-            ticket = (event.at_us, event.team or "")
-            held = change.tickets.get(event.event_id)
-            if held is not None and copy_rank(ticket) <= copy_rank(held):
-                outcomes["duplicate"] += 1
-                continue
-            if change.tickets is old.tickets:  # copy on first write: ``old`` stays as it was
-                change.tickets = dict(old.tickets)
-            if held is not None and event.event_id not in change.added_tickets:
-                change.pruned_tickets.append(held)  # the stored copy gives way
-                change.replaced = True
-            change.tickets[event.event_id] = ticket
-            change.added_tickets[event.event_id] = ticket
-        else:
-            if not is_advocacy(event):
-                outcomes["ignored"] += 1
-                continue
-            key = ACTION_KEY_PREFIX[kind] + event.event_id
-            action = (event.at_us, event.segment)
-            held_action = change.actions.get(key)
-            if held_action is not None and copy_rank(action) <= copy_rank(held_action):
-                outcomes["duplicate"] += 1
-                continue
-            if change.actions is old.actions:
-                change.actions = dict(old.actions)
-            if held_action is not None and key not in change.added_actions:
-                change.pruned_actions.append(held_action)
-                change.replaced = True
-            change.actions[key] = action
-            change.added_actions[key] = action
-        outcomes["applied"] += 1
-
-
-def _prune(old: Customer, change: Change, now_ms: int, rules: Rules) -> tuple[int, int]:
-    """Forget events that can no longer count in any window: O(1) unless the oldest kept event
-    expires. Returns the new floor (``Customer.oldest``)."""
-    if change.replaced:  # the copy given way may have been the oldest (rare: count again)
-        oldest_action = min((v[0] for v in change.actions.values()), default=_FAR)
-        oldest_ticket = min((v[0] for v in change.tickets.values()), default=_FAR)
-    else:
-        oldest_action, oldest_ticket = old.floor or old.oldest()
-        for at_us, _ in change.added_actions.values():
-            oldest_action = min(oldest_action, at_us)
-        for at_us, _ in change.added_tickets.values():
-            oldest_ticket = min(oldest_ticket, at_us)
-    cut = now_ms * 1000 - rules.action_retention_us
-    if oldest_action < cut:
-        change.pruned_actions += [v for v in change.actions.values() if v[0] < cut]
-        change.actions = {k: v for k, v in change.actions.items() if v[0] >= cut}
-        oldest_action = min((v[0] for v in change.actions.values()), default=_FAR)
-    cut = now_ms * 1000 - rules.ticket_retention_us
-    if oldest_ticket < cut:
-        change.pruned_tickets += [v for v in change.tickets.values() if v[0] < cut]
-        change.tickets = {k: v for k, v in change.tickets.items() if v[0] >= cut}
-        oldest_ticket = min((v[0] for v in change.tickets.values()), default=_FAR)
-    return oldest_action, oldest_ticket
-
-
-def _credits(change: Change, rules: Rules) -> None:
-    """Credits before and after: new tickets or pruning can re-credit every action; new actions
-    only add credits (each to the team of the latest ticket before it)."""
-    old, new = change.old, change.new
-    before = advocates_of(old, rules) if (old.tickets or old.advocates) else {}
-    if not new.tickets:
-        after: dict[str, int] = {}
-    elif change.added_tickets or change.pruned_actions or change.pruned_tickets:
-        after = advocates(new, rules)
-    elif change.added_actions:
-        after = dict(before)
-        _credit(after, tickets_of(new), change.added_actions.values(), rules.attribution_us)
-    else:
-        after = before
-    new.advocates = after
-    change.credits_before, change.credits_after = before, after
+    return new

@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from stream.event import Event
-from stream.kpi.record import Change, Customer, Registration, registration_segment, step
+from stream.kpi.record import Change, Customer, Registration, registration_segment
+from stream.kpi.step import step
 from stream.kpi.windows import Rules, Window
 
 __all__ = ["OVERFLOW_LABEL", "CountKey", "Labeler", "Tally", "Totals", "advocate_entry", "advocate_score",
@@ -19,7 +20,7 @@ CountKey = tuple[str, str, str, int]  # ("a", segment, window) or ("t", team, wi
 Labeler = Callable[[str, str], str]  # (kind "segment" | "team", name) -> label
 
 
-def same_label(kind: str, name: str) -> str:
+def same_label(kind: str, name: str) -> str:  # noqa: ARG001 - a Labeler's signature
     return name
 
 
@@ -65,7 +66,7 @@ class Tally:
 
     def step(self, customer_id: str, old: Customer, events: Sequence[Event], now_ms: int, rules: Rules,
              label: Labeler = same_label) -> Customer | None:
-        """``record.step``, and what its change does to the totals; the new record, ``None`` if nothing."""
+        """``step.step``, and what its change does to the totals; the new record, ``None`` if nothing."""
         change = step(old, events, now_ms, rules, self.outcomes, self.rejected)
         if change is None:
             return None
@@ -177,7 +178,7 @@ def ratio(numerator: int, denominator: int) -> float | None:
 
 
 def band_of(numerator: int, denominator: int) -> str | None:
-    """high >= 80%, moderate 60-80%, low < 60%, no rate no band: compared exactly, in integers (no
+    """High >= 80%, moderate 60-80%, low < 60%, no rate no band: compared exactly, in integers (no
     float rounding at 60 or 80%)."""
     if denominator <= 0:
         return None

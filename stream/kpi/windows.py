@@ -57,7 +57,7 @@ class Rules:
     """The KPI parameters: windows and attribution window (in ms; ``*_us`` the same in microseconds).
 
     ``max_events`` caps the actions and tickets one customer's record holds within retention
-    (``ADVOCACY_MAX_EVENTS_PER_CUSTOMER``; ``record.step`` says which are kept); 0: no cap.
+    (``ADVOCACY_MAX_EVENTS_PER_CUSTOMER``; ``step.step`` says which are kept); 0: no cap.
     """
 
     windows: tuple[Window, ...]

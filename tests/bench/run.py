@@ -35,6 +35,7 @@ from stream.embedded import embedded, free_port, start_broker, start_redis, stop
 from stream.kafka_node import kafka_version
 from stream.kafka_server import KafkaCluster
 from stream.redis_cluster import RedisClusterServers
+from tests.bench import skewed
 from tests.bench.events import generate, wire
 from tests.reliability.fast_oracle import expected as expected_kpis
 from tests.scenario import ATTRIBUTION, WINDOWS, iso
@@ -119,7 +120,7 @@ def create_topics(bootstrap: str, redis_url: str, work: Path) -> None:
 
 
 def raw_ceiling(bootstrap: str, n: int) -> float:
-    """aiokafka consume + stdlib json decode of every record: the ceiling for a Python consumer."""
+    """Aiokafka consume + stdlib json decode of every record: the ceiling for a Python consumer."""
     from aiokafka import AIOKafkaConsumer
 
     from stream.config import load_settings
@@ -277,7 +278,8 @@ def two_workers(bootstrap: str, redis_url: str, n: int, events: list[tuple[str, 
     try:
         def any_ready() -> bool:
             for worker in workers:
-                assert worker.proc is not None and worker.proc.poll() is None, f"a worker exited; see {work}"
+                assert worker.proc is not None, f"a worker never started; see {work}"
+                assert worker.proc.poll() is None, f"a worker exited; see {work}"
                 if http_get(worker.url + "/health", timeout=2)[0] == 200:
                     return True
             return False
@@ -421,8 +423,11 @@ def main() -> int:
         create_topics(bootstrap, redis_url, work)
         rss = peak_rss(bootstrap, redis_url, work, args.rss_customers)
     print(f"peak RSS with {args.rss_customers:,} customers: {rss:.0f} MiB", flush=True)
+    skew = skewed.measure()  # one customer with many events: in-process and on a redis-server of its own
+    for row in skew:
+        print(f"skewed customer, {skewed.describe(row)}", flush=True)
     load.append(os.getloadavg()[0])
-    report(args, size, figures, rss, load, time.monotonic() - started)
+    report(args, size, figures, rss, load, time.monotonic() - started, skew)
     return 0
 
 
@@ -483,8 +488,27 @@ def _delays(delays: list[float]) -> str:
             f"p99 {percentile(delays, 0.99):.2f} s ({len(delays)} probes)")
 
 
+def _skewed_table(skew: list[skewed.Row]) -> list[str]:
+    """One customer with many events in retention: a row per record size (tests/bench/skewed.py)."""
+    return [
+        ("One customer with many events in retention (`python -m tests.bench.skewed`): one more event onto a "
+        "record of N events (4/5 actions, 1/5 tickets). The step is the pure step in this process (CPU time "
+        "per event, best of 3 x 200 steps, each onto the record the last one made): events in time order (the "
+        "common case), then late (100 actions behind the newest held one: a late ticket credits those again). "
+        "The commit is `Store.apply` of one event in time order on a redis-server of its own (wall time, the "
+        "round trip included); the bytes are what the stored record grew by per commit (the events appended, "
+        "not the record rewritten); the cold read is a cache miss (MGET and decode of the whole record)."), "",
+        ("| record | step, in time order | step, late | commit, one event | written per commit | stored "
+        "| cold read |"),
+        "|---|---|---|---|---|---|---|",
+        *[f"| {row.size:,} events | {row.step_us:.1f} us | {row.late_us:,.1f} us | {row.commit_ms:.2f} ms | "
+          f"{row.grown:.0f} bytes | {row.record_kb:,.0f} KiB | {row.read_ms:.1f} ms |" for row in skew],
+        "",
+    ]
+
+
 def report(args: argparse.Namespace, size: float, figures: dict[str, Figures], rss: float, load: list[float],
-           took: float) -> None:
+           took: float, skew: list[skewed.Row]) -> None:
     med = statistics.median
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -516,8 +540,8 @@ def report(args: argparse.Namespace, size: float, figures: dict[str, Figures], r
     table = [f"| what | {' | '.join(names)} | target |", "|---|" + "---|" * len(brokers) + "---|",
              *[f"| {what} | {' | '.join(cell(figures[b]) for b in brokers)} | {target} |"
                for what, cell, target in rows],
-             f"| peak worker RSS, {args.rss_customers:,} customers in state (on {names[0]}) | "
-             f"{rss:.0f} MiB |{' |' * (len(brokers) - 1)} <= 300 MB |"]
+             (f"| peak worker RSS, {args.rss_customers:,} customers in state (on {names[0]}) | "
+             f"{rss:.0f} MiB |{' |' * (len(brokers) - 1)} <= 300 MB |")]
     per_run = [f"Per run on {STACKS[b][0]}: raw {', '.join(f'{v:,.0f}' for v in f.raw)}; naive Faust "
                f"{', '.join(f'{v:,.0f}' for v in f.naive)}; pipeline {', '.join(f'{v:,.0f}' for v in f.ours)}"
                + (f"; without cache {', '.join(f'{v:,.0f}' for v in f.uncached)}" if f.uncached else "")
@@ -529,23 +553,24 @@ def report(args: argparse.Namespace, size: float, figures: dict[str, Figures], r
     runs = "the median of 1 run" if args.runs == 1 else f"medians of {args.runs} runs"
     lines = [
         "# Benchmarks", "",
-        f"Measured by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {os.cpu_count()} cores ({cpu}), "
+        (f"Measured by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {os.cpu_count()} cores ({cpu}), "
         f"Python {platform.python_version()}, {' and '.join(names)} (one node, the broker's default group "
         f"settings), each with redis-server on loopback, {args.events:,} events of {size:.0f} bytes on average "
         f"over 4 topics x 4 partitions, {args.customers:,} customers; {runs}, each on a fresh "
         f"broker and Redis, the brokers taking turns. The run took {took / 60:.0f} min; load average "
-        f"{load[0]:.1f} at its start, {load[-1]:.1f} at its end.{' ' + args.note if args.note else ''}", "",
+        f"{load[0]:.1f} at its start, {load[-1]:.1f} at its end.{' ' + args.note if args.note else ''}"), "",
         *table, "",
         *[line + "\n" for line in per_run],
-        "The pipeline's rate counts from the worker being ready to every event stored (each partition's "
+        ("The pipeline's rate counts from the worker being ready to every event stored (each partition's "
         "position in the state at its end offset); /kpis must then show the numbers computed independently "
-        "from the events (the benchmark fails otherwise).", "",
+        "from the events (the benchmark fails otherwise)."), "",
+        *_skewed_table(skew),
     ]
     notes = Path(args.out).with_name("benchmarks-notes.md")
     if notes.exists():
         lines += [notes.read_text()]
     previous = Path(args.out).read_text() if Path(args.out).exists() else ""
-    kept = re.search(re.escape(ENDPOINTS[0]) + ".*?" + re.escape(ENDPOINTS[1]), previous, re.S)
+    kept = re.search(re.escape(ENDPOINTS[0]) + ".*?" + re.escape(ENDPOINTS[1]), previous, re.DOTALL)
     if kept:  # `make bench-web`'s section
         lines += ["", kept[0], ""]
     Path(args.out).write_text("\n".join(lines))

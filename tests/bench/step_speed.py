@@ -10,7 +10,8 @@ Prints the best of ``--repeat`` passes, in CPU time of this process (on a machin
 with other work, time spent waiting for a core is left out; cache contention is not).
 
 ``--skewed`` times one more event for a customer who already holds N events, for each N:
-the cost of one batch's step for that customer (best of ``--repeat`` x 200 steps).
+the cost of one batch's step for that customer (best of ``--repeat`` x 200 steps), the
+events in time order (after every held one), then late (100 actions behind the newest).
 """
 
 from __future__ import annotations
@@ -58,19 +59,25 @@ def one_pass(events: list[Event], batch: int, now_ms: int, rules: Rules) -> floa
     return time.process_time() - started
 
 
-def skewed(held: int, repeat: int, now_ms: int, rules: Rules) -> float:
-    """Seconds for one step adding one action (and every 10th step a ticket) to a record of ``held`` events."""
+def skewed(held: int, repeat: int, now_ms: int, rules: Rules, late: bool = False) -> float:
+    """Seconds for one step adding one action (and every 10th step a ticket instead) to a record of
+    ``held`` events (4/5 actions, 1/5 tickets over four teams), each step onto the record the
+    last one made, as the store's cache holds it (N grows by 200 per pass: N stays ~N). The events
+    come after every held one (in time order, the common case), or with ``late`` 100 actions behind
+    the newest held one (a ticket older than held actions: those are credited again)."""
     base = now_ms * 1000 - 3_600_000_000
     seed = [Event("referral", f"f{i}", "hot", base + i * 1000) for i in range(held * 4 // 5)]
     seed += [Event("ticket", f"t{i}", "hot", base + i * 5000, team=f"team{i % 4}") for i in range(held // 5)]
     record = Tally().step("hot", Customer(), seed, now_ms, rules) or Customer()
+    start = base + ((held * 4 // 5 - 100) * 1000 + 500 if late else held * 5000 + 1000)
     best = float("inf")
     for r in range(repeat):
         started = time.process_time()
         for i in range(200):
             kind = "ticket" if i % 10 == 0 else "referral"
-            event = Event(kind, f"n{r}-{i}", "hot", base + 7_000_000 + i, team="team0" if kind == "ticket" else None)
-            Tally().step("hot", record, [event], now_ms, rules)  # the same record each time: N stays N
+            at = start + (r * 200 + i) * (1 if late else 1000)
+            event = Event(kind, f"n{r}-{i}", "hot", at, team="team0" if kind == "ticket" else None)
+            record = Tally().step("hot", record, [event], now_ms, rules) or record
         best = min(best, (time.process_time() - started) / 200)
     return best
 
@@ -87,9 +94,11 @@ def main() -> None:
     now_ms = int(now * 1000)
     rules = _rules()
     if args.skewed:
-        for held in (int(n) for n in args.skewed.split(",")):
-            seconds = skewed(held, args.repeat, now_ms, rules)
-            print(f"step (skewed): one event onto a record of {held} events: {seconds * 1e6:.1f} us")
+        for late in (False, True):
+            for held in (int(n) for n in args.skewed.split(",")):
+                seconds = skewed(held, args.repeat, now_ms, rules, late)
+                print(f"step (skewed{', late' if late else ''}): one event onto a record of {held} events: "
+                      f"{seconds * 1e6:.1f} us")
         return
     events = _events(args.events, args.customers, now)
     best = min(one_pass(events, args.batch, now_ms, rules) for _ in range(args.repeat))

@@ -288,7 +288,7 @@ def write(args: argparse.Namespace, alone: dict[tuple[int, int], list[dict[str, 
 
     lines = [
         BEGIN, "## Endpoints under load", "",
-        f"Measured by `make bench-web` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC ({os.cpu_count()} cores shared with "
+        (f"Measured by `make bench-web` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC ({os.cpu_count()} cores shared with "
         f"other work, Python {platform.python_version()}, embedded tansu and redis-server on loopback): "
         f"{args.events:,} events of {args.customers:,} customers, with 4 segments and 4 teams (as the demo) or 100 "
         f"of each (a read of the totals is two Lua calls per shard of the state). {args.clients} clients (one "
@@ -299,7 +299,7 @@ def write(args: argparse.Namespace, alone: dict[tuple[int, int], list[dict[str, 
         "worker's background reads for the check of /kpis have stopped). Each run "
         "drains the same events on a fresh broker and Redis without clients, then with each set of clients; "
         f"medians of {args.runs} runs (each run's figure in brackets). Drain rates on this shared machine vary "
-        "from run to run; the worker's CPU time while serving with no events flowing is the steadier measure.", "",
+        "from run to run; the worker's CPU time while serving with no events flowing is the steadier measure."), "",
         "| what | " + " | ".join(f"{a} x {b} labels, clients wait {i:g} s" for a, b, i in polled) + " |",
         "|---|" + "---|" * len(polled),
         row("requests/s, all clients",
@@ -341,7 +341,7 @@ def write(args: argparse.Namespace, alone: dict[tuple[int, int], list[dict[str, 
     out = Path(args.out)
     text = out.read_text() if out.exists() else ""
     if BEGIN in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
+        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text, flags=re.DOTALL)
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     out.write_text(text)

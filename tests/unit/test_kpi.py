@@ -78,7 +78,7 @@ def nonzero(mapping: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
     (59_999_999, 100_000_000, "low"), (79_999_999, 100_000_000, "moderate"),
 ])
 def test_band_edges(num: int, den: int, expected: str | None) -> None:
-    """high >= 80%, moderate 60%-79.99%, low < 60%, compared exactly; no band without a rate."""
+    """High >= 80%, moderate 60%-79.99%, low < 60%, compared exactly; no band without a rate."""
     assert band_of(num, den) == expected
 
 
@@ -192,7 +192,7 @@ def test_is_advocacy(event: Event, expected: bool) -> None:
     ([review("x"), referral("x"), ticket("x", "billing"), registration("x", "smb")], (4, 0, 0)),
 ])
 def test_apply_outcomes(events: list[Event], expected: tuple[int, int, int]) -> None:
-    """apply reports applied / duplicate / ignored per event; the same id on another topic is no duplicate."""
+    """Apply reports applied / duplicate / ignored per event; the same id on another topic is no duplicate."""
     _, outcomes = apply(Customer(), events, NOW, RULES)
     assert (outcomes["applied"], outcomes["duplicate"], outcomes["ignored"]) == expected
 
@@ -207,11 +207,12 @@ def test_duplicate_in_a_later_batch() -> None:
 
 
 def test_apply_does_not_mutate_its_input() -> None:
-    """apply works on a copy: the customer passed in is unchanged."""
+    """Apply works on a copy: the customer passed in is unchanged."""
     original = build([review("r1")])
     apply(original, [referral("f1"), ticket("t1", "billing"), registration("u1", "smb")], NOW, RULES)
     assert list(original.actions) == ["r:r1"]
-    assert original.tickets == {} and original.registration is None
+    assert original.tickets == {}
+    assert original.registration is None
 
 
 def test_review_and_referral_with_same_id_both_count() -> None:
@@ -261,7 +262,7 @@ def test_retention_constants() -> None:
 
 
 def test_prune_forgets_only_what_can_no_longer_count() -> None:
-    """prune drops actions/tickets past retention, keeps those at the edge, never drops the registration."""
+    """Prune drops actions/tickets past retention, keeps those at the edge, never drops the registration."""
     customer = build([
         referral("keep", at=NOW - ACTION_RETENTION), referral("drop", at=NOW - ACTION_RETENTION - 1),
         ticket("keep", "billing", at=NOW - TICKET_RETENTION), ticket("drop", "billing", at=NOW - TICKET_RETENTION - 1),
@@ -277,7 +278,8 @@ def test_prune_later_in_time() -> None:
     customer = build([referral("f1", at=NOW - HOUR), ticket("t1", "billing", at=NOW - HOUR)])
     later = NOW - HOUR + ACTION_RETENTION + 1
     prune(customer, later, RULES)
-    assert customer.actions == {} and set(customer.tickets) == {"t1"}
+    assert customer.actions == {}
+    assert set(customer.tickets) == {"t1"}
     prune(customer, NOW - HOUR + TICKET_RETENTION + 1, RULES)
     assert customer.is_empty()
 
@@ -473,7 +475,8 @@ def test_report_drops_names_with_nothing_left() -> None:
     totals = Totals(actions={("unknown", "1h"): 0, ("smb", "1h"): 0}, active={"smb": 0, "gone": -1},
                     interactions={("billing", "1h"): 0}, advocates={("billing", "1h"): 0})
     out = report(totals, [W1H])
-    assert out["advocacy_actions"] == [] and out["advocacy_creation"] == []
+    assert out["advocacy_actions"] == []
+    assert out["advocacy_creation"] == []
     assert out["advocacy_actions_overall"] == [
         {"window": "1h", "actions": 0, "customers": 0, "rate": None, "band": None}]
 
@@ -483,7 +486,8 @@ def test_report_has_one_overall_row_per_window_in_order() -> None:
     out = report(Totals({}, {}, {}, {}), RULES.windows)
     assert [r["window"] for r in out["advocacy_actions_overall"]] == ["1h", "1d", "7d"]
     assert [r["window"] for r in out["advocacy_creation_overall"]] == ["1h", "1d", "7d"]
-    assert out["advocacy_actions"] == [] and out["advocacy_creation"] == []
+    assert out["advocacy_actions"] == []
+    assert out["advocacy_creation"] == []
 
 
 def test_report_rows_do_not_depend_on_arrival_order() -> None:
@@ -695,7 +699,8 @@ def test_percent_is_the_rate_times_100_rounded_down_to_two_decimals(advocates: i
                     advocates={("billing", "7d"): advocates})
     out = report(totals, [W7D])
     for row in (out["advocacy_creation"][0], out["advocacy_creation_overall"][0]):
-        assert row["percent"] == percent and row["band"] == band_name
+        assert row["percent"] == percent
+        assert row["band"] == band_name
         assert repr(row["percent"]) == repr(percent)  # exactly the two-decimal float, as JSON shows it
 
 

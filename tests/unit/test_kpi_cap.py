@@ -51,7 +51,8 @@ def test_a_batch_over_the_cap_keeps_the_events_that_expire_last_and_turns_the_re
     assert tally.rejected == [events[3], events[4]]
     assert tally.outcomes == {"applied": 3, "duplicate": 0, "ignored": 0, "capped": 2}
     assert tally.largest == 3
-    assert sum(len(times) for times in tally.plus.values()) == 3 and not tally.minus
+    assert sum(len(times) for times in tally.plus.values()) == 3
+    assert not tally.minus
 
 
 def test_a_later_expiring_event_pushes_a_held_one_out_of_the_totals() -> None:
@@ -61,7 +62,9 @@ def test_a_later_expiring_event_pushes_a_held_one_out_of_the_totals() -> None:
     board = Board(rule).feed([referral("old", 3 * HOUR), referral("mid", 2 * HOUR)], NOW)
     board.feed([referral("new", 30 * MINUTE)], NOW)
     assert set(board.customers["c"].actions) == {"f:mid", "f:new"}
-    assert board.outcomes["evicted"] == 1 and board.outcomes["applied"] == 3 and not board.rejected
+    assert board.outcomes["evicted"] == 1
+    assert board.outcomes["applied"] == 3
+    assert not board.rejected
     totals = board.totals(NOW)
     assert (totals.actions[("unknown", "1d")], totals.actions[("unknown", "1h")]) == (2, 1)
 
@@ -74,7 +77,9 @@ def test_an_event_expiring_before_every_held_one_is_turned_away_and_the_record_i
     tally = Tally()
     late = referral("older", 5 * HOUR)
     assert tally.step("c", full, [late], NOW, rule) is None
-    assert tally.rejected == [late] and tally.outcomes["capped"] == 1 and tally.outcomes["applied"] == 0
+    assert tally.rejected == [late]
+    assert tally.outcomes["capped"] == 1
+    assert tally.outcomes["applied"] == 0
 
 
 def test_tickets_rank_by_their_longer_retention() -> None:
@@ -93,7 +98,9 @@ def test_without_a_cap_nothing_is_turned_away() -> None:
     """max_events 0 (the Rules default): no cap."""
     tally = Tally()
     tally.step("c", Customer(), [referral(f"f{i}", i * MINUTE) for i in range(50)], NOW, rules(0))
-    assert tally.rejected == [] and tally.outcomes["applied"] == 50 and tally.largest == 50
+    assert tally.rejected == []
+    assert tally.outcomes["applied"] == 50
+    assert tally.largest == 50
 
 
 def test_the_turned_away_copy_is_the_one_the_record_would_hold() -> None:

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.event import Event
-from stream.kpi.record import Customer, advocates
+from stream.kpi.attribution import advocates
+from stream.kpi.record import Customer
 from stream.kpi.totals import Tally, advocate_entry, advocate_score
 from stream.kpi.windows import Rules, Window
 from tests.reference import advocates as reference_advocates
@@ -32,7 +33,7 @@ events = st.one_of(
 )
 
 
-def _fold(name_kind: str, name: str) -> str:
+def _fold(_kind: str, name: str) -> str:
     return "_other" if name in ("mid", "tech", "ops") else name  # two teams share _other
 
 
@@ -44,7 +45,7 @@ def test_incremental_step_equals_the_full_difference(first: list[Event], then: l
     """For any state and any batch (also with pruning, folded labels, and with or without the
     attribution cached on the old record), the record, counts, active customers and advocates
     move exactly as the full recomputation says."""
-    label = _fold if folded else (lambda kind, name: name)
+    label = _fold if folded else (lambda _kind, name: name)
     old, _ = apply(Customer(), first, NOW, RULES)
     if cached:  # as a record kept in the store's cache after an earlier step
         old = Tally().step("c", Customer(), first, NOW, RULES, label) or Customer()
@@ -55,7 +56,8 @@ def test_incremental_step_equals_the_full_difference(first: list[Event], then: l
     full = delta(contribution(old, RULES, label), contribution(expected, RULES, label), now, RULES)
     assert tally.outcomes == outcomes
     if new is None:
-        assert full.is_empty() and (expected.registration, expected.actions, expected.tickets) == \
+        assert full.is_empty()
+        assert (expected.registration, expected.actions, expected.tickets) == \
             (old.registration, old.actions, old.tickets)
         return
     assert (new.registration, new.actions, new.tickets) == (expected.registration, expected.actions, expected.tickets)
