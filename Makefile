@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock setup.py | system
 # mypyc puts the code in one library, stream_hot__mypyc.*.so, touched as the build's time: the modules'
 # own small .so files are loaders that stay as they were.
 HOT_SOURCES := stream/event.py stream/contract.py stream/timestamps.py stream/events.py stream/kpi/windows.py \
-	stream/kpi/record.py stream/kpi/cap.py stream/kpi/totals.py stream/codec.py
+	stream/kpi/record.py stream/kpi/step.py stream/kpi/cap.py stream/kpi/totals.py stream/codec.py
 $(VENV)/.compiled: $(HOT_SOURCES) $(VENV)/.installed
 	@if ls stream_hot__mypyc.*.so >/dev/null 2>&1; then echo "compiling the hot path again"; \
 	  $(PY) -m pip install -q --no-deps --no-build-isolation -e . && touch stream_hot__mypyc.*.so; fi
@@ -66,7 +66,7 @@ run: deps
 # the hot path's unit and property tests once more on the pure-Python modules (~50 s); the
 # whole suite then runs on what the install built (compiled: tests/unit/test_hot_path.py)
 PURE_TESTS := tests/unit/test_hot_path.py tests/unit/test_events.py tests/unit/test_kpi.py tests/unit/test_kpi_cap.py \
-	tests/unit/test_kpi_change.py tests/unit/test_edges_property.py
+	tests/unit/test_kpi_change.py tests/unit/test_kpi_huge.py tests/unit/test_edges_property.py
 test-pure: deps
 	ADVOCACY_PURE_PYTHON=1 $(PY) -m pytest -q $(PURE_TESTS) $(PYTEST_ARGS)
 

@@ -19,6 +19,7 @@ HOT_PATH = [  # stream.HOT_PATH as files (tests/unit/test_hot_path.py checks the
     "stream/events.py",
     "stream/kpi/windows.py",
     "stream/kpi/record.py",
+    "stream/kpi/step.py",
     "stream/kpi/cap.py",
     "stream/kpi/totals.py",
     "stream/codec.py",

@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 #: the modules setup.py compiles (keep the two lists in step: tests/unit/test_hot_path.py checks)
 HOT_PATH = ("stream.event", "stream.contract", "stream.timestamps", "stream.events", "stream.kpi.windows",
-            "stream.kpi.record", "stream.kpi.cap", "stream.kpi.totals", "stream.codec")
+            "stream.kpi.record", "stream.kpi.step", "stream.kpi.cap", "stream.kpi.totals", "stream.codec")
 PURE_PYTHON = "ADVOCACY_PURE_PYTHON"
 
 
