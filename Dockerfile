@@ -2,18 +2,6 @@
 # Configuration is environment only (ADVOCACY_*, see docs/configuration.md).
 # The base image is pinned by tag and digest; the Python dependencies come from
 # requirements.lock (exact versions, SHA-256 hashes checked by pip; `make lock` renews it).
-# Build stage: the wheel, with the hot path compiled by mypyc (setup.py); needs a C compiler, which
-# the runtime image does without.
-FROM python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3 AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
-WORKDIR /src
-COPY requirements.lock ./
-RUN pip install --require-hashes --no-deps -r requirements.lock
-COPY pyproject.toml setup.py README.md ./
-COPY stream ./stream
-RUN pip wheel --no-deps --no-build-isolation --no-index --wheel-dir /wheels .
-
 FROM python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -24,11 +12,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 COPY requirements.lock ./
 RUN pip install --require-hashes --no-deps -r requirements.lock
-# the project itself, built in the build stage: nothing downloaded (its build tools are in the lock);
-# the hot path must come out compiled (the worker also logs "hot path: compiled" at start-up)
-COPY --from=build /wheels /wheels
-RUN pip install --no-deps --no-index /wheels/*.whl && rm -rf /wheels \
-    && python -c "import stream, sys; sys.exit(stream.hot_path() != 'compiled')" \
+COPY pyproject.toml README.md ./
+COPY stream ./stream
+# the project itself: nothing downloaded (its build backend is in the lock)
+RUN pip install --no-deps --no-build-isolation --no-index . \
     && useradd --system --uid 10001 --home-dir /var/lib/advocacy --create-home advocacy
 
 # Faust keeps a small data directory in the working directory: make it the user's own.

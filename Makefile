@@ -5,33 +5,21 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := redis-server:redis-server prometheus:prometheus promtool:prometheus \
 	prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager \
 	docker-compose:docker-compose chromium:chromium java:openjdk-17-jre-headless mvn:maven \
-	faketime:faketime gcc:gcc
+	faketime:faketime
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 # Apache Kafka for the tests and benchmarks: the jars of deploy/kafka/pom.xml, fetched once
 KAFKA_VERSION := $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy/kafka/pom.xml)
 KAFKA_LIBS := .cache/kafka-$(KAFKA_VERSION)/libs
 
-.PHONY: run test test-pure test-unit bench bench-hot bench-web soak compat-latest lint lock deps system kafka clean
+.PHONY: run test test-unit bench bench-web soak compat-latest lint lock deps system kafka clean
 
-# the image's locked dependencies first (same versions, hashes checked), then the dev tools; the
-# project is built with the locked build tools (setuptools, mypy): mypyc compiles the hot path (setup.py)
-$(VENV)/.installed: pyproject.toml requirements.lock setup.py | system
+# the image's locked dependencies first (same versions, hashes checked), then the dev tools
+$(VENV)/.installed: pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --require-hashes --no-deps -r requirements.lock
-	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'
-	touch $@ $(VENV)/.compiled $(wildcard stream_hot__mypyc.*.so)
-
-# the compiled hot path (stream.HOT_PATH) built again when one of its modules changed since the last
-# build: an edited module never runs as its stale compiled self (none built, no C compiler: pure Python).
-# mypyc puts the code in one library, stream_hot__mypyc.*.so, touched as the build's time: the modules'
-# own small .so files are loaders that stay as they were.
-HOT_SOURCES := stream/event.py stream/contract.py stream/timestamps.py stream/events.py stream/kpi/windows.py \
-	stream/kpi/record.py stream/kpi/step.py stream/kpi/cap.py stream/kpi/totals.py stream/codec.py
-$(VENV)/.compiled: $(HOT_SOURCES) $(VENV)/.installed
-	@if ls stream_hot__mypyc.*.so >/dev/null 2>&1; then echo "compiling the hot path again"; \
-	  $(PY) -m pip install -q --no-deps --no-build-isolation -e . && touch stream_hot__mypyc.*.so; fi
+	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
 system:
@@ -39,8 +27,6 @@ system:
 	  bin=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
-	python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
-	  || missing="$$missing python3-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
@@ -58,32 +44,16 @@ $(KAFKA_LIBS)/.fetched: deploy/kafka/pom.xml | system
 
 kafka: $(KAFKA_LIBS)/.fetched
 
-deps: system $(VENV)/.installed $(VENV)/.compiled kafka
+deps: $(VENV)/.installed system kafka
 
 run: deps
 	$(PY) -m stream stack $(if $(COLLAPSE),--collapse $(COLLAPSE),)
 
-# the hot path's unit and property tests once more on the pure-Python modules (~50 s); the
-# whole suite then runs on what the install built (compiled: tests/unit/test_hot_path.py)
-PURE_TESTS := tests/unit/test_hot_path.py tests/unit/test_events.py tests/unit/test_kpi.py tests/unit/test_kpi_cap.py \
-	tests/unit/test_kpi_change.py tests/unit/test_kpi_huge.py tests/unit/test_edges_property.py
-test-pure: deps
-	ADVOCACY_PURE_PYTHON=1 $(PY) -m pytest -q $(PURE_TESTS) $(PYTEST_ARGS)
-
-test: test-pure
+test: deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-unit: test-pure
+test-unit: deps
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
-
-# the hot path's cost per event, pure Python and compiled (tests/bench/parse_speed.py, step_speed.py),
-# and in instructions counted by valgrind (stable on a loaded machine); figures in docs/benchmarks-notes.md
-bench-hot: deps
-	@command -v valgrind >/dev/null || $(SUDO) apt-get install -y -qq --no-install-recommends valgrind >/dev/null
-	for pure in 1 0; do \
-	  ADVOCACY_PURE_PYTHON=$$pure $(PY) -m tests.bench.parse_speed && ADVOCACY_PURE_PYTHON=$$pure $(PY) -m tests.bench.step_speed \
-	  && ADVOCACY_PURE_PYTHON=$$pure $(PY) -m tests.bench.instructions || exit 1; \
-	done
 
 # the benchmark's peers (Quix Streams) in a virtualenv of their own: never the service's dependencies
 PEERS := .venv-peers
@@ -135,5 +105,4 @@ lock: deps
 	  --generate-hashes --custom-compile-command "make lock" -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info stream_hot__mypyc.*.so
-	find stream -name '*.so' -delete
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

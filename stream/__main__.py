@@ -9,7 +9,7 @@ import logging
 import sys
 from typing import Any
 
-from stream import __version__, hot_path
+from stream import __version__
 from stream.config import SOURCES, Settings, load_settings
 from stream.errors import AdvocacyError
 
@@ -60,7 +60,6 @@ def _worker(settings: Settings) -> int:
     from stream.topics import ensure_topics
 
     require()  # the library internals stream.batching relies on are as tested
-    logging.getLogger("stream.worker").info("hot path: %s", hot_path())  # compiled or pure Python
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     app = create_app(settings)

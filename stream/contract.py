@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final
 
 __all__ = ["CONDITIONAL", "CONTROL", "KINDS", "NAME_MAX", "REASONS", "REVIEW_KINDS", "SPECS", "STATUSES", "TEXT_MAX",
            "Field", "largest_valid_bytes"]
@@ -20,7 +19,7 @@ REASONS = ("invalid_json", "invalid_encoding", "not_an_object", "missing_field",
 REVIEW_KINDS = ("review", "testimonial", "case_study", "survey", "social")
 STATUSES = ("active", "churned")
 #: segment and team are label names: no control characters (C0, DEL, C1)
-CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 NAME_MAX = 128  # segment and team: label names
 TEXT_MAX = 2048  # source, channel, referee_id, agent_id, ticket_id: free text (a URL in source is normal)
 
@@ -44,7 +43,7 @@ _COMMON = (
     Field("occurred_at", str, True),
     Field("segment", str, False, 1, NAME_MAX, label=True),
 )
-SPECS: Final[dict[str, tuple[Field, ...]]] = {
+SPECS: dict[str, tuple[Field, ...]] = {
     "review": (*_COMMON,
         Field("kind", str, True, choices=REVIEW_KINDS),
         Field("rating", int, False, 1, 5),
@@ -67,7 +66,7 @@ SPECS: Final[dict[str, tuple[Field, ...]]] = {
     ),
 }
 # review kinds that need one more field
-CONDITIONAL: Final = {"review": "rating", "survey": "nps"}
+CONDITIONAL = {"review": "rating", "survey": "nps"}
 
 
 def largest_valid_bytes() -> int:

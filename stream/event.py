@@ -11,14 +11,13 @@ ADVOCATE_RATING = 4  # a review rated this or higher is an advocacy action (cont
 PROMOTER_NPS = 9  # a survey answer scored this or higher is one (a promoter)
 
 
-@dataclass(slots=True, unsafe_hash=True, init=False)
+@dataclass(slots=True, unsafe_hash=True)
 class Event:
     """One valid event. ``kind`` is the logical topic: review, referral, ticket, customer.
 
     Not frozen only because a frozen dataclass's ``__init__`` costs 1.5 us against 0.2 us,
     once per consumed event; nothing changes an Event after ``events.parse`` builds it (it is
-    hashed by value, as a frozen one would be). ``__init__`` is written out: mypyc compiles it
-    (the one dataclasses would generate is exec'd Python, a third of a compiled parse).
+    hashed by value, as a frozen one would be).
     """
 
     kind: str
@@ -31,20 +30,6 @@ class Event:
     nps: int | None = None
     team: str | None = None
     status: str | None = None
-
-    def __init__(self, kind: str, event_id: str, customer_id: str, at_us: int, segment: str | None = None,
-                 review_kind: str | None = None, rating: int | None = None, nps: int | None = None,
-                 team: str | None = None, status: str | None = None) -> None:
-        self.kind = kind
-        self.event_id = event_id
-        self.customer_id = customer_id
-        self.at_us = at_us
-        self.segment = segment
-        self.review_kind = review_kind
-        self.rating = rating
-        self.nps = nps
-        self.team = team
-        self.status = status
 
 
 def is_advocacy(event: Event) -> bool:

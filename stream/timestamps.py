@@ -4,14 +4,14 @@
 from three parts, each looked up in a small table (minute, second, fraction+offset); on any
 doubt (a leap second too) the definition, ``slow_timestamp_us``, decides and gives the very
 same error. The tables only ever hold validated parts, and are emptied when they reach
-``_CACHE_LIMIT`` entries. Compiled by mypyc with the rest of the hot path (``stream.HOT_PATH``).
+``_CACHE_LIMIT`` entries.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Final
 
 from stream.errors import InvalidEvent
 
@@ -58,20 +58,23 @@ def slow_timestamp_us(text: str) -> int:
 
 
 _CACHE_LIMIT = 65_536  # entries per table
-_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
-_SIXTY: Final = {f"{n:02d}": n for n in range(60)}  # seconds 00-59 (a leap second, 60, takes the slow path)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_SIXTY = {f"{n:02d}": n for n in range(60)}  # seconds 00-59 (a leap second, 60, takes the slow path)
 # what may follow "YYYY-MM-DDTHH:MM:SS" (ASCII digits only: fromisoformat rejects other digits)
-_TAIL: Final = re.compile(r"(?:\.([0-9]{1,9}))?(?:[Zz]|([+-])(2[0-3]|[01][0-9]):([0-5][0-9]))\Z")
-_MINUTES: Final[dict[str, int]] = {}  # valid "YYYY-MM-DD[Tt ]HH:MM" -> its epoch seconds read as UTC
-_TAILS: Final[dict[str, int]] = {}  # valid "[.fraction](Z|+HH:MM|-HH:MM)" -> microseconds to add (fraction - offset)
+_TAIL = re.compile(r"(?:\.([0-9]{1,9}))?(?:[Zz]|([+-])(2[0-3]|[01][0-9]):([0-5][0-9]))\Z")
+_MINUTES: dict[str, int] = {}  # valid "YYYY-MM-DD[Tt ]HH:MM" -> its epoch seconds read as UTC
+_TAILS: dict[str, int] = {}  # valid "[.fraction](Z|+HH:MM|-HH:MM)" -> microseconds to add (fraction - offset)
 
 
-def _remember(table: dict[str, int], key: str, value: int | None) -> int | None:
-    """``value``, kept in ``table`` under ``key`` when valid (the table is emptied at its limit)."""
-    if value is not None:
-        if len(table) >= _CACHE_LIMIT:
-            table.clear()
-        table[key] = value
+def _look_up(table: dict[str, int], key: str, read: Callable[[str], int | None]) -> int | None:
+    """``read(key)``, remembered in ``table`` when valid (the table is emptied at its limit)."""
+    value = table.get(key)
+    if value is None:
+        value = read(key)
+        if value is not None:
+            if len(table) >= _CACHE_LIMIT:
+                table.clear()
+            table[key] = value
     return value
 
 
@@ -107,17 +110,13 @@ def _tail_micros(tail: str) -> int | None:
 
 def fast_timestamp_us(text: str) -> int | None:
     """Epoch us of a valid timestamp of the usual shape, exactly as ``slow_timestamp_us``; else None."""
-    head = text[:16]
-    minute = _MINUTES.get(head)
+    minute = _look_up(_MINUTES, text[:16], _minute_seconds)
     if minute is None:
-        minute = _remember(_MINUTES, head, _minute_seconds(head))
-    second = _SIXTY.get(text[17:19])
-    if minute is None or second is None or text[16] != ":":  # a second found: text has at least 19 characters
         return None
-    tail = text[19:]
-    micros = _TAILS.get(tail)
+    second = _SIXTY.get(text[17:19])
+    if second is None or text[16] != ":":  # a second found: text has at least 19 characters
+        return None
+    micros = _look_up(_TAILS, text[19:], _tail_micros)
     if micros is None:
-        micros = _remember(_TAILS, tail, _tail_micros(tail))
-        if micros is None:
-            return None
+        return None
     return (minute + second) * 1_000_000 + micros

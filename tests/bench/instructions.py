@@ -4,9 +4,9 @@
 
 Instruction counts do not move with the load of a shared machine, unlike times. Each benchmark
 runs twice under callgrind, with one and with two timed passes over the same events: the
-difference is one pass, without the start-up and the generation of the events. Which modules
-run (compiled or pure Python) is what ``stream.hot_path()`` says; ``ADVOCACY_PURE_PYTHON=1``
-picks the pure ones.
+difference is one pass, without the start-up and the generation of the events. Run it from
+another tree's root (``cd ../other && python -m tests.bench.instructions``) to compare trees: the
+figures of docs/benchmarks-notes.md ("The compiled hot path") were taken so.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-from stream import hot_path
 
 _TOTALS = re.compile(r"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
 
@@ -46,7 +44,7 @@ def main() -> None:
     for name in ("parse_speed", "step_speed"):
         module = f"tests.bench.{name}"
         one, two = (instructions(module, args.events, args.customers, repeat) for repeat in (1, 2))
-        print(f"{name} ({hot_path()}): {(two - one) / args.events:,.0f} instructions/event "
+        print(f"{name}: {(two - one) / args.events:,.0f} instructions/event "
               f"({args.events} events, {args.customers} customers)")
 
 
