@@ -84,7 +84,7 @@ async def _finish(handling: Coroutine[Any, Any, T], grace: float = 10.0) -> tupl
 
 
 class StatePositions:
-    """The consumer's view of the positions the state stores (``batching.Positions``)."""
+    """The consumer's view of the positions the state stores (``positions.Positions``)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
