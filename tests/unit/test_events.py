@@ -317,7 +317,7 @@ def test_future_timestamp(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", list(BASE))
 def test_exactly_five_minutes_ahead_is_accepted(kind: str) -> None:
-    """now + 5 minutes exactly is within the tolerance."""
+    """Now + 5 minutes exactly is within the tolerance."""
     assert _run(kind, _with(kind, occurred_at="2026-11-23T14:10:00Z")).at_us == (NOW + TOLERANCE) * 1000
 
 
@@ -364,7 +364,8 @@ def test_too_large() -> None:
     limit = len(raw) + 10
     padded = _with("referral", channel="x" * 11)  # len(raw) + 10 bytes
     over = _with("referral", channel="x" * 12)
-    assert len(padded) == limit and len(over) == limit + 1
+    assert len(padded) == limit
+    assert len(over) == limit + 1
     assert _run("referral", padded, max_bytes=limit).event_id == "f-1"
     assert _reason("referral", over, max_bytes=limit) == "too_large"
 
@@ -507,7 +508,7 @@ def _outcome(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[str, An
         result = fn(*args, **kwargs)
     except InvalidEvent as exc:
         return "invalid", (exc.reason, exc.detail)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any other exception is the outcome compared
         return "error", (type(exc), str(exc))
     assert type(result) in (Event, int)
     return "value", (result, repr(result))
@@ -640,7 +641,8 @@ def test_timestamp_caches_stay_bounded_and_hold_only_valid_parts() -> None:
         for minute in range(200):
             text = f"2026-11-23T{minute // 60:02d}:{minute % 60:02d}:00.{minute:03d}Z"
             assert parse_timestamp_us(text) == _ref_timestamp_us(text)
-            assert len(timestamps._MINUTES) <= 50 and len(timestamps._TAILS) <= 50
+            assert len(timestamps._MINUTES) <= 50
+            assert len(timestamps._TAILS) <= 50
     for text in TRICKY_STAMPS:
         with contextlib.suppress(InvalidEvent):
             parse_timestamp_us(text)
@@ -846,7 +848,8 @@ def test_timestamps_a_tenth_of_a_millisecond_apart_stay_apart() -> None:
     """Issue 11 case 5: comparisons keep at least microsecond precision: 0.1 ms and 1 us apart differ."""
     times = [_time(_validate("referrals", "referral", occurred_at=f"2026-11-23T14:03:00.{f}Z"))
              for f in ("0001", "0002", "000201", "000201999", "0003")]
-    assert times == sorted(times) and len(set(times)) == 4  # .000201 and .000201999 are the same microsecond
+    assert times == sorted(times)
+    assert len(set(times)) == 4
 
 
 @pytest.mark.parametrize(("text", "after", "before"), [
