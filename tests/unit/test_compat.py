@@ -71,3 +71,22 @@ def test_a_worker_on_a_library_without_a_member_refuses_to_start_with_one_line()
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert "Consumer._new_offset is missing" in lines[0], result.stderr
+
+
+def test_the_table_manager_start_is_faust_s_own_without_its_one_second_sleep() -> None:
+    """stream.batching.NoTableManager.on_start copies Faust's TableManager.on_start but for the sleep: if a
+    Faust release changes that method, this fails and the copy must be made again (the worker starts
+    through it, so every e2e test runs it; this says when the copy drifted)."""
+    import inspect
+
+    from faust.tables import TableManager
+
+    from stream.batching import NoTableManager
+
+    def body(method: object) -> list[str]:
+        lines = inspect.getsource(method).splitlines()[1:]  # without the def line
+        return [line.strip() for line in lines if line.strip() and not line.strip().startswith(('"""', "#"))]
+
+    theirs = body(TableManager.on_start)
+    assert theirs[0] == "await self.sleep(1.0)"
+    assert body(NoTableManager.on_start) == theirs[1:]
