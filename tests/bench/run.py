@@ -358,23 +358,51 @@ def freshness(bootstrap: str, redis_url: str, work: Path, rate: int, seconds: fl
     return delays
 
 
-def peak_rss(bootstrap: str, redis_url: str, work: Path, customers: int) -> float:
-    """Peak RSS (MiB) of a worker that has put ``customers`` distinct customers in state."""
+@dataclass
+class Memory:
+    """The state's size: the worker's peak RSS, and Redis's bytes per customer and per retained event."""
+
+    rss_mib: float = 0.0
+    per_customer: float = 0.0  # a registration's record, its share of the totals and keys
+    per_event: float = 0.0  # one more action held in each record
+
+
+def _redis_bytes(redis_url: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(client.info("memory")["used_memory"])
+    finally:
+        client.close()
+
+
+def peak_rss(bootstrap: str, redis_url: str, work: Path, customers: int) -> Memory:
+    """A worker puts ``customers`` registrations in state, then one referral for each: its peak RSS, and
+    what Redis's memory grew by per customer and then per retained event."""
     now = time.time()
     messages = [(TOPICS["customer"], f"c{i}".encode(), json.dumps(
         {"event_id": f"g{i}", "customer_id": f"c{i}", "occurred_at": iso(now - 86400),
          "segment": f"s{i % 8}", "status": "active"}).encode()) for i in range(customers)]
     produce(bootstrap, messages)
+    empty = _redis_bytes(redis_url)
     worker = Worker(env=worker_env(bootstrap, redis_url), log=work / "rss.log").start().wait_ready(60)
     try:
-        def loaded() -> bool:
+        def loaded(field: str) -> bool:
             rows = get_json(worker.url + "/kpis?window=1h")["advocacy_actions_overall"]
-            return bool(rows) and rows[0]["customers"] >= customers
+            return bool(rows) and rows[0][field] >= customers
 
-        wait_for(loaded, 1800, interval=1.0, what=f"{customers} customers in state")
+        wait_for(lambda: loaded("customers"), 1800, interval=1.0, what=f"{customers} customers in state")
+        registered = _redis_bytes(redis_url)
+        produce(bootstrap, [(TOPICS["referral"], f"c{i}".encode(), json.dumps(
+            {"event_id": f"f{i}", "customer_id": f"c{i}", "occurred_at": iso(now - 600),
+             "channel": "email"}).encode()) for i in range(customers)])
+        wait_for(lambda: loaded("actions"), 1800, interval=1.0, what=f"{customers} actions in state")
+        held = _redis_bytes(redis_url)
         assert worker.proc is not None
         status = Path(f"/proc/{worker.proc.pid}/status").read_text()
-        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+        rss = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+        return Memory(rss, (registered - empty) / customers, (held - registered) / customers)
     finally:
         worker.stop()
 
@@ -422,7 +450,8 @@ def main() -> int:
     with STACKS[brokers[0]][1]() as (bootstrap, redis_url, work):  # the state's size: any broker
         create_topics(bootstrap, redis_url, work)
         rss = peak_rss(bootstrap, redis_url, work, args.rss_customers)
-    print(f"peak RSS with {args.rss_customers:,} customers: {rss:.0f} MiB", flush=True)
+    print(f"peak RSS with {args.rss_customers:,} customers: {rss.rss_mib:.0f} MiB; Redis {rss.per_customer:.0f} "
+          f"bytes a customer, {rss.per_event:.0f} an event held", flush=True)
     skew = skewed.measure()  # one customer with many events: in-process and on a redis-server of its own
     for row in skew:
         print(f"skewed customer, {skewed.describe(row)}", flush=True)
@@ -507,7 +536,7 @@ def _skewed_table(skew: list[skewed.Row]) -> list[str]:
     ]
 
 
-def report(args: argparse.Namespace, size: float, figures: dict[str, Figures], rss: float, load: list[float],
+def report(args: argparse.Namespace, size: float, figures: dict[str, Figures], rss: Memory, load: list[float],
            took: float, skew: list[skewed.Row]) -> None:
     med = statistics.median
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -541,7 +570,10 @@ def report(args: argparse.Namespace, size: float, figures: dict[str, Figures], r
              *[f"| {what} | {' | '.join(cell(figures[b]) for b in brokers)} | {target} |"
                for what, cell, target in rows],
              (f"| peak worker RSS, {args.rss_customers:,} customers in state (on {names[0]}) | "
-             f"{rss:.0f} MiB |{' |' * (len(brokers) - 1)} <= 300 MB |")]
+              f"{rss.rss_mib:.0f} MiB |{' |' * (len(brokers) - 1)} <= 300 MB |"),
+             (f"| Redis memory per customer (registration) / per retained event (one referral each), "
+              f"{args.rss_customers:,} customers | {rss.per_customer:.0f} / {rss.per_event:.0f} bytes "
+              f"|{' |' * (len(brokers) - 1)} |")]
     per_run = [f"Per run on {STACKS[b][0]}: raw {', '.join(f'{v:,.0f}' for v in f.raw)}; naive Faust "
                f"{', '.join(f'{v:,.0f}' for v in f.naive)}; pipeline {', '.join(f'{v:,.0f}' for v in f.ours)}"
                + (f"; without cache {', '.join(f'{v:,.0f}' for v in f.uncached)}" if f.uncached else "")
