@@ -128,6 +128,14 @@ def test_tickets_behind_the_newest_actions_credit_those_again_exactly(batch: lis
     current = _base()
     action_times = attribution.action_times(current)  # cached, as after an earlier late ticket
     assert action_times == sorted(at for at, _ in current.actions.values())
+    new = _step_walking(current, batch, walk)
+    if new is not None and new.times is not None:
+        assert new.times == sorted(at for at, _ in new.actions.values())
+
+
+def _step_walking(current: Customer, batch: list[Event], walk: int) -> Customer | None:
+    """``current`` stepped with ``batch``, the walk back over tickets bounded by ``walk``, checked against
+    the full recomputation (``_check``); the new record."""
     expected, outcomes = apply(current, batch, NOW, RULES)
     copy = Customer(current.version, current.registration, dict(current.actions), dict(current.tickets))
     saved, attribution.WALK = attribution.WALK, walk
@@ -137,8 +145,7 @@ def test_tickets_behind_the_newest_actions_credit_those_again_exactly(batch: lis
     finally:
         attribution.WALK = saved
     _check(tally, copy, new, expected, NOW, outcomes)
-    if new is not None and new.times is not None:
-        assert new.times == sorted(at for at, _ in new.actions.values())
+    return new
 
 
 DAY = 24 * HOUR
@@ -162,15 +169,7 @@ def test_late_tickets_move_credits_between_teams_exactly(teams: list[str], late:
     attribution.action_times(current)
     batch = [Event(kind, f"n{i}", "c", (NOW - 2 * DAY // 300 - ago) * 1000, team=team if kind == "ticket" else None)
              for i, (kind, ago, team) in enumerate(late)]
-    expected, outcomes = apply(current, batch, NOW, RULES)
-    copy = Customer(current.version, current.registration, dict(current.actions), dict(current.tickets))
-    saved, attribution.WALK = attribution.WALK, walk
-    try:
-        tally = Tally()
-        new = tally.step("c", current, batch, NOW, RULES)
-    finally:
-        attribution.WALK = saved
-    _check(tally, copy, new, expected, NOW, outcomes)
+    _step_walking(current, batch, walk)
 
 
 MINUTE = 60_000
