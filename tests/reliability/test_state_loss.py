@@ -20,7 +20,7 @@ from stream.embedded import free_port, start_redis, stop
 from tests.conftest import Namespace
 from tests.reliability.bulk import ATTRIBUTION, WINDOWS, generate
 from tests.reliability.fast_oracle import expected
-from tests.reliability.harness import PacedStream, converge, env_int
+from tests.reliability.harness import PacedStream, alive, converge, env_int
 from tests.support import require_binary, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -104,7 +104,7 @@ def test_redis_back_from_an_older_snapshot_or_empty_mid_stream_ends_exact_with_n
         stream.join()
         took = converge(workers, lambda: expected(bulk.valid(), time.time(), WINDOWS, ATTRIBUTION), timeout=180)
         print(f"exact on both workers {took:.1f} s after the last chunk")
-        assert all(w.proc is not None and w.proc.poll() is None for w in workers), "a worker died"
+        assert all(alive(w) for w in workers), "a worker died"
     finally:
         if stream is not None:
             stream.join()
