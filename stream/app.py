@@ -85,7 +85,6 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     # behind: more than ten fetches' worth of messages to read (health.lag, every 2 s)
     api = Api(store, metrics, health, settings.windows, clock, refresh_seconds=settings.web_refresh_seconds,
               behind=lambda: health.lag > 10 * settings.batch_max_events)
-    pipeline.on_commit = api.snapshots.changed  # a stored batch: /kpis and /metrics are read again soon
     metrics.declare(list(settings.source_kinds()), REASONS)
     app.services = services = Services(settings, metrics, health, store, clock, pipeline, api)
 

@@ -84,7 +84,6 @@ class Pipeline:
         self._folded_logged = 0.0
         # a flood of bad input must not flood the log: 10 lines per 10 s, then a count
         self.dead_letter_log = Throttle(log, "dead letters and validation errors")
-        self.on_commit: Callable[[], None] = lambda: None  # after each batch stored (the web's snapshots)
 
     async def handle(self, messages: Sequence[Record],
                      progress: Sequence[tuple[str, int, int]] = ()) -> dict[str, int | None]:
@@ -129,10 +128,13 @@ class Pipeline:
     def _capped(self, valid: list[Event], stored: list[Record]) -> Callable[[list[Event]], Awaitable[None]]:
         """Dead-letters the events the per-customer cap turns away, each once per batch, before the
         state is written without them (``Store.commit``): at least once, never lost."""
-        by_event = {id(e): m for e, m in zip(valid, stored, strict=True)}
+        by_event: dict[int, Record] | None = None  # built only when the cap turns something away
         detail = "the customer holds ADVOCACY_MAX_EVENTS_PER_CUSTOMER events that expire later"
 
         async def send(events: list[Event]) -> None:
+            nonlocal by_event
+            if by_event is None:
+                by_event = {id(e): m for e, m in zip(valid, stored, strict=True)}
             fresh = [by_event.pop(id(e)) for e in events if id(e) in by_event]
             if fresh:
                 await self._dead_letter([DeadLetter(m, "customer_cap", detail) for m in fresh])
@@ -189,7 +191,6 @@ class Pipeline:
                 self.health.redis(ok=False, error=type(exc).__name__, unavailable=False)
             else:
                 self.health.redis(ok=True)
-                self.on_commit()
                 return outcomes
             await backoff.wait()
 

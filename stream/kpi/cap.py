@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
+from typing import Any
 
 from stream.event import Event
 from stream.kpi.record import ACTION_KEY_PREFIX, FAR, Change
@@ -28,21 +29,17 @@ def cap(change: Change, events: Sequence[Event], rules: Rules, outcomes: dict[st
     out = heapq.nsmallest(len(ranked) - rules.max_events, ranked)
     turned_away: dict[str, tuple[int, str | None]] = {}  # the batch's key -> the copy it held
     evicted = 0
+    kinds: dict[str, tuple[dict[str, Any], dict[str, Any], list[Any]]] = {
+        "a": (change.actions, change.added_actions, change.pruned_actions),
+        "t": (change.tickets, change.added_tickets, change.pruned_tickets)}
     for _, kind, key in out:
-        if kind == "a":
-            action = change.actions.pop(key)
-            if change.added_actions.pop(key, None) is None:
-                change.pruned_actions.append(action)
-                evicted += 1
-            else:
-                turned_away["a" + key] = action
+        held, added, pruned = kinds[kind]
+        value = held.pop(key)
+        if added.pop(key, None) is None:
+            pruned.append(value)
+            evicted += 1
         else:
-            ticket = change.tickets.pop(key)
-            if change.added_tickets.pop(key, None) is None:
-                change.pruned_tickets.append(ticket)
-                evicted += 1
-            else:
-                turned_away["t" + key] = ticket
+            turned_away[kind + key] = value
     if turned_away:
         outcomes["applied"] -= len(turned_away)
         outcomes["capped"] = outcomes.get("capped", 0) + len(turned_away)

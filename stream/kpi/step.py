@@ -9,6 +9,7 @@ before and after) and knows nothing of the shared totals: ``totals.Tally`` consu
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 from stream.event import Event, is_advocacy
 from stream.kpi.attribution import advocates, advocates_of, credit, credit_from, tickets_of
@@ -18,6 +19,7 @@ from stream.kpi.record import (
     FAR,
     HAND_OVER,
     UNKNOWN_SEGMENT,
+    Action,
     Change,
     Customer,
     Ticket,
@@ -28,6 +30,8 @@ from stream.kpi.record import (
 from stream.kpi.windows import Rules
 
 __all__ = ["step"]
+
+T = TypeVar("T", Action, Ticket)  # an action or a ticket: (time, name)
 
 
 def step(old: Customer, events: Sequence[Event], now_ms: int, rules: Rules, outcomes: dict[str, int],
@@ -137,16 +141,19 @@ def _prune(old: Customer, change: Change, now_ms: int, rules: Rules) -> tuple[in
     cut = now_ms * 1000 - rules.action_retention_us
     if oldest_action < cut:
         private_copies(change)
-        change.pruned_actions += [v for v in change.actions.values() if v[0] < cut]
-        change.actions = {k: v for k, v in change.actions.items() if v[0] >= cut}
-        oldest_action = min((v[0] for v in change.actions.values()), default=FAR)
+        change.actions, oldest_action = _kept(change.actions, cut, change.pruned_actions)
     cut = now_ms * 1000 - rules.ticket_retention_us
     if oldest_ticket < cut:
         private_copies(change)
-        change.pruned_tickets += [v for v in change.tickets.values() if v[0] < cut]
-        change.tickets = {k: v for k, v in change.tickets.items() if v[0] >= cut}
-        oldest_ticket = min((v[0] for v in change.tickets.values()), default=FAR)
+        change.tickets, oldest_ticket = _kept(change.tickets, cut, change.pruned_tickets)
     return oldest_action, oldest_ticket
+
+
+def _kept(held: dict[str, T], cut: int, pruned: list[T]) -> tuple[dict[str, T], int]:
+    """The events of ``held`` at or after ``cut``, and the oldest of them; the rest go to ``pruned``."""
+    pruned += [v for v in held.values() if v[0] < cut]
+    kept = {k: v for k, v in held.items() if v[0] >= cut}
+    return kept, min((v[0] for v in kept.values()), default=FAR)
 
 
 def _credits_stand(change: Change) -> bool:
