@@ -22,7 +22,8 @@ from stream.kafka_node import SaslSsl
 from stream.kafka_server import KafkaCluster
 from tests.conftest import require_kafka
 from tests.oracle import expected_kpis
-from tests.scenario import ATTRIBUTION, WINDOWS, build
+from tests.reliability.harness import metric_sum
+from tests.scenario import ATTRIBUTION, WINDOWS, Scenario, build
 from tests.support import Worker, http_get, produce, require_binary, strip, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -209,12 +210,7 @@ def test_the_right_credentials_give_exact_numbers(secure: Secure, tmp_path: Path
         started = time.monotonic()
         worker.wait_ready(90)
         print(f"ready in {time.monotonic() - started:.1f} s")
-        produce(secure.admin, scenario.messages())
-        expected = expected_kpis(scenario.all_valid(), time.time(), WINDOWS, ATTRIBUTION)
-        wait_for(lambda: strip(worker.kpis()) == expected, 60, what="exact kpis over SASL_SSL")
-        _, metrics = http_get(worker.url + "/metrics")
-        dead = sum(float(line.split()[-1]) for line in metrics.decode().splitlines()
-                   if line.startswith("advocacy_dead_letters_total{"))
+        dead = _counted_exactly(secure, worker, scenario, "exact kpis over SASL_SSL")
         assert dead == len(scenario.bad)  # the dead-letter topic took them: Write is granted
         no_secret(health(worker)[1] + worker.log.read_text(errors="replace"))
     finally:
@@ -244,6 +240,14 @@ FAILURES = {
     "redis keys outside the ACL": ({"ADVOCACY_APP_ID": "sec2"},
                                    "redis: permission denied; the Redis user needs access to the keys sec2:*"),
 }
+
+
+def _counted_exactly(secure: Secure, worker: Worker, scenario: Scenario, what: str) -> float:
+    """Publishes ``scenario``, waits for /kpis to equal the oracle; the dead letters the worker counted."""
+    produce(secure.admin, scenario.messages())
+    expected = expected_kpis(scenario.all_valid(), time.time(), WINDOWS, ATTRIBUTION)
+    wait_for(lambda: strip(worker.kpis()) == expected, 60, what=what)
+    return metric_sum(worker, "advocacy_dead_letters_total")
 
 
 def _refused(worker: Worker, reason: str, secure: Secure, settle: float) -> tuple[str, str]:
@@ -315,12 +319,7 @@ def test_without_write_on_the_dead_letter_topic_it_says_so_at_start_and_counts_o
         print(f"ready {time.monotonic() - granted:.1f} s after Write was granted")
         assert "accepts this worker now" in worker.log.read_text(errors="replace")
         scenario = build(time.time(), topics, seed=67, customers=20)
-        produce(secure.admin, scenario.messages())
-        expected = expected_kpis(scenario.all_valid(), time.time(), WINDOWS, ATTRIBUTION)
-        wait_for(lambda: strip(worker.kpis()) == expected, 60, what="exact kpis once Write is granted")
-        _, metrics = http_get(worker.url + "/metrics")
-        dead = sum(float(line.split()[-1]) for line in metrics.decode().splitlines()
-                   if line.startswith("advocacy_dead_letters_total{"))
+        dead = _counted_exactly(secure, worker, scenario, "exact kpis once Write is granted")
         assert dead == len(scenario.bad) > 0
         no_secret(health(worker)[1] + worker.log.read_text(errors="replace"))
         print(f"case took {time.monotonic() - started:.1f} s")
