@@ -52,22 +52,33 @@ async def _redis_ready(store: Any, settings: Settings, report: Any = None, attem
 
 
 def _worker(settings: Settings) -> int:
+    from stream.compat import require
+    from stream.front import FrontProcess
+
+    require()  # the library internals stream.batching relies on are as tested
+    front = FrontProcess()  # the web port's server, a process of its own: /health answers from now on
+    front.start()
+    try:
+        return _run_worker(settings, front.socket)
+    finally:
+        front.stop()
+
+
+def _run_worker(settings: Settings, web_socket: str) -> int:
     import faust
 
     from stream.app import create_app
-    from stream.compat import require
     from stream.startup import Waiting, interim_health
     from stream.topics import ensure_topics
 
-    require()  # the library internals stream.batching relies on are as tested
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    app = create_app(settings)
+    app = create_app(settings, web_socket=web_socket)
     store = app.services.store
 
     async def prepare() -> None:
         waiting = Waiting("waiting for kafka")  # no address: /health is not for a network map
-        async with interim_health(settings.web_bind, settings.web_port, waiting):
+        async with interim_health(web_socket, waiting):
             await ensure_topics(settings, report=lambda reason: setattr(waiting, "reason", reason), access=True)
             waiting.reason = "waiting for redis"
             if not await _redis_ready(store, settings, lambda reason: setattr(waiting, "reason", reason)):

@@ -38,8 +38,13 @@ class WorkerApp(BatchApp):
     services: Services  # set once by create_app, before the worker starts
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> WorkerApp:
-    """Build a worker app; nothing connects until the worker starts."""
+def create_app(settings: Settings, registry: CollectorRegistry | None = None,
+               web_socket: str | None = None) -> WorkerApp:
+    """Build a worker app; nothing connects until the worker starts.
+
+    ``web_socket``: serve HTTP on this Unix socket, for the front (``stream.front``) that owns
+    the web port; without it (tests), on ``ADVOCACY_WEB_BIND:ADVOCACY_WEB_PORT``.
+    """
     metrics = Metrics(registry or CollectorRegistry())
     app = WorkerApp(
         settings.app_id,
@@ -57,7 +62,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         web_stats_enabled=False,
         web_graph_enabled=False,
         web_metrics_enabled=False,
-        web_application_options={"middlewares": middlewares(metrics, settings.web_max_requests)},
+        web_application_options={"middlewares": middlewares()},
+        **({"web_transport": f"unix://{web_socket}"} if web_socket else {}),
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_seconds / 10),
         broker_rebalance_timeout=settings.session_timeout_seconds * 2,

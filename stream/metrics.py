@@ -18,8 +18,8 @@ from prometheus_client.registry import Collector
 from stream import __version__
 from stream.kpi.totals import Totals, ratio
 
-__all__ = ["LATENCY_BUCKETS", "OUTCOMES", "RECORD_PERIOD_SECONDS", "KpiCollector", "Metrics", "kpi_families",
-           "observe_many"]
+__all__ = ["LATENCY_BUCKETS", "OUTCOMES", "RECORD_PERIOD_SECONDS", "FrontMetrics", "KpiCollector", "Metrics",
+           "kpi_families", "observe_many"]
 
 OUTCOMES = ("applied", "duplicate", "ignored", "dead_letter")
 RECORD_PERIOD_SECONDS = 300.0  # advocacy_record_events_max: the largest of this period and the last
@@ -77,9 +77,6 @@ class Metrics:
             "advocacy_state_read_seconds", "The event loop's time the latest read of the KPI totals for "
             "/kpis and /metrics took (with building the /kpis body); reads are at least "
             "ADVOCACY_WEB_REFRESH_SECONDS apart, and at least 20 times this.", registry=registry)
-        self.http_rejected = Counter(
-            "advocacy_http_rejected", "Requests answered 503 at once because ADVOCACY_WEB_MAX_REQUESTS "
-            "requests were in progress.", registry=registry)
         self.clock_skew = Gauge(
             "advocacy_clock_skew_seconds", "Redis's clock (TIME) minus this worker's wall clock, at the "
             "last measurement. The worker takes its time from Redis; this says how far the host's clock "
@@ -212,3 +209,12 @@ def observe_many(histogram: Histogram, amounts: list[float]) -> None:
             bucket.inc(n)
     total.inc(sum(amounts))
 
+
+class FrontMetrics:
+    """The web front's own series (``stream.front``), appended to the worker's /metrics."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.http_rejected = Counter(
+            "advocacy_http_rejected", "Requests answered 503 at once because ADVOCACY_WEB_MAX_REQUESTS "
+            "requests were in progress.", registry=registry)

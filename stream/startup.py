@@ -29,8 +29,8 @@ class Waiting:
 
 
 @contextlib.asynccontextmanager
-async def interim_health(bind: str, port: int, waiting: Waiting) -> AsyncIterator[None]:
-    """Serve ``GET /health`` (503, the reason) on the web port until the block ends."""
+async def interim_health(socket_path: str, waiting: Waiting) -> AsyncIterator[None]:
+    """Serve ``GET /health`` (503, the reason) on the worker's socket until the block ends."""
 
     async def health(request: web.Request) -> web.Response:  # noqa: ARG001 - aiohttp's handler signature
         return web.json_response({"status": "not ready", "reasons": [waiting.reason]}, status=503,
@@ -40,13 +40,8 @@ async def interim_health(bind: str, port: int, waiting: Waiting) -> AsyncIterato
     app.router.add_get("/health", health)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, bind, port, reuse_address=True)
-    try:
-        await site.start()
-    except OSError:  # the port is taken: Faust will report it when it binds
-        await runner.cleanup()
-        yield
-        return
+    site = web.UnixSite(runner, socket_path)
+    await site.start()
     try:
         yield
     finally:

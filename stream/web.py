@@ -37,14 +37,19 @@ from stream.refresh import BEHIND_SHARE, MAX_AGE_SECONDS, MAX_SHARE, REFRESH_SEC
 from stream.snapshot import Exposition, LatestTotals, Snapshot, json_bytes, rfc3339
 from stream.state import Store
 
-__all__ = ["JSON_CONTENT_TYPE", "METRICS_CONTENT_TYPE", "NOSNIFF", "UNCAPPED", "Api", "accepts_gzip", "middlewares",
-           "static_file"]
+__all__ = ["JSON_CONTENT_TYPE", "METRICS_CONTENT_TYPE", "NOSNIFF", "UNCAPPED", "Api", "accepts_gzip", "json_error",
+           "middlewares", "static_file"]
 
 log = logging.getLogger("stream.web")
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 UNCAPPED = frozenset({"/health"})  # an orchestrator's probe is never refused for load
+
+
+def json_error(message: str) -> bytes:
+    """The body of an error answer: ``{"error": message}``."""
+    return json_bytes({"error": message})
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:
@@ -147,10 +152,9 @@ class Api:
         return status, json_bytes(body)
 
 
-def middlewares(metrics: Metrics, max_requests: int) -> list[Any]:
-    """Aiohttp middlewares: ``nosniff`` on every response (errors too), and at most
-    ``max_requests`` requests in progress (``/health`` apart); over that, 503 at once."""
-    in_progress = 0
+def middlewares() -> list[Any]:
+    """Aiohttp middlewares: ``nosniff`` on every response, errors too (the cap on requests in
+    progress is the front's, ``stream.front``)."""
 
     @web.middleware
     async def headers(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -162,22 +166,7 @@ def middlewares(metrics: Metrics, max_requests: int) -> list[Any]:
         response.headers.update(NOSNIFF)
         return response
 
-    @web.middleware
-    async def cap(request: web.Request, handler: Any) -> web.StreamResponse:
-        nonlocal in_progress
-        if request.path in UNCAPPED:
-            return await handler(request)  # type: ignore[no-any-return]
-        if in_progress >= max_requests:
-            metrics.http_rejected.inc()
-            return web.Response(body=json_bytes({"error": "too many requests in progress; retry in a second"}),
-                                status=503, headers={"Retry-After": "1", "Content-Type": JSON_CONTENT_TYPE})
-        in_progress += 1
-        try:
-            return await handler(request)  # type: ignore[no-any-return]
-        finally:
-            in_progress -= 1
-
-    return [headers, cap]
+    return [headers]
 
 
 STATIC = Path(__file__).parent / "static"

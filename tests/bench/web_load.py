@@ -139,6 +139,16 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _front_cpu_seconds(worker_pid: int) -> float:
+    """CPU time so far of the worker's web front (its child ``python -m stream.front``), 0 if none."""
+    total = 0.0
+    for child in Path(f"/proc/{worker_pid}/task/{worker_pid}/children").read_text().split():
+        with contextlib.suppress(OSError):
+            if b"stream.front" in Path(f"/proc/{child}/cmdline").read_bytes():
+                total += _cpu_seconds(int(child))
+    return total
+
+
 def drain(events: list[tuple[str, dict[str, Any]]], args: argparse.Namespace, interval: float | None,
           tree: Path | None = None) -> dict[str, Any]:
     """Publish the events, start a worker, time its drain (with or without the clients)."""
@@ -162,6 +172,7 @@ def drain(events: list[tuple[str, dict[str, Any]]], args: argparse.Namespace, in
             if clients is not None:
                 clients.go()
             before, started, cpu = _commands(state), time.monotonic(), _cpu_seconds(worker.proc.pid)
+            front_cpu = _front_cpu_seconds(worker.proc.pid)
             timeout = args.timeout if tree is None else args.compare_seconds
             try:
                 seconds = wait_drained(redis_url, ends, timeout) - started
@@ -175,10 +186,11 @@ def drain(events: list[tuple[str, dict[str, Any]]], args: argparse.Namespace, in
                 positions = {name: min(h.get(name, 0) for h in hashes) for name in ends}
                 stored = sum(min(positions[name], end) for name, end in ends.items())
             cpu = _cpu_seconds(worker.proc.pid) - cpu
+            front_cpu = _front_cpu_seconds(worker.proc.pid) - front_cpu
             after = _commands(state)
             result: dict[str, Any] = {
                 "rate": stored / seconds, "seconds": seconds, "stored": stored,
-                "cpu_us_per_event": cpu / max(1, stored) * 1e6,
+                "cpu_us_per_event": cpu / max(1, stored) * 1e6, "front_cpu_share": front_cpu / seconds,
                 "commands_per_s": (after[0] - before[0]) / seconds,
                 "zcount_per_s": (after[1] - before[1]) / seconds}
             if tree is None:
@@ -189,10 +201,12 @@ def drain(events: list[tuple[str, dict[str, Any]]], args: argparse.Namespace, in
             # (KEEP_WARM_SECONDS after the latest request): that is over before the measure starts.
             time.sleep(KEEP_WARM_SECONDS + 1)
             before, idle_started, cpu = _commands(state), time.monotonic(), _cpu_seconds(worker.proc.pid)
+            front_cpu = _front_cpu_seconds(worker.proc.pid)
             time.sleep(args.idle_seconds)
             after = _commands(state)
             idle = time.monotonic() - idle_started
             result["idle_cpu_share"] = (_cpu_seconds(worker.proc.pid) - cpu) / idle
+            result["front_idle_cpu_share"] = (_front_cpu_seconds(worker.proc.pid) - front_cpu) / idle
             result["idle_commands_per_s"] = (after[0] - before[0]) / idle
             result["idle_zcount_per_s"] = (after[1] - before[1]) / idle
             if clients is not None:
@@ -299,7 +313,9 @@ def write(args: argparse.Namespace, alone: dict[tuple[int, int], list[dict[str, 
         "worker's background reads for the check of /kpis have stopped). Each run "
         "drains the same events on a fresh broker and Redis without clients, then with each set of clients; "
         f"medians of {args.runs} runs (each run's figure in brackets). Drain rates on this shared machine vary "
-        "from run to run; the worker's CPU time while serving with no events flowing is the steadier measure."), "",
+        "from run to run; the worker's CPU time while serving with no events flowing is the steadier measure. "
+        "The clients reach the web port's own process (stream/front.py), which asks the worker for /kpis and "
+        "/metrics at most every 0.05 s and 0.5 s per window and encoding; its CPU has a row of its own."), "",
         "| what | " + " | ".join(f"{a} x {b} labels, clients wait {i:g} s" for a, b, i in polled) + " |",
         "|---|" + "---|" * len(polled),
         row("requests/s, all clients",
@@ -313,6 +329,9 @@ def write(args: argparse.Namespace, alone: dict[tuple[int, int], list[dict[str, 
                               "{:+.1%}")),
         row("worker CPU serving them, no events flowing (share of one core, beyond its idle timers)",
             lambda a, r: runs(pairs(a, r, lambda x, p: p["idle_cpu_share"] - x["idle_cpu_share"]))),
+        row("the web port's process (stream/front.py) serving them: CPU, share of a core, no events / during the drain",
+            lambda a, r: f"{med(pairs(a, r, lambda x, p: p['front_idle_cpu_share'] - x['front_idle_cpu_share'])):.1%}"
+                         f" / {med(p['front_cpu_share'] for p in r):.1%}"),
         row("answers", lambda a, r: answers(r)),
         row("request latency p50 / p99", lambda a, r: f"{med(p['clients']['p50'] for p in r) * 1000:.1f} / "
             f"{med(p['clients']['p99'] for p in r) * 1000:.0f} ms"),

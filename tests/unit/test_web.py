@@ -1,5 +1,5 @@
 """The endpoints' bounded work: one shared computation at a time, refreshed while polled;
-a cap on requests in progress; nosniff everywhere; /health reasons without addresses."""
+nosniff everywhere (the cap on requests is the front's: test_front.py); /health reasons without addresses."""
 
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ import time
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry
 
 from stream.health import Health
 from stream.kpi.totals import Totals
 from stream.kpi.windows import Window
-from stream.metrics import Metrics
 from stream.refresh import Refreshed, Timed
 from stream.snapshot import Exposition, Snapshot
 from stream.web import accepts_gzip, middlewares
@@ -199,49 +197,16 @@ async def test_a_computation_may_return_none() -> None:
     assert runs == 1
 
 
-async def _served(max_requests: int) -> tuple[TestClient[web.Request, web.Application], asyncio.Event, Metrics]:
-    release = asyncio.Event()
-    metrics = Metrics(CollectorRegistry())
-
-    async def slow(request: web.Request) -> web.Response:
-        await release.wait()
+async def test_every_response_of_the_worker_carries_nosniff_errors_included() -> None:
+    async def ok(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
-    app = web.Application(middlewares=middlewares(metrics, max_requests))
-    app.router.add_get("/kpis", slow)
-    app.router.add_get("/health", slow)
+    app = web.Application(middlewares=middlewares())
+    app.router.add_get("/kpis", ok)
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
-    return client, release, metrics
-
-
-async def test_requests_over_the_cap_are_refused_at_once_with_retry_after_and_counted() -> None:
-    """Cap 3: 3 requests in progress; 5 more get 503 with Retry-After at once; /health is never refused;
-    once the first ones finish, requests are served again."""
-    client, release, metrics = await _served(3)
     try:
-        held = [asyncio.ensure_future(client.get("/kpis")) for _ in range(3)]
-        await asyncio.sleep(0.2)
-        refused = [await client.get("/kpis") for _ in range(5)]
-        assert [r.status for r in refused] == [503] * 5
-        assert all(r.headers["Retry-After"] == "1" for r in refused)
-        assert "error" in json.loads(await refused[0].read())
-        health = asyncio.ensure_future(client.get("/health"))
-        await asyncio.sleep(0.1)
-        release.set()
-        assert [(await r).status for r in held] == [200, 200, 200]
-        assert (await health).status == 200
-        assert (await client.get("/kpis")).status == 200
-        assert metrics.http_rejected._value.get() == 5
-    finally:
-        await client.close()
-
-
-async def test_every_response_carries_nosniff_errors_included() -> None:
-    client, release, _ = await _served(3)
-    release.set()
-    try:
-        for path, status in (("/kpis", 200), ("/nowhere", 404), ("/router/", 404), ("/health", 200)):
+        for path, status in (("/kpis", 200), ("/nowhere", 404), ("/router/", 404)):
             response = await client.get(path)
             assert response.status == status, path
             assert response.headers["X-Content-Type-Options"] == "nosniff", path
