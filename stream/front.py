@@ -4,11 +4,13 @@ the consumer's process (one core, the GIL's) next to nothing.
 Every request on ``ADVOCACY_WEB_BIND:ADVOCACY_WEB_PORT`` is answered here. ``/kpis`` (per
 window) and ``/metrics`` come from the worker's own server (a Unix socket private to the
 worker) at most once per ``ADVOCACY_WEB_REFRESH_SECONDS`` / 2 and once per 0.5 s respectively,
-one request in flight per answer whatever the number of clients; everyone else in that time
-gets the answer held. Every other path (``/health``, the page) is passed on as it is. At
-most ``ADVOCACY_WEB_MAX_REQUESTS`` requests are in progress (``/health`` apart); over that, 503
-at once with ``Retry-After``. A worker that does not answer (starting, stopping, hung) gives
-503 with a reason, never an exception's text.
+one request in flight per answer whatever the number of clients; everyone meanwhile gets the
+answer held (stale while revalidating, as the worker's own snapshot: an answer is at most that
+period plus one fetch behind the worker's; over 2 s behind, requests wait for the fetch).
+Every other path (``/health``, the page) is passed on as it is. At most
+``ADVOCACY_WEB_MAX_REQUESTS`` requests are in progress (``/health`` apart); over that, 503 at
+once with ``Retry-After``. A worker that does not answer (starting, stopping, hung) gives 503
+with a reason, never an exception's text.
 
 Why a process: HTTP costs about 0.2-0.3 ms of interpreter time a request on our machines
 (aiohttp's parsing and writing and the kernel's, measured with a trivial handler), so 200
@@ -17,8 +19,9 @@ event loop served them (docs/benchmarks.md). Here that time is spent on another 
 
 The worker starts this process (``python -m stream.front SOCKET``) before anything else and
 restarts it if it dies (``FrontProcess``); the front exits when the worker's end of its
-standard input closes, so a worker killed with SIGKILL takes it along. It ignores SIGINT (a
-terminal's Ctrl-C reaches the worker too, which stops in order and then closes the pipe).
+standard input closes, so a worker killed with SIGKILL takes it along, and removes the
+socket's directory. It ignores SIGINT (a terminal's Ctrl-C reaches the worker too, which stops
+in order and then closes the pipe).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ METRICS_TTL_SECONDS = 0.5  # the worker builds the /metrics body at most once a 
 UPSTREAM_TIMEOUT = ClientTimeout(total=10)
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server"})
 NOT_ANSWERING = "the worker is not answering (starting, stopping or busy); retry in a second"
+STALE_SECONDS = 2.0  # an answer this old is not served while the next is fetched: the worker is stuck
 SOCKET_DIRECTORY_PREFIX = "advocacy-web-"
 BIND_SECONDS = 15.0  # a front of a worker that just died may hold the port for a moment
 
@@ -109,13 +113,19 @@ class Front:
 
     async def _held_answer(self, key: tuple[str, str, bool], ttl: float,
                            fetch: Callable[[], Awaitable[Answer]]) -> Answer:
+        """The answer held for ``key``; past ``ttl``, one fetch starts (one in flight per answer, whatever
+        the number of clients) and the held answer is served meanwhile, unless it is over ``STALE_SECONDS``
+        old (a worker that stopped answering) or was not a 200: then requests wait for the fetch."""
         held = self._held.get(key)
-        if held is not None and time.monotonic() - held.fetched < ttl:
+        age = time.monotonic() - held.fetched if held is not None else STALE_SECONDS
+        if age < ttl and held is not None:
             return held
         pending = self._pending.get(key)
-        if pending is None:  # one fetch in flight per answer, whatever the number of clients
+        if pending is None:
             pending = asyncio.ensure_future(self._refill(key, fetch))
             self._pending[key] = pending
+        if age < STALE_SECONDS and held is not None and held.status == 200:  # noqa: PLR2004 - HTTP's OK
+            return held
         return await asyncio.shield(pending)
 
     async def _refill(self, key: tuple[str, str, bool], fetch: Callable[[], Awaitable[Answer]]) -> Answer:

@@ -63,8 +63,14 @@ async def test_many_clients_share_one_fetch_per_answer_and_period() -> None:
         assert {r.headers["Content-Encoding"] for r in again} == {"gzip"}
         assert len(worker.requests) == 1  # within the period
         await asyncio.sleep(0.5)
+        worker.release.clear()
+        stale = await client.get("/kpis", headers={"Accept-Encoding": "gzip"})  # past the period: a fetch starts,
+        assert json.loads(gzip.decompress(await stale.read()))["n"] == 1  # the held answer is served meanwhile
+        assert len(worker.requests) == 2
+        worker.release.set()
+        await asyncio.sleep(0.05)
         latest = await client.get("/kpis", headers={"Accept-Encoding": "gzip"})
-        assert json.loads(gzip.decompress(await latest.read()))["n"] == 2  # a new fetch after the period
+        assert json.loads(gzip.decompress(await latest.read()))["n"] == 2  # the new fetch's
     finally:
         await client.close()
 
@@ -130,6 +136,23 @@ async def test_requests_over_the_cap_are_refused_at_once_with_retry_after_and_he
         assert (await health).status == 200
         assert (await client.get("/kpis?window=30d")).status == 200
         assert front.metrics.http_rejected._value.get() == 5
+    finally:
+        await client.close()
+
+
+async def test_an_answer_over_two_seconds_old_is_not_served_while_the_next_is_fetched() -> None:
+    worker = Worker()
+    client, front = await _client(worker)
+    try:
+        await client.get("/kpis", headers={"Accept-Encoding": "identity"})
+        held = front._held["/kpis", "", False]
+        front._held["/kpis", "", False] = Answer(held.status, held.headers, held.body, held.fetched - 2.5)
+        worker.release.clear()
+        waiting = asyncio.ensure_future(client.get("/kpis", headers={"Accept-Encoding": "identity"}))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()  # waits for the worker's answer
+        worker.release.set()
+        assert json.loads(await (await waiting).read())["n"] == 2
     finally:
         await client.close()
 
