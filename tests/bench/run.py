@@ -35,7 +35,7 @@ from stream.embedded import embedded, free_port, start_broker, start_redis, stop
 from stream.kafka_node import kafka_version
 from stream.kafka_server import KafkaCluster
 from stream.redis_cluster import RedisClusterServers
-from tests.bench import skewed
+from tests.bench import scale, skewed
 from tests.bench.events import generate, wire
 from tests.reliability.fast_oracle import expected as expected_kpis
 from tests.scenario import ATTRIBUTION, WINDOWS, iso
@@ -424,6 +424,9 @@ def main() -> int:
     parser.add_argument("--fresh-rate", type=int, default=10_000)
     parser.add_argument("--fresh-seconds", type=float, default=60.0)
     parser.add_argument("--rss-customers", type=int, default=1_000_000)
+    parser.add_argument("--scale-customers", default="1000000,5000000",
+                        help="customers in state for the cost-per-event rows (tests/bench/scale.py); '' for none")
+    parser.add_argument("--zipf", type=float, default=1.1, help="the Zipf-skewed row's exponent; 0 for none")
     parser.add_argument("--brokers", default=",".join(STACKS), help="comma-separated, of: " + ", ".join(STACKS))
     parser.add_argument("--note", default="", help="a sentence for the report (e.g. what else ran on the machine)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
@@ -452,11 +455,25 @@ def main() -> int:
         rss = peak_rss(bootstrap, redis_url, work, args.rss_customers)
     print(f"peak RSS with {args.rss_customers:,} customers: {rss.rss_mib:.0f} MiB; Redis {rss.per_customer:.0f} "
           f"bytes a customer, {rss.per_event:.0f} an event held", flush=True)
+    grown = [scale.at_scale(STACKS[brokers[0]][1], int(c), args.events, pipeline)
+             for c in args.scale_customers.split(",") if c.strip()]
+    for big in grown:
+        print(f"{big.customers:,} customers in state: {big.rate:,.0f} events/s (registrations "
+              f"{big.registration_rate:,.0f}/s, peak RSS {big.rss_mib:.0f} MiB)", flush=True)
+    zipf: tuple[float, float] | None = None
+    if args.zipf:
+        zipf_events = scale.zipf_events(args.events, args.customers, now, args.zipf)
+        with STACKS[brokers[0]][1]() as (bootstrap, redis_url, work):
+            create_topics(bootstrap, redis_url, work)
+            produce(bootstrap, wire(zipf_events, TOPICS))
+            zipf = (pipeline(bootstrap, redis_url, len(zipf_events), zipf_events, work)[0],
+                    scale.top_share(zipf_events, args.customers))
+        print(f"zipf: {zipf[0]:,.0f} events/s", flush=True)
     skew = skewed.measure()  # one customer with many events: in-process and on a redis-server of its own
     for row in skew:
         print(f"skewed customer, {skewed.describe(row)}", flush=True)
     load.append(os.getloadavg()[0])
-    report(args, size, figures, rss, load, time.monotonic() - started, skew)
+    report(args, size, figures, rss, load, time.monotonic() - started, skew, grown, zipf)
     return 0
 
 
@@ -537,7 +554,7 @@ def _skewed_table(skew: list[skewed.Row]) -> list[str]:
 
 
 def report(args: argparse.Namespace, size: float, figures: dict[str, Figures], rss: Memory, load: list[float],
-           took: float, skew: list[skewed.Row]) -> None:
+           took: float, skew: list[skewed.Row], grown: list[scale.Scale], zipf: tuple[float, float] | None) -> None:
     med = statistics.median
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -574,6 +591,21 @@ def report(args: argparse.Namespace, size: float, figures: dict[str, Figures], r
              (f"| Redis memory per customer (registration) / per retained event (one referral each), "
               f"{args.rss_customers:,} customers | {rss.per_customer:.0f} / {rss.per_event:.0f} bytes "
               f"|{' |' * (len(brokers) - 1)} |")]
+    blank = " |" * (len(brokers) - 1)
+    for row in grown:
+        table += [
+            (f"| this pipeline with {row.customers:,} customers in state (the same events, their customers drawn "
+             f"among them; registrations stored first, then a new worker: a cold record cache; exact) | "
+             f"{row.rate:,.0f} events/s ({row.rate / med(figures[brokers[0]].ours):.2f}x "
+             f"{args.customers:,} customers) |{blank} flat |"),
+            (f"| storing {row.customers:,} registrations (every event a customer new to the state) | "
+             f"{row.registration_rate:,.0f} events/s |{blank} |"),
+            (f"| peak worker RSS while storing them, {row.customers:,} customers in state | {row.rss_mib:.0f} MiB |"
+             f"{blank} <= 300 MB |")]
+    if zipf is not None:
+        table.append(f"| this pipeline, customers drawn Zipf (s = {args.zipf:g}: the top 1% hold {zipf[1]:.0%} of the "
+                     f"actions and tickets; exact) | {zipf[0]:,.0f} events/s "
+                     f"({zipf[0] / med(figures[brokers[0]].ours):.2f}x uniform) |{blank} flat |")
     per_run = [f"Per run on {STACKS[b][0]}: raw {', '.join(f'{v:,.0f}' for v in f.raw)}; naive Faust "
                f"{', '.join(f'{v:,.0f}' for v in f.naive)}; pipeline {', '.join(f'{v:,.0f}' for v in f.ours)}"
                + (f"; without cache {', '.join(f'{v:,.0f}' for v in f.uncached)}" if f.uncached else "")
