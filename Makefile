@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := redis-server:redis-server prometheus:prometheus promtool:prometheus \
 	prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager \
 	docker-compose:docker-compose chromium:chromium java:openjdk-17-jre-headless mvn:maven \
-	faketime:faketime
+	faketime:faketime wrk:wrk
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 # Apache Kafka for the tests and benchmarks: the jars of deploy/kafka/pom.xml, fetched once
@@ -68,7 +68,7 @@ bench: deps $(PEERS)/.installed
 	$(PY) -m tests.bench.run $(BENCH_ARGS)
 
 # 200 clients polling /kpis and /metrics during a drain: the throughput and Redis commands they cost;
-# writes the section "Endpoints under load" of docs/benchmarks.md (~30 min)
+# writes the section "Endpoints under load" of docs/benchmarks.md (~30 min); the clients are Debian's wrk (BENCH_ARGS=--load python: aiohttp)
 bench-web: deps
 	$(PY) -m tests.bench.web_load $(BENCH_ARGS)
 
