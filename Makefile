@@ -63,7 +63,7 @@ $(PEERS)/.installed: tests/bench/peers.txt
 	touch $@
 
 # side-by-side throughput, freshness, start-up and memory on tansu and Apache Kafka; writes docs/benchmarks.md
-# (BENCH_ARGS=--runs 1: 12 min on 2 loaded cores; the default 3 runs about 30 min there, less on a quiet machine)
+# (BENCH_ARGS=--runs 1: ~20 min on a quiet 2-core machine with the 1M/5M-customer and Zipf rows; the default 3 runs about 45 min)
 bench: deps $(PEERS)/.installed
 	$(PY) -m tests.bench.run $(BENCH_ARGS)
 
