@@ -39,14 +39,16 @@ import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, UnixConnector, web
 from prometheus_client import CollectorRegistry, generate_latest
 
 from stream.config import Settings, load_settings
+from stream.health import not_ready
 from stream.metrics import FrontMetrics
+from stream.snapshot import json_bytes
 from stream.web import JSON_CONTENT_TYPE, METRICS_CONTENT_TYPE, NOSNIFF, UNCAPPED, accepts_gzip, json_error
 
 __all__ = ["METRICS_TTL_SECONDS", "Answer", "Front", "FrontProcess"]
@@ -158,11 +160,10 @@ class Front:
             answer = await self.upstream(method, path_qs, headers)
         except (ClientError, OSError, TimeoutError) as exc:
             log.debug("worker not answering %s %s: %r", method, path_qs.partition("?")[0], exc)
-            body = (b'{"status": "not ready", "reasons": ["worker not answering"]}' if path_qs == "/health"
-                    else json_error(NOT_ANSWERING))
+            body = json_bytes(not_ready("worker not answering")) if path_qs == "/health" else json_error(NOT_ANSWERING)
             return Answer(503, {"Content-Type": JSON_CONTENT_TYPE, "Retry-After": "1", "Cache-Control": "no-store"},
                           body, started)
-        return Answer(answer.status, answer.headers, answer.body, started)
+        return replace(answer, fetched=started)
 
 
 def _response(answer: Answer) -> web.Response:

@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["KAFKA_UNREACHABLE", "NAME_MISMATCH", "REDIS_AUTHENTICATION", "REDIS_FAILING", "REDIS_UNAVAILABLE",
-           "Health", "Problem", "certificate", "redis_problem"]
+__all__ = ["KAFKA_UNREACHABLE", "NAME_MISMATCH", "NOT_READY", "REDIS_AUTHENTICATION", "REDIS_FAILING",
+           "REDIS_UNAVAILABLE", "Health", "Problem", "certificate", "not_ready", "redis_problem"]
 
+NOT_READY = "not ready"  # /health's status while a reason stands
 REDIS_UNAVAILABLE = "redis unavailable"
 REDIS_FAILING = "redis error (details in the worker's log)"
 KAFKA_UNREACHABLE = "kafka unreachable"
@@ -156,7 +157,7 @@ class Health:
         """/health's answer: (HTTP status, body); 200 when ready (``degraded`` or not), else 503."""
         reasons = self.reasons()
         warnings = self.degraded()
-        status = "not ready" if reasons else "degraded" if warnings else "ready"
+        status = NOT_READY if reasons else "degraded" if warnings else "ready"
         body: dict[str, object] = {"status": status, "reasons": reasons, "lag": self.lag}
         if warnings:  # still ready: the worker counts, but something should be fixed
             body["warnings"] = warnings
@@ -165,3 +166,8 @@ class Health:
 
 def _failing(timer: str) -> str:
     return f"the {timer} check failed (details in the worker's log)"
+
+
+def not_ready(*reasons: str) -> dict[str, object]:
+    """/health's body before the worker's own answer exists (start-up, or the worker not answering the front)."""
+    return {"status": NOT_READY, "reasons": list(reasons)}

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from stream.health import Problem, certificate
+from stream.health import Problem, certificate, not_ready
 
 __all__ = ["Waiting", "interim_health", "redis_tls_problem"]
 
@@ -33,7 +33,7 @@ async def interim_health(socket_path: str, waiting: Waiting) -> AsyncIterator[No
     """Serve ``GET /health`` (503, the reason) on the worker's socket until the block ends."""
 
     async def health(request: web.Request) -> web.Response:  # noqa: ARG001 - aiohttp's handler signature
-        return web.json_response({"status": "not ready", "reasons": [waiting.reason]}, status=503,
+        return web.json_response(not_ready(waiting.reason), status=503,
                                  headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
 
     app = web.Application()
